@@ -1,0 +1,343 @@
+//! Metrics step: this sample and the previous one become numbers. Pure: no file system, no
+//! clock; time is the uptime each sample recorded.
+
+use std::collections::HashMap;
+
+use crate::sample::{ProcSample, Snapshot};
+use crate::state::{NoBaseline, ProcTicks, TickState};
+
+/// Decides whether the previous sample can serve as the start of the CPU interval.
+pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+    // /proc/stat's btime is computed as "now minus uptime" on every read and can flicker by
+    // a second; a real reboot moves it by far more (and resets the uptime too).
+    if previous.btime.abs_diff(now.btime) > 1 || previous.clock_ticks != now.clock_ticks {
+        return Err(NoBaseline::Rebooted);
+    }
+    let elapsed = now.uptime - previous.uptime;
+    if elapsed < 0.0 {
+        return Err(NoBaseline::TimeWentBackwards);
+    }
+    // uptime has 1/100 s resolution: allow for its rounding at exactly two ticks
+    if elapsed * (now.clock_ticks as f64) < 2.0 - 1e-6 {
+        return Err(NoBaseline::TooShort);
+    }
+    Ok(previous)
+}
+
+/// How CPU time of one worker was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CpuBasis {
+    /// the same process (pid and starttime) was in the previous sample
+    Delta,
+    /// started after the previous sample: all its ticks fell inside the interval
+    New,
+    /// existed before the previous sample but was not a worker then (it exec'd or changed
+    /// user since): its share of the interval is unknown, so it counts as zero
+    Unknown,
+}
+
+/// CPU figures of one worker over the interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkerCpu {
+    /// user ticks in the interval
+    pub user_ticks: u64,
+    /// system ticks in the interval
+    pub system_ticks: u64,
+    pub basis: CpuBasis,
+}
+
+/// Figures of one worker, for the long output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerFigures {
+    pub pid: i32,
+    pub uid: u32,
+    /// percent of one core over the interval; None without a baseline
+    pub cpu: Option<f64>,
+    /// resident set size, bytes
+    pub rss: u64,
+    /// virtual size, bytes
+    pub vms: u64,
+    /// seconds since the process started
+    pub age: f64,
+}
+
+/// CPU of all workers together over the interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuFigures {
+    /// percent of one core (user + system)
+    pub total: f64,
+    /// percent of one core
+    pub user: f64,
+    /// percent of one core
+    pub system: f64,
+    /// seconds between the two samples
+    pub interval: f64,
+    /// workers that started inside the interval and count fully
+    pub new_workers: usize,
+    /// workers whose share could not be known (counted as zero)
+    pub unknown_workers: usize,
+}
+
+/// Everything the check measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub workers: usize,
+    /// None when there is no baseline and no in-run interval
+    pub cpu: Option<CpuFigures>,
+    /// average resident set size per worker, bytes (None with no workers)
+    pub rss_avg: Option<f64>,
+    /// average virtual size per worker, bytes
+    pub vms_avg: Option<f64>,
+    /// the largest worker's resident set size, bytes
+    pub rss_max: Option<u64>,
+    /// resident set size of all workers, bytes
+    pub rss_total: u64,
+    /// CPUs on the host, for the upper bound of `cpu`
+    pub cpus: usize,
+    /// per worker, busiest first
+    pub per_worker: Vec<WorkerFigures>,
+}
+
+/// Computes all figures of `workers` sampled in `now`, against `previous` when there is one.
+pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickState>) -> Figures {
+    let hz = now.clock_ticks.max(1) as f64;
+    let cpu_of_each: Vec<Option<WorkerCpu>> = match previous {
+        Some(prev) => {
+            let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
+            workers
+                .iter()
+                .map(|w| Some(worker_cpu(w, before.get(&w.pid).copied(), prev.uptime, hz)))
+                .collect()
+        }
+        None => vec![None; workers.len()],
+    };
+    let cpu = previous.map(|prev| {
+        let interval = now.uptime - prev.uptime;
+        let percent = |ticks: u64| ticks as f64 / (interval * hz) * 100.0;
+        let measured = cpu_of_each.iter().flatten();
+        let user: u64 = measured.clone().map(|c| c.user_ticks).sum();
+        let system: u64 = measured.clone().map(|c| c.system_ticks).sum();
+        let count = |basis| measured.clone().filter(|c| c.basis == basis).count();
+        CpuFigures {
+            total: percent(user + system),
+            user: percent(user),
+            system: percent(system),
+            interval,
+            new_workers: count(CpuBasis::New),
+            unknown_workers: count(CpuBasis::Unknown),
+        }
+    });
+
+    let mut per_worker: Vec<WorkerFigures> = workers
+        .iter()
+        .zip(&cpu_of_each)
+        .map(|(w, c)| WorkerFigures {
+            pid: w.pid,
+            uid: w.uid,
+            cpu: c.and_then(|c| {
+                let interval = now.uptime - previous?.uptime;
+                Some((c.user_ticks + c.system_ticks) as f64 / (interval * hz) * 100.0)
+            }),
+            rss: w.rss,
+            vms: w.vms,
+            age: (now.uptime - w.starttime as f64 / hz).max(0.0),
+        })
+        .collect();
+    per_worker.sort_by(|a, b| {
+        let cpu = |w: &WorkerFigures| w.cpu.unwrap_or(0.0);
+        cpu(b)
+            .total_cmp(&cpu(a))
+            .then(b.rss.cmp(&a.rss))
+            .then(a.pid.cmp(&b.pid))
+    });
+
+    let n = workers.len();
+    let rss_total: u64 = workers.iter().map(|w| w.rss).sum();
+    let vms_total: u64 = workers.iter().map(|w| w.vms).sum();
+    let average = |total: u64| (n > 0).then(|| total as f64 / n as f64);
+    Figures {
+        workers: n,
+        cpu,
+        rss_avg: average(rss_total),
+        vms_avg: average(vms_total),
+        rss_max: workers.iter().map(|w| w.rss).max(),
+        rss_total,
+        cpus: now.cpus,
+        per_worker,
+    }
+}
+
+/// Ticks one worker spent inside the interval.
+///
+/// Subtraction happens only once pid *and* starttime show it is the same process; a reused pid
+/// is a new process and must never have another process's ticks subtracted from it.
+fn worker_cpu(now: &ProcSample, before: Option<&ProcTicks>, prev_uptime: f64, hz: f64) -> WorkerCpu {
+    match before {
+        Some(b) if b.starttime == now.starttime => WorkerCpu {
+            // same process: its counters only grow, so saturation never hides anything real
+            user_ticks: now.utime.saturating_sub(b.utime),
+            system_ticks: now.stime.saturating_sub(b.stime),
+            basis: CpuBasis::Delta,
+        },
+        _ if now.starttime as f64 >= (prev_uptime * hz).floor() => WorkerCpu {
+            user_ticks: now.utime,
+            system_ticks: now.stime,
+            basis: CpuBasis::New,
+        },
+        _ => WorkerCpu {
+            user_ticks: 0,
+            system_ticks: 0,
+            basis: CpuBasis::Unknown,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(pid: i32, starttime: u64, utime: u64, stime: u64) -> ProcSample {
+        ProcSample {
+            pid,
+            starttime,
+            utime,
+            stime,
+            rss: 4 << 20,
+            vms: 100 << 20,
+            ..ProcSample::default()
+        }
+    }
+
+    fn ticks(pid: i32, starttime: u64, utime: u64, stime: u64) -> ProcTicks {
+        ProcTicks {
+            pid,
+            starttime,
+            utime,
+            stime,
+            cutime: 0,
+            cstime: 0,
+        }
+    }
+
+    fn snapshot(uptime: f64) -> Snapshot {
+        Snapshot {
+            uptime,
+            btime: 1_700_000_000,
+            clock_ticks: 100,
+            cpus: 4,
+            ..Snapshot::default()
+        }
+    }
+
+    fn previous(uptime: f64, workers: Vec<ProcTicks>) -> TickState {
+        TickState {
+            uptime,
+            btime: 1_700_000_000,
+            clock_ticks: 100,
+            workers,
+            masters: vec![],
+        }
+    }
+
+    #[test]
+    fn cpu_is_tick_delta_over_interval() {
+        // 60 s apart at 100 Hz = 6000 ticks available per core
+        let prev = previous(1000.0, vec![ticks(10, 500, 100, 50), ticks(11, 500, 0, 0)]);
+        let now = [worker(10, 500, 1300, 350), worker(11, 500, 600, 0)];
+        let f = compute(&now, &snapshot(1060.0), Some(&prev));
+        let cpu = f.cpu.unwrap();
+        // (1200 + 300 + 600) / 6000 * 100 = 35 %
+        assert!((cpu.total - 35.0).abs() < 1e-9, "{}", cpu.total);
+        assert!((cpu.user - 30.0).abs() < 1e-9);
+        assert!((cpu.system - 5.0).abs() < 1e-9);
+        assert_eq!(cpu.interval, 60.0);
+        assert_eq!(f.per_worker[0].pid, 10, "busiest first");
+        assert!((f.per_worker[0].cpu.unwrap() - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn can_exceed_one_core() {
+        let prev = previous(0.0 + 100.0, vec![ticks(1, 0, 0, 0), ticks(2, 0, 0, 0)]);
+        let now = [worker(1, 0, 1000, 0), worker(2, 0, 1000, 0)];
+        let f = compute(&now, &snapshot(110.0), Some(&prev));
+        assert!((f.cpu.unwrap().total - 200.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reused_pid_is_not_subtracted() {
+        // pid 10 had 5000 ticks; a new process with pid 10 started at 1030 s (tick 103000)
+        let prev = previous(1000.0, vec![ticks(10, 500, 5000, 0)]);
+        let now = [worker(10, 103_000, 300, 0)];
+        let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
+        assert!((cpu.total - 5.0).abs() < 1e-9, "300 ticks / 6000 = 5 %, got {}", cpu.total);
+        assert_eq!(cpu.new_workers, 1);
+    }
+
+    #[test]
+    fn new_worker_counts_fully() {
+        let prev = previous(1000.0, vec![]);
+        let now = [worker(20, 100_000, 120, 60)];
+        let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
+        assert!((cpu.total - 3.0).abs() < 1e-9);
+        assert_eq!(cpu.new_workers, 1);
+    }
+
+    #[test]
+    fn old_process_without_baseline_counts_zero() {
+        // started at 500 s, long before the previous sample, but not in it
+        let prev = previous(1000.0, vec![]);
+        let now = [worker(30, 50_000, 9999, 9999)];
+        let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
+        assert_eq!(cpu.total, 0.0);
+        assert_eq!(cpu.unknown_workers, 1);
+    }
+
+    #[test]
+    fn no_previous_means_no_cpu() {
+        let f = compute(&[worker(1, 0, 5, 5)], &snapshot(10.0), None);
+        assert_eq!(f.cpu, None);
+        assert_eq!(f.per_worker[0].cpu, None);
+    }
+
+    #[test]
+    fn memory_averages() {
+        let mut a = worker(1, 0, 0, 0);
+        a.rss = 1000;
+        a.vms = 10_000;
+        let mut b = worker(2, 0, 0, 0);
+        b.rss = 3000;
+        b.vms = 30_000;
+        let f = compute(&[a, b], &snapshot(10.0), None);
+        assert_eq!(f.rss_avg, Some(2000.0));
+        assert_eq!(f.vms_avg, Some(20_000.0));
+        assert_eq!(f.rss_max, Some(3000));
+        assert_eq!(f.rss_total, 4000);
+        let empty = compute(&[], &snapshot(10.0), None);
+        assert_eq!((empty.rss_avg, empty.rss_max, empty.rss_total), (None, None, 0));
+    }
+
+    #[test]
+    fn baseline_rules() {
+        let now = snapshot(1000.0);
+        let ok = previous(940.0, vec![]);
+        assert!(check_baseline(ok.clone(), &now).is_ok());
+        let rebooted = TickState {
+            btime: now.btime + 3600,
+            ..ok.clone()
+        };
+        assert_eq!(check_baseline(rebooted, &now), Err(NoBaseline::Rebooted));
+        let flicker = TickState {
+            btime: now.btime - 1,
+            ..ok.clone()
+        };
+        assert!(check_baseline(flicker, &now).is_ok(), "btime may flicker by 1 s");
+        let future = previous(1000.5, vec![]);
+        assert_eq!(check_baseline(future, &now), Err(NoBaseline::TimeWentBackwards));
+        let same = previous(1000.0, vec![]);
+        assert_eq!(check_baseline(same, &now), Err(NoBaseline::TooShort));
+        let short = previous(999.99, vec![]);
+        assert_eq!(check_baseline(short, &now), Err(NoBaseline::TooShort));
+        let two_ticks = previous(999.98, vec![]);
+        assert!(check_baseline(two_ticks, &now).is_ok());
+    }
+}

@@ -1,0 +1,498 @@
+//! State step: the tick file one run leaves for the next, so CPU is measured over the real
+//! interval between two checks instead of over each process's lifetime.
+//!
+//! The file is plain text an operator can read: a version line, the sample time and boot time,
+//! then one line per process. Anything that does not parse is "no baseline", never an error:
+//! a corrupt file must not fail every run after it.
+
+use std::collections::HashSet;
+use std::fmt::{self, Write as _};
+use std::fs;
+use std::io::{ErrorKind, Read, Write as _};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::sample::{ProcSample, Snapshot};
+use crate::select::{Selection, Selector};
+
+/// First line of every tick file; a file with another first line is not ours or too new.
+pub const FORMAT_LINE: &str = "check_workers ticks v1";
+
+/// Refuse to read more than this: a real file holds ~40 bytes per worker.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// The ticks of one process at the previous sample. Pid and starttime together identify a
+/// process: pids are reused, a start time never is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcTicks {
+    pub pid: i32,
+    /// clock ticks after boot
+    pub starttime: u64,
+    /// clock ticks
+    pub utime: u64,
+    /// clock ticks
+    pub stime: u64,
+    /// clock ticks of reaped children (kept for masters)
+    pub cutime: u64,
+    /// clock ticks of reaped children (kept for masters)
+    pub cstime: u64,
+}
+
+impl From<&ProcSample> for ProcTicks {
+    fn from(p: &ProcSample) -> ProcTicks {
+        ProcTicks {
+            pid: p.pid,
+            starttime: p.starttime,
+            utime: p.utime,
+            stime: p.stime,
+            cutime: p.cutime,
+            cstime: p.cstime,
+        }
+    }
+}
+
+/// What one run saves for the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickState {
+    /// system uptime when the sample was taken, seconds
+    pub uptime: f64,
+    /// boot time, seconds since the epoch
+    pub btime: u64,
+    /// clock ticks per second the ticks are counted in
+    pub clock_ticks: u64,
+    pub workers: Vec<ProcTicks>,
+    pub masters: Vec<ProcTicks>,
+}
+
+impl TickState {
+    pub fn new(snapshot: &Snapshot, selection: &Selection) -> TickState {
+        TickState {
+            uptime: snapshot.uptime,
+            btime: snapshot.btime,
+            clock_ticks: snapshot.clock_ticks,
+            workers: selection.workers.iter().map(ProcTicks::from).collect(),
+            masters: selection.masters.iter().map(ProcTicks::from).collect(),
+        }
+    }
+
+    /// Parses a tick file; any deviation from the format is an error naming the line.
+    pub fn parse(text: &str) -> Result<TickState> {
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, FORMAT_LINE)) => {}
+            Some((_, other)) if other.starts_with("check_workers ticks ") => {
+                bail!("unknown format {other:?}")
+            }
+            _ => bail!("not a tick file"),
+        }
+        let mut uptime = None;
+        let mut btime = None;
+        let mut clock_ticks = None;
+        let mut workers = Vec::new();
+        let mut masters = Vec::new();
+        let mut seen = HashSet::new();
+        for (index, line) in lines {
+            let parsed = (|| -> Result<()> {
+                if line.is_empty() || line.starts_with('#') {
+                    return Ok(());
+                }
+                let mut fields = line.split(' ');
+                let key = fields.next().unwrap_or_default();
+                let values: Vec<&str> = fields.collect();
+                match (key, values.as_slice()) {
+                    ("uptime", [v]) => {
+                        let v: f64 = v.parse()?;
+                        if !v.is_finite() || v < 0.0 {
+                            bail!("bad uptime");
+                        }
+                        set_once(&mut uptime, v)?
+                    }
+                    ("btime", [v]) => set_once(&mut btime, v.parse::<u64>()?)?,
+                    ("hz", [v]) => set_once(&mut clock_ticks, v.parse::<u64>()?)?,
+                    ("worker" | "master", [pid, start, user, system, child_user, child_system]) => {
+                        let ticks = ProcTicks {
+                            pid: pid.parse()?,
+                            starttime: start.parse()?,
+                            utime: user.parse()?,
+                            stime: system.parse()?,
+                            cutime: child_user.parse()?,
+                            cstime: child_system.parse()?,
+                        };
+                        if ticks.pid <= 0 || !seen.insert((key == "worker", ticks.pid)) {
+                            bail!("bad or repeated pid {}", ticks.pid);
+                        }
+                        if key == "worker" {
+                            workers.push(ticks)
+                        } else {
+                            masters.push(ticks)
+                        }
+                    }
+                    _ => bail!("unexpected line"),
+                }
+                Ok(())
+            })();
+            parsed.with_context(|| format!("line {}", index + 1))?;
+        }
+        Ok(TickState {
+            uptime: uptime.context("no uptime line")?,
+            btime: btime.context("no btime line")?,
+            clock_ticks: clock_ticks.context("no hz line")?,
+            workers,
+            masters,
+        })
+    }
+}
+
+fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<()> {
+    if slot.is_some() {
+        bail!("repeated line");
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl fmt::Display for TickState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{FORMAT_LINE}")?;
+        writeln!(f, "# written by check_workers; ticks are 1/hz seconds")?;
+        writeln!(f, "uptime {:.2}", self.uptime)?;
+        writeln!(f, "btime {}", self.btime)?;
+        writeln!(f, "hz {}", self.clock_ticks)?;
+        writeln!(f, "# kind pid starttime utime stime cutime cstime")?;
+        for (kind, list) in [("master", &self.masters), ("worker", &self.workers)] {
+            for t in list {
+                writeln!(
+                    f,
+                    "{kind} {} {} {} {} {} {}",
+                    t.pid, t.starttime, t.utime, t.stime, t.cutime, t.cstime
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a run has no previous sample to measure CPU against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoBaseline {
+    /// no tick file yet
+    FirstRun,
+    /// the file exists but could not be read or parsed
+    Corrupt(String),
+    /// the boot time changed: the ticks belong to another boot
+    Rebooted,
+    /// the uptime is not later than the saved one (clock or file from the future)
+    TimeWentBackwards,
+    /// less than two clock ticks passed: too short to divide by
+    TooShort,
+}
+
+impl fmt::Display for NoBaseline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoBaseline::FirstRun => write!(f, "first run"),
+            NoBaseline::Corrupt(why) => write!(f, "tick file discarded: {why}"),
+            NoBaseline::Rebooted => write!(f, "host rebooted since the last run"),
+            NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
+            NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
+        }
+    }
+}
+
+/// Reads the previous tick file. Never fails: whatever goes wrong means no baseline.
+pub fn load(path: &Path) -> Result<TickState, NoBaseline> {
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Err(NoBaseline::FirstRun),
+        Err(e) => return Err(NoBaseline::Corrupt(e.to_string())),
+    };
+    let mut bytes = Vec::new();
+    if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
+        return Err(NoBaseline::Corrupt(e.to_string()));
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(NoBaseline::Corrupt("larger than 64 MiB".into()));
+    }
+    let text = std::str::from_utf8(&bytes).map_err(|_| NoBaseline::Corrupt("not text".into()))?;
+    TickState::parse(text).map_err(|e| NoBaseline::Corrupt(format!("{e:#}")))
+}
+
+/// Writes the tick file atomically: a temp file in the same directory, flushed to disk, then
+/// renamed over the old one, so a run killed at any instant leaves the old or the new file.
+pub fn save(path: &Path, state: &TickState) -> Result<()> {
+    let dir = path.parent().context("tick file has no directory")?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write tick file in {}", dir.display()))?;
+    let written = (|| -> std::io::Result<()> {
+        temp.write_all(state.to_string().as_bytes())?;
+        temp.as_file().sync_all()
+    })();
+    written.with_context(|| format!("cannot write tick file in {}", dir.display()))?;
+    temp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write tick file {}", path.display()))?;
+    // make the rename itself durable; failing that only risks the old file after a crash
+    if let Ok(d) = fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Where the tick files of this user live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    pub path: PathBuf,
+    /// a parent shared by all users (created sticky and world-writable, like /tmp)
+    pub shared_parent: Option<PathBuf>,
+}
+
+impl StateDir {
+    /// `--state-dir`, else `$MP_STATE_PATH/<euid>/check_workers` (the monitoring-plugins
+    /// convention), else `/var/tmp/check_workers/<euid>`. Per-euid directories let root run a
+    /// check by hand and the `nagios` user run it from the scheduler without fighting over files.
+    pub fn resolve(explicit: Option<&Path>, mp_state_path: Option<&Path>, euid: u32) -> StateDir {
+        match (explicit, mp_state_path) {
+            (Some(dir), _) => StateDir {
+                path: dir.to_path_buf(),
+                shared_parent: None,
+            },
+            (None, Some(base)) => StateDir {
+                path: base.join(euid.to_string()).join("check_workers"),
+                shared_parent: Some(base.to_path_buf()),
+            },
+            (None, None) => {
+                let base = Path::new("/var/tmp/check_workers");
+                StateDir {
+                    path: base.join(euid.to_string()),
+                    shared_parent: Some(base.to_path_buf()),
+                }
+            }
+        }
+    }
+
+    /// Creates the directory (0700) when missing, and refuses one that another user could
+    /// tamper with.
+    pub fn ensure(&self, euid: u32) -> Result<()> {
+        if let Some(parent) = &self.shared_parent {
+            if !parent.exists() {
+                match fs::DirBuilder::new().recursive(true).create(parent) {
+                    Ok(()) => {
+                        let sticky = fs::Permissions::from_mode(0o1777);
+                        fs::set_permissions(parent, sticky).with_context(|| {
+                            format!("cannot set mode of state dir {}", parent.display())
+                        })?;
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("cannot create state dir {}", parent.display()))
+                    }
+                }
+            }
+        }
+        match fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+        {
+            Ok(()) => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot create state dir {}", self.path.display()))
+            }
+        }
+        let meta = fs::symlink_metadata(&self.path)
+            .with_context(|| format!("cannot read state dir {}", self.path.display()))?;
+        let meta = if meta.file_type().is_symlink() && self.shared_parent.is_none() {
+            // an operator's own --state-dir may be a symlink; the ownership check still applies
+            fs::metadata(&self.path)
+                .with_context(|| format!("cannot read state dir {}", self.path.display()))?
+        } else {
+            meta
+        };
+        if !meta.is_dir() {
+            bail!("state dir {} is not a directory", self.path.display());
+        }
+        if meta.uid() != euid {
+            bail!(
+                "state dir {} belongs to uid {}, not to uid {euid}: refusing to use it",
+                self.path.display(),
+                meta.uid()
+            );
+        }
+        if meta.mode() & 0o022 != 0 {
+            bail!(
+                "state dir {} is writable by group or others (mode {:o}): refusing to use it",
+                self.path.display(),
+                meta.mode() & 0o7777
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One tick file per selection, so two services that watch different things never share
+/// ticks. The name starts with the process name so an operator can tell files apart; the hash
+/// keeps it unique and stable across releases (FNV-1a, not std's unspecified hasher).
+pub fn tick_file_name(selector: &Selector, proc_root: &Path) -> String {
+    let mut key = String::new();
+    let name = selector.name.as_ref().map(|n| n.name()).unwrap_or("");
+    let _ = write!(key, "name={name}\0");
+    if let Some(uid) = selector.uid {
+        let _ = write!(key, "uid={uid}\0");
+    }
+    let _ = write!(key, "master={}\0", selector.include_master);
+    let _ = write!(key, "root={}\0", proc_root.display());
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let readable: String = if name.is_empty() { "all" } else { name }
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{readable}-{hash:016x}.ticks")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::select::NameFilter;
+
+    fn sample_state() -> TickState {
+        TickState {
+            uptime: 1000.5,
+            btime: 1_700_000_000,
+            clock_ticks: 100,
+            workers: vec![ProcTicks {
+                pid: 813,
+                starttime: 5000,
+                utime: 120,
+                stime: 30,
+                cutime: 0,
+                cstime: 0,
+            }],
+            masters: vec![ProcTicks {
+                pid: 812,
+                starttime: 4000,
+                utime: 10,
+                stime: 5,
+                cutime: 700,
+                cstime: 90,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_through_text() {
+        let state = sample_state();
+        assert_eq!(TickState::parse(&state.to_string()).unwrap(), state);
+    }
+
+    #[test]
+    fn file_is_readable_text() {
+        let text = sample_state().to_string();
+        assert!(text.starts_with("check_workers ticks v1\n"));
+        assert!(text.contains("\nworker 813 5000 120 30 0 0\n"));
+        assert!(text.contains("\nmaster 812 4000 10 5 700 90\n"));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let good = sample_state().to_string();
+        let cases = [
+            String::new(),
+            "hello".to_string(),
+            "check_workers ticks v9\n".to_string(),
+            good.replace("worker 813", "worker -813"),
+            good.replace("120 30", "99999999999999999999999 30"),
+            good.replace("uptime 1000.50", "uptime NaN"),
+            good.replace("uptime 1000.50", "uptime -1"),
+            good.replace("hz 100\n", ""),
+            format!("{good}worker 813 5000 120 30 0 0\n"),
+            format!("{good}uptime 5\n"),
+            good.replace("worker 813 5000 120 30 0 0", "worker 813 5000"),
+            good.replace(' ', "  "),
+        ];
+        for case in cases {
+            assert!(TickState::parse(&case).is_err(), "{case:?} must not parse");
+        }
+    }
+
+    #[test]
+    fn load_reports_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ticks");
+        assert_eq!(load(&path), Err(NoBaseline::FirstRun));
+        fs::write(&path, b"\xff\xfe").unwrap();
+        assert!(matches!(load(&path), Err(NoBaseline::Corrupt(_))));
+        save(&path, &sample_state()).unwrap();
+        assert_eq!(load(&path), Ok(sample_state()));
+        let mode = fs::metadata(&path).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn file_name_differs_per_selection() {
+        let root = Path::new("/proc");
+        let base = Selector {
+            name: Some(NameFilter::new("nginx")),
+            uid: None,
+            include_master: false,
+        };
+        let name = tick_file_name(&base, root);
+        assert!(name.starts_with("nginx-") && name.ends_with(".ticks"));
+        let with_user = Selector {
+            uid: Some(33),
+            ..base.clone()
+        };
+        let with_master = Selector {
+            include_master: true,
+            ..base.clone()
+        };
+        assert_ne!(name, tick_file_name(&with_user, root));
+        assert_ne!(name, tick_file_name(&with_master, root));
+        assert_ne!(name, tick_file_name(&base, Path::new("/fixture")));
+        assert_eq!(name, tick_file_name(&base, root), "stable");
+        let odd = Selector {
+            name: Some(NameFilter::new("a/../b c")),
+            ..base
+        };
+        assert!(tick_file_name(&odd, root).starts_with("a_.._b_c-"));
+    }
+
+    #[test]
+    fn default_locations_are_per_euid() {
+        let d = StateDir::resolve(None, None, 110);
+        assert_eq!(d.path, Path::new("/var/tmp/check_workers/110"));
+        let d = StateDir::resolve(None, Some(Path::new("/var/lib/mp")), 0);
+        assert_eq!(d.path, Path::new("/var/lib/mp/0/check_workers"));
+        let d = StateDir::resolve(Some(Path::new("/x")), Some(Path::new("/y")), 0);
+        assert_eq!(d.path, Path::new("/x"));
+    }
+
+    #[test]
+    fn refuses_group_writable_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let euid = nix::unistd::geteuid().as_raw();
+        let state = StateDir::resolve(Some(dir.path()), None, euid);
+        state.ensure(euid).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = state.ensure(euid).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        let err = state.ensure(euid + 1).unwrap_err().to_string();
+        assert!(err.contains("refusing"), "{err}");
+    }
+}
