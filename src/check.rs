@@ -65,7 +65,8 @@ pub fn evaluate(
         measured.push((MetricName::CpuUser, cpu.user, cpu_max));
         measured.push((MetricName::CpuSystem, cpu.system, cpu_max));
     }
-    if let (Some(rss), Some(vms), Some(rss_max)) = (figures.rss_avg, figures.vms_avg, figures.rss_max)
+    if let (Some(rss), Some(vms), Some(rss_max)) =
+        (figures.rss_avg, figures.vms_avg, figures.rss_max)
     {
         measured.push((MetricName::Rss, rss.round(), None));
         measured.push((MetricName::Vms, vms.round(), None));
@@ -109,7 +110,12 @@ fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> 
     thresholds
         .metrics()
         .filter(|m| results.iter().all(|r| r.name != *m))
-        .map(|m| format!("{}: not measured in this run, thresholds not evaluated", m.label()))
+        .map(|m| {
+            format!(
+                "{}: not measured in this run, thresholds not evaluated",
+                m.label()
+            )
+        })
         .collect()
 }
 
@@ -129,7 +135,7 @@ pub fn run(config: &Config) -> Result<Outcome> {
     let tick_path = config
         .state_dir
         .path
-        .join(state::tick_file_name(&config.selector, root));
+        .join(state::tick_file_name(&config.selector));
     let loaded = state::load(&tick_path);
 
     let own = sample::own_processes(root);
@@ -155,7 +161,9 @@ pub fn run(config: &Config) -> Result<Outcome> {
                     Some(first)
                 }
                 Err(too_short) => {
-                    notes.push(format!("no baseline ({reason}), and {too_short}: cpu not measured"));
+                    notes.push(format!(
+                        "no baseline ({reason}), and {too_short}: cpu not measured"
+                    ));
                     None
                 }
             }

@@ -74,7 +74,12 @@ struct Args {
     state_dir: Option<PathBuf>,
 
     /// Give up with UNKNOWN after this many seconds
-    #[arg(short = 't', long = "timeout", value_name = "SECONDS", default_value = "10")]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "SECONDS",
+        default_value = "10"
+    )]
     timeout: u64,
 
     /// More output: -v one line per worker
@@ -82,7 +87,12 @@ struct Args {
     verbose: u8,
 
     /// Read this directory instead of /proc (for tests with fixture trees)
-    #[arg(long = "proc-root", value_name = "DIR", hide = true, default_value = "/proc")]
+    #[arg(
+        long = "proc-root",
+        value_name = "DIR",
+        hide = true,
+        default_value = "/proc"
+    )]
     proc_root: PathBuf,
 
     /// Print help
@@ -166,7 +176,10 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     }
     let uid = args.user.as_deref().map(resolve_user).transpose()?;
     if !args.interval.is_finite() || args.interval < 0.0 {
-        bail!("--interval {} must be 0 or a positive number of seconds", args.interval);
+        bail!(
+            "--interval {} must be 0 or a positive number of seconds",
+            args.interval
+        );
     }
     if args.timeout == 0 {
         bail!("-t 0: the timeout must be at least 1 second");
@@ -267,7 +280,11 @@ mod tests {
         ] {
             let e = parse_err(&args);
             assert_eq!(e.code, 3, "{args:?}");
-            assert!(e.text.starts_with("WORKERS UNKNOWN - "), "{args:?}: {}", e.text);
+            assert!(
+                e.text.starts_with("WORKERS UNKNOWN - "),
+                "{args:?}: {}",
+                e.text
+            );
             assert_eq!(e.text.lines().count(), 1, "{args:?}: {}", e.text);
         }
     }

@@ -42,7 +42,9 @@ fn start_watchdog(timeout: Duration) {
 }
 
 fn emit(text: &str, code: i32) -> ! {
-    let _guard = OUTPUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = OUTPUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();

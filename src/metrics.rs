@@ -103,7 +103,8 @@ pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickSta
     let hz = now.clock_ticks.max(1) as f64;
     let cpu_of_each: Vec<Option<WorkerCpu>> = match previous {
         Some(prev) => {
-            let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
+            let before: HashMap<i32, &ProcTicks> =
+                prev.workers.iter().map(|t| (t.pid, t)).collect();
             workers
                 .iter()
                 .map(|w| Some(worker_cpu(w, before.get(&w.pid).copied(), prev.uptime, hz)))
@@ -171,7 +172,12 @@ pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickSta
 ///
 /// Subtraction happens only once pid *and* starttime show it is the same process; a reused pid
 /// is a new process and must never have another process's ticks subtracted from it.
-fn worker_cpu(now: &ProcSample, before: Option<&ProcTicks>, prev_uptime: f64, hz: f64) -> WorkerCpu {
+fn worker_cpu(
+    now: &ProcSample,
+    before: Option<&ProcTicks>,
+    prev_uptime: f64,
+    hz: f64,
+) -> WorkerCpu {
     match before {
         Some(b) if b.starttime == now.starttime => WorkerCpu {
             // same process: its counters only grow, so saturation never hides anything real
@@ -269,7 +275,11 @@ mod tests {
         let prev = previous(1000.0, vec![ticks(10, 500, 5000, 0)]);
         let now = [worker(10, 103_000, 300, 0)];
         let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
-        assert!((cpu.total - 5.0).abs() < 1e-9, "300 ticks / 6000 = 5 %, got {}", cpu.total);
+        assert!(
+            (cpu.total - 5.0).abs() < 1e-9,
+            "300 ticks / 6000 = 5 %, got {}",
+            cpu.total
+        );
         assert_eq!(cpu.new_workers, 1);
     }
 
@@ -313,7 +323,10 @@ mod tests {
         assert_eq!(f.rss_max, Some(3000));
         assert_eq!(f.rss_total, 4000);
         let empty = compute(&[], &snapshot(10.0), None);
-        assert_eq!((empty.rss_avg, empty.rss_max, empty.rss_total), (None, None, 0));
+        assert_eq!(
+            (empty.rss_avg, empty.rss_max, empty.rss_total),
+            (None, None, 0)
+        );
     }
 
     #[test]
@@ -330,9 +343,15 @@ mod tests {
             btime: now.btime - 1,
             ..ok.clone()
         };
-        assert!(check_baseline(flicker, &now).is_ok(), "btime may flicker by 1 s");
+        assert!(
+            check_baseline(flicker, &now).is_ok(),
+            "btime may flicker by 1 s"
+        );
         let future = previous(1000.5, vec![]);
-        assert_eq!(check_baseline(future, &now), Err(NoBaseline::TimeWentBackwards));
+        assert_eq!(
+            check_baseline(future, &now),
+            Err(NoBaseline::TimeWentBackwards)
+        );
         let same = previous(1000.0, vec![]);
         assert_eq!(check_baseline(same, &now), Err(NoBaseline::TooShort));
         let short = previous(999.99, vec![]);

@@ -46,7 +46,11 @@ pub fn render(report: &Report, verbosity: u8) -> String {
             );
         }
         if workers.len() > MAX_WORKER_LINES {
-            let _ = writeln!(out, "... and {} more workers", workers.len() - MAX_WORKER_LINES);
+            let _ = writeln!(
+                out,
+                "... and {} more workers",
+                workers.len() - MAX_WORKER_LINES
+            );
         }
     }
     out
@@ -63,15 +67,28 @@ fn summary(report: &Report) -> String {
         problem(report.result(MetricName::Workers))
     );
     if !report.masters.is_empty() {
-        let shown: Vec<String> = report.masters.iter().take(5).map(|p| p.to_string()).collect();
+        let shown: Vec<String> = report
+            .masters
+            .iter()
+            .take(5)
+            .map(|p| p.to_string())
+            .collect();
         let more = report.masters.len().saturating_sub(5);
         let _ = write!(
             first,
             " (master{} {}{}{})",
             if report.masters.len() == 1 { "" } else { "s" },
             shown.join(", "),
-            if more > 0 { format!(" +{more}") } else { String::new() },
-            if report.include_master { " included" } else { "" }
+            if more > 0 {
+                format!(" +{more}")
+            } else {
+                String::new()
+            },
+            if report.include_master {
+                " included"
+            } else {
+                ""
+            }
         );
     }
     parts.push(first);
@@ -81,10 +98,19 @@ fn summary(report: &Report) -> String {
     }
     for (name, word) in [(MetricName::Rss, "rss"), (MetricName::Vms, "vms")] {
         if let Some(r) = report.result(name) {
-            parts.push(format!("{word} {} avg{}", human_bytes(r.value), problem(Some(r))));
+            parts.push(format!(
+                "{word} {} avg{}",
+                human_bytes(r.value),
+                problem(Some(r))
+            ));
         }
     }
-    let core = [MetricName::Workers, MetricName::Cpu, MetricName::Rss, MetricName::Vms];
+    let core = [
+        MetricName::Workers,
+        MetricName::Cpu,
+        MetricName::Rss,
+        MetricName::Vms,
+    ];
     for r in &report.results {
         if !core.contains(&r.name) && r.verdict.range.is_some() {
             let unit = r.name.unit();

@@ -86,7 +86,11 @@ pub fn scan(root: &Path, name: Option<&NameFilter>) -> Result<Snapshot> {
     let mut reader = Reader::new(root);
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         match reader.process(pid, name) {
@@ -113,8 +117,9 @@ pub fn own_processes(root: &Path) -> OwnProcesses {
 
 fn read_uptime(root: &Path) -> Result<f64> {
     let path = root.join("uptime");
+    let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let uptime =
-        Uptime::from_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        Uptime::from_read(&bytes[..]).with_context(|| format!("parsing {}", path.display()))?;
     if !uptime.uptime.is_finite() || uptime.uptime < 0.0 {
         bail!("{}: impossible uptime {}", path.display(), uptime.uptime);
     }

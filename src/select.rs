@@ -172,7 +172,10 @@ mod tests {
     #[test]
     fn long_names_need_argv0_or_exe() {
         let filter = NameFilter::new("php-fpm8.2-long-name");
-        assert_eq!(filter.check_comm(b"php-fpm8.2-long"), CommMatch::NeedsFullName);
+        assert_eq!(
+            filter.check_comm(b"php-fpm8.2-long"),
+            CommMatch::NeedsFullName
+        );
         assert_eq!(filter.check_comm(b"php-fpm8.2-lon"), CommMatch::No);
         assert!(filter.check_full_name(Some("/usr/sbin/php-fpm8.2-long-name"), None));
         assert!(filter.check_full_name(None, Some("/usr/sbin/php-fpm8.2-long-name")));

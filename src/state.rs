@@ -288,8 +288,9 @@ impl StateDir {
                     }
                     Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                     Err(e) => {
-                        return Err(e)
-                            .with_context(|| format!("cannot create state dir {}", parent.display()))
+                        return Err(e).with_context(|| {
+                            format!("cannot create state dir {}", parent.display())
+                        })
                     }
                 }
             }
@@ -338,7 +339,7 @@ impl StateDir {
 /// One tick file per selection, so two services that watch different things never share
 /// ticks. The name starts with the process name so an operator can tell files apart; the hash
 /// keeps it unique and stable across releases (FNV-1a, not std's unspecified hasher).
-pub fn tick_file_name(selector: &Selector, proc_root: &Path) -> String {
+pub fn tick_file_name(selector: &Selector) -> String {
     let mut key = String::new();
     let name = selector.name.as_ref().map(|n| n.name()).unwrap_or("");
     let _ = write!(key, "name={name}\0");
@@ -346,7 +347,6 @@ pub fn tick_file_name(selector: &Selector, proc_root: &Path) -> String {
         let _ = write!(key, "uid={uid}\0");
     }
     let _ = write!(key, "master={}\0", selector.include_master);
-    let _ = write!(key, "root={}\0", proc_root.display());
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key.bytes() {
         hash ^= u64::from(byte);
@@ -446,13 +446,12 @@ mod tests {
 
     #[test]
     fn file_name_differs_per_selection() {
-        let root = Path::new("/proc");
         let base = Selector {
             name: Some(NameFilter::new("nginx")),
             uid: None,
             include_master: false,
         };
-        let name = tick_file_name(&base, root);
+        let name = tick_file_name(&base);
         assert!(name.starts_with("nginx-") && name.ends_with(".ticks"));
         let with_user = Selector {
             uid: Some(33),
@@ -462,15 +461,14 @@ mod tests {
             include_master: true,
             ..base.clone()
         };
-        assert_ne!(name, tick_file_name(&with_user, root));
-        assert_ne!(name, tick_file_name(&with_master, root));
-        assert_ne!(name, tick_file_name(&base, Path::new("/fixture")));
-        assert_eq!(name, tick_file_name(&base, root), "stable");
+        assert_ne!(name, tick_file_name(&with_user));
+        assert_ne!(name, tick_file_name(&with_master));
+        assert_eq!(name, tick_file_name(&base), "stable");
         let odd = Selector {
             name: Some(NameFilter::new("a/../b c")),
             ..base
         };
-        assert!(tick_file_name(&odd, root).starts_with("a_.._b_c-"));
+        assert!(tick_file_name(&odd).starts_with("a_.._b_c-"));
     }
 
     #[test]

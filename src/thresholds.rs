@@ -155,7 +155,7 @@ impl Range {
 
     /// The range as it belongs in perfdata: numbers in the metric's base unit (bytes).
     pub fn perfdata(&self) -> String {
-        self.render(|n| format_plain(n))
+        self.render(format_plain)
     }
 
     /// The range in human units, for the status line.
@@ -173,7 +173,7 @@ impl Range {
         if self.end == f64::INFINITY {
             format!("{prefix}{start}:")
         } else if self.start == 0.0 && !self.inverted {
-            format!("{}", number(self.end))
+            number(self.end)
         } else {
             format!("{prefix}{start}:{}", number(self.end))
         }
@@ -294,8 +294,8 @@ impl Thresholds {
         let mut by_metric: BTreeMap<MetricName, Pair> = BTreeMap::new();
         for (option, args, is_critical) in [("-w", warnings, false), ("-c", criticals, true)] {
             for arg in args {
-                let (metric, range) = parse_threshold(arg)
-                    .with_context(|| format!("bad {option} {arg:?}"))?;
+                let (metric, range) =
+                    parse_threshold(arg).with_context(|| format!("bad {option} {arg:?}"))?;
                 let pair = by_metric.entry(metric).or_default();
                 let slot = if is_critical {
                     &mut pair.critical
@@ -506,7 +506,10 @@ mod tests {
         assert_eq!(t.pair(MetricName::Cpu).warning, Some(r("80")));
         assert_eq!(t.pair(MetricName::Cpu).critical, Some(r("95")));
         assert_eq!(t.pair(MetricName::Workers).critical, Some(r("1:")));
-        assert_eq!(t.evaluate(MetricName::Workers, 0.0).state, ServiceState::Critical);
+        assert_eq!(
+            t.evaluate(MetricName::Workers, 0.0).state,
+            ServiceState::Critical
+        );
         assert_eq!(t.evaluate(MetricName::Workers, 1.0).state, ServiceState::Ok);
     }
 
@@ -515,16 +518,28 @@ mod tests {
         let t = Thresholds::from_args(&[], &["workers=3:".into()]).unwrap();
         assert_eq!(t.pair(MetricName::Workers).critical, Some(r("3:")));
         let none = Thresholds::from_args(&[], &["workers=~:".into()]).unwrap();
-        assert_eq!(none.evaluate(MetricName::Workers, 0.0).state, ServiceState::Ok);
+        assert_eq!(
+            none.evaluate(MetricName::Workers, 0.0).state,
+            ServiceState::Ok
+        );
     }
 
     #[test]
     fn critical_wins_over_warning() {
         let t = Thresholds::from_args(&["80".into()], &["95".into()]).unwrap();
         assert_eq!(t.evaluate(MetricName::Cpu, 80.0).state, ServiceState::Ok);
-        assert_eq!(t.evaluate(MetricName::Cpu, 80.1).state, ServiceState::Warning);
-        assert_eq!(t.evaluate(MetricName::Cpu, 95.0).state, ServiceState::Warning);
-        assert_eq!(t.evaluate(MetricName::Cpu, 95.1).state, ServiceState::Critical);
+        assert_eq!(
+            t.evaluate(MetricName::Cpu, 80.1).state,
+            ServiceState::Warning
+        );
+        assert_eq!(
+            t.evaluate(MetricName::Cpu, 95.0).state,
+            ServiceState::Warning
+        );
+        assert_eq!(
+            t.evaluate(MetricName::Cpu, 95.1).state,
+            ServiceState::Critical
+        );
     }
 
     #[test]
@@ -532,7 +547,10 @@ mod tests {
         let t = Thresholds::from_args(&["rss=300MiB".into()], &[]).unwrap();
         let limit = 300.0 * 1024.0 * 1024.0;
         assert_eq!(t.evaluate(MetricName::Rss, limit).state, ServiceState::Ok);
-        assert_eq!(t.evaluate(MetricName::Rss, limit + 1.0).state, ServiceState::Warning);
+        assert_eq!(
+            t.evaluate(MetricName::Rss, limit + 1.0).state,
+            ServiceState::Warning
+        );
     }
 
     #[test]
@@ -559,7 +577,10 @@ mod tests {
         assert!(ok("workers=~:10", "workers=1:"), "opposite sides are fine");
         assert!(ok("@10:20", "@12:15"));
         assert!(!ok("@12:15", "@10:20"));
-        assert!(ok("@0:5", "3"), "inverted warn outside critical alert region");
+        assert!(
+            ok("@0:5", "3"),
+            "inverted warn outside critical alert region"
+        );
         assert!(!ok("@96:99", "95"));
         assert!(Thresholds::from_args(&["workers=2:".into()], &[]).is_ok());
     }

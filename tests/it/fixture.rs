@@ -1,0 +1,229 @@
+//! Fixture proc trees and the command that runs the check on them.
+//!
+//! A [`ProcTree`] is a directory shaped like `/proc` (`uptime`, `stat`, `PID/{comm,stat,status,
+//! cmdline}`), written from plain [`FakeProc`] values so every test states the exact ticks and
+//! sizes it asserts on. Ticks are 1/100 s: the binary uses the host's USER_HZ, which is 100 on
+//! every Linux architecture we build for. [`check`] builds the command with a fresh environment.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+/// Boot time of the fixture host, seconds since the epoch.
+pub const BTIME: u64 = 1_700_000_000;
+
+/// One process in a fixture tree.
+#[derive(Debug, Clone)]
+pub struct FakeProc {
+    pub pid: i32,
+    pub ppid: i32,
+    pub comm: String,
+    pub uid: u32,
+    pub state: char,
+    /// stat flags (0x00200000 marks a kernel thread)
+    pub flags: u32,
+    /// clock ticks after boot
+    pub starttime: u64,
+    pub utime: u64,
+    pub stime: u64,
+    pub cutime: u64,
+    pub cstime: u64,
+    /// VmRSS, KiB
+    pub rss_kib: u64,
+    /// VmSize, KiB
+    pub vms_kib: u64,
+    /// NUL-separated command line
+    pub cmdline: String,
+}
+
+impl FakeProc {
+    /// A sleeping process started at `starttime` ticks with the given CPU ticks.
+    pub fn new(pid: i32, ppid: i32, comm: &str, uid: u32) -> FakeProc {
+        FakeProc {
+            pid,
+            ppid,
+            comm: comm.to_string(),
+            uid,
+            state: 'S',
+            flags: 0x0040_0140,
+            starttime: 1000,
+            utime: 0,
+            stime: 0,
+            cutime: 0,
+            cstime: 0,
+            rss_kib: 4096,
+            vms_kib: 102_400,
+            cmdline: format!("{comm}\0"),
+        }
+    }
+
+    pub fn started(mut self, starttime: u64) -> FakeProc {
+        self.starttime = starttime;
+        self
+    }
+
+    pub fn ticks(mut self, utime: u64, stime: u64) -> FakeProc {
+        self.utime = utime;
+        self.stime = stime;
+        self
+    }
+
+    pub fn memory_kib(mut self, rss: u64, vms: u64) -> FakeProc {
+        self.rss_kib = rss;
+        self.vms_kib = vms;
+        self
+    }
+
+    fn stat_line(&self) -> String {
+        format!(
+            "{pid} ({comm}) {state} {ppid} {pid} {pid} 0 -1 {flags} 100 0 0 0 {utime} {stime} \
+             {cutime} {cstime} 20 0 1 0 {start} {vsize} {rss_pages} 18446744073709551615 1 1 0 0 \
+             0 0 0 4096 16384 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
+            pid = self.pid,
+            comm = self.comm,
+            state = self.state,
+            ppid = self.ppid,
+            flags = self.flags,
+            utime = self.utime,
+            stime = self.stime,
+            cutime = self.cutime,
+            cstime = self.cstime,
+            start = self.starttime,
+            vsize = self.vms_kib * 1024,
+            // deliberately not VmRSS/4: the check must take RSS from status, not from here
+            rss_pages = self.rss_kib / 8,
+        )
+    }
+
+    fn status(&self) -> String {
+        let state = match self.state {
+            'R' => "R (running)",
+            'Z' => "Z (zombie)",
+            'D' => "D (disk sleep)",
+            _ => "S (sleeping)",
+        };
+        format!(
+            "Name:\t{comm}\nUmask:\t0022\nState:\t{state}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\n\
+             PPid:\t{ppid}\nTracerPid:\t0\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n\
+             Gid:\t{uid}\t{uid}\t{uid}\t{uid}\nFDSize:\t64\nGroups:\t\n\
+             VmPeak:\t{vms} kB\nVmSize:\t{vms} kB\nVmLck:\t0 kB\nVmPin:\t0 kB\nVmHWM:\t{rss} kB\n\
+             VmRSS:\t{rss} kB\nRssAnon:\t{rss} kB\nRssFile:\t0 kB\nRssShmem:\t0 kB\n\
+             VmData:\t1000 kB\nVmStk:\t132 kB\nVmExe:\t100 kB\nVmLib:\t2000 kB\nVmPTE:\t60 kB\n\
+             VmSwap:\t0 kB\nThreads:\t1\nSigQ:\t0/63459\nSigPnd:\t0000000000000000\n\
+             ShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\n\
+             SigCgt:\t0000000188004a07\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
+             CapEff:\t0000000000000000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n\
+             NoNewPrivs:\t0\nSeccomp:\t0\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n\
+             voluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t1\n",
+            comm = self.comm,
+            pid = self.pid,
+            ppid = self.ppid,
+            uid = self.uid,
+            vms = self.vms_kib,
+            rss = self.rss_kib,
+        )
+    }
+}
+
+/// A directory shaped like `/proc`.
+pub struct ProcTree {
+    dir: TempDir,
+}
+
+impl ProcTree {
+    /// A host with two CPUs, booted at [`BTIME`], `uptime` seconds ago.
+    pub fn new(uptime: f64) -> ProcTree {
+        let tree = ProcTree {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        tree.set_uptime(uptime);
+        tree.set_btime(BTIME);
+        tree
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn set_uptime(&self, uptime: f64) {
+        fs::write(self.path().join("uptime"), format!("{uptime:.2} 123.45\n")).unwrap();
+    }
+
+    pub fn set_btime(&self, btime: u64) {
+        let stat = format!(
+            "cpu  100 0 100 1000 0 0 0 0 0 0\ncpu0 50 0 50 500 0 0 0 0 0 0\n\
+             cpu1 50 0 50 500 0 0 0 0 0 0\nintr 0\nctxt 100\nbtime {btime}\n\
+             processes 500\nprocs_running 1\nprocs_blocked 0\n"
+        );
+        fs::write(self.path().join("stat"), stat).unwrap();
+    }
+
+    /// Adds or replaces a process.
+    pub fn put(&self, p: &FakeProc) -> &ProcTree {
+        let dir = self.path().join(p.pid.to_string());
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("comm"), format!("{}\n", p.comm)).unwrap();
+        fs::write(dir.join("stat"), p.stat_line()).unwrap();
+        fs::write(dir.join("status"), p.status()).unwrap();
+        fs::write(dir.join("cmdline"), &p.cmdline).unwrap();
+        self
+    }
+
+    pub fn remove(&self, pid: i32) {
+        fs::remove_dir_all(self.path().join(pid.to_string())).unwrap();
+    }
+
+    /// Makes `pid` the check's own process, as `/proc/self` does.
+    pub fn set_self(&self, pid: i32) {
+        std::os::unix::fs::symlink(pid.to_string(), self.path().join("self")).unwrap();
+    }
+}
+
+/// The check with a cleaned environment, reading `root` and keeping state in `state`.
+pub fn check(root: &Path, state: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("check_workers").unwrap();
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .arg("--proc-root")
+        .arg(root)
+        .arg("--state-dir")
+        .arg(state);
+    cmd
+}
+
+/// A fresh state directory.
+pub fn state_dir() -> TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The only file in the state dir (the tick file).
+pub fn tick_file(state: &Path) -> PathBuf {
+    let files: Vec<PathBuf> = fs::read_dir(state)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ticks"))
+        .collect();
+    assert_eq!(files.len(), 1, "one tick file expected: {files:?}");
+    files.into_iter().next().unwrap()
+}
+
+/// Stdout of a finished run, asserting an empty stderr (Nagios reads stdout only).
+pub fn stdout_of(output: &std::process::Output) -> String {
+    assert!(
+        output.stderr.is_empty(),
+        "stderr must be empty: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+/// The first line, the status line with perfdata.
+pub fn status_line(output: &std::process::Output) -> String {
+    stdout_of(output)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}

@@ -1,0 +1,658 @@
+//! The check on fixture proc trees: exact exit codes, status lines, perfdata and CPU figures.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::fixture::{
+    check, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree, BTIME,
+};
+
+const WWW: u32 = 33;
+
+/// The committed nginx host: `t0` at uptime 5000 s, `t1` 60 s later.
+fn committed(snapshot: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/nginx")
+        .join(snapshot)
+}
+
+/// nginx master 812 (root) with workers 813-816 (www-data), plus unrelated processes.
+fn nginx_t0(tree: &ProcTree) {
+    tree.put(&FakeProc::new(1, 0, "systemd", 0).ticks(500, 900))
+        .put(&FakeProc::new(640, 1, "bash", 1000))
+        .put(&FakeProc::new(812, 1, "nginx", 0).ticks(50, 30))
+        .put(
+            &FakeProc::new(813, 812, "nginx", WWW)
+                .started(1100)
+                .ticks(1000, 200),
+        )
+        .put(
+            &FakeProc::new(814, 812, "nginx", WWW)
+                .started(1100)
+                .ticks(500, 100),
+        )
+        .put(
+            &FakeProc::new(815, 812, "nginx", WWW)
+                .started(1100)
+                .ticks(200, 50),
+        )
+        .put(&FakeProc::new(816, 812, "nginx", WWW).started(1100));
+}
+
+/// 60 s later: 813 burnt 3600 ticks, 814 600, 815 none, 816 exited, 817 started at 5020 s and
+/// burnt 300. All together 4500 ticks of 6000 per core: 75 %.
+fn nginx_t1(tree: &ProcTree) {
+    tree.set_uptime(5060.0);
+    tree.put(&FakeProc::new(1, 0, "systemd", 0).ticks(510, 910))
+        .put(&FakeProc::new(640, 1, "bash", 1000))
+        .put(&FakeProc::new(812, 1, "nginx", 0).ticks(52, 31))
+        .put(
+            &FakeProc::new(813, 812, "nginx", WWW)
+                .started(1100)
+                .ticks(4000, 800)
+                .memory_kib(8192, 102_400),
+        )
+        .put(
+            &FakeProc::new(814, 812, "nginx", WWW)
+                .started(1100)
+                .ticks(1100, 100),
+        )
+        .put(
+            &FakeProc::new(815, 812, "nginx", WWW)
+                .started(1100)
+                .ticks(200, 50),
+        )
+        .put(
+            &FakeProc::new(817, 812, "nginx", WWW)
+                .started(502_000)
+                .ticks(300, 0)
+                .memory_kib(2048, 102_400),
+        );
+    tree.remove(816);
+}
+
+fn nginx_tree() -> ProcTree {
+    let tree = ProcTree::new(5000.0);
+    nginx_t0(&tree);
+    tree
+}
+
+const T0_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu n/a, rss 4.0 MiB avg, \
+     vms 100.0 MiB avg | workers=4;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
+     rss_max=4194304B;;;0; rss_total=16777216B;;;0;";
+
+const T1_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu 75.0%, rss 4.5 MiB avg, \
+     vms 100.0 MiB avg | workers=4;;1:;0; cpu=75%;;;0;200 cpu_user=65%;;;0;200 \
+     cpu_system=10%;;;0;200 rss=4718592B;;;0; vms=104857600B;;;0; rss_max=8388608B;;;0; \
+     rss_total=18874368B;;;0;";
+
+/// Rewrites the committed fixture trees from the builders above:
+/// `cargo test -- --ignored write_committed_fixtures`.
+#[test]
+#[ignore]
+fn write_committed_fixtures() {
+    for (name, steps) in [("t0", 0), ("t1", 1)] {
+        let tree = nginx_tree();
+        if steps == 1 {
+            nginx_t1(&tree);
+        }
+        let target = committed(name);
+        let _ = fs::remove_dir_all(&target);
+        copy_tree(tree.path(), &target);
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn first_run_with_interval_0_reports_no_cpu() {
+    let state = state_dir();
+    let out = check(&committed("t0"), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "{T0_LINE}\nno baseline (first run) and --interval 0: cpu not measured in this run\n"
+        )
+    );
+    let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
+    assert!(ticks.starts_with("check_workers ticks v1\n"), "{ticks}");
+    assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
+    assert!(ticks.contains(&format!("\nbtime {BTIME}\n")), "{ticks}");
+    assert!(
+        ticks.contains("\nworker 813 1100 1000 200 0 0\n"),
+        "{ticks}"
+    );
+    assert!(ticks.contains("\nmaster 812 1000 50 30 0 0\n"), "{ticks}");
+}
+
+#[test]
+fn second_run_gives_exact_cpu_over_the_interval() {
+    let state = state_dir();
+    let first = check(&committed("t0"), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(first.status.code(), Some(0));
+    let second = check(&committed("t1"), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(0));
+    assert_eq!(stdout_of(&second), format!("{T1_LINE}\n"));
+}
+
+#[test]
+fn committed_fixtures_match_their_builders() {
+    for (name, steps) in [("t0", 0), ("t1", 1)] {
+        let tree = nginx_tree();
+        if steps == 1 {
+            nginx_t1(&tree);
+        }
+        assert_eq!(listing(tree.path()), listing(&committed(name)), "{name}");
+    }
+}
+
+fn listing(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let content = fs::read(&path).unwrap();
+                files.push((path.strip_prefix(root).unwrap().to_path_buf(), content));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `-n nginx --interval 0` on the tree, then applies `change` and runs again.
+fn two_runs(change: impl FnOnce(&ProcTree), extra: &[&str]) -> std::process::Output {
+    let tree = nginx_tree();
+    let state = state_dir();
+    let run = |tree: &ProcTree| {
+        check(tree.path(), state.path())
+            .args(["-n", "nginx", "--interval", "0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let first = run(&tree);
+    assert!(first.status.code().is_some_and(|c| c <= 3));
+    change(&tree);
+    run(&tree)
+}
+
+#[test]
+fn reused_pid_is_a_new_process() {
+    // pid 813 exits and the pid is reused by a new worker started at 5030 s with 120 ticks:
+    // the old 1200 ticks must not be subtracted (that would read 0 or wrap around)
+    let out = two_runs(
+        |tree| {
+            tree.set_uptime(5060.0);
+            tree.put(
+                &FakeProc::new(813, 812, "nginx", WWW)
+                    .started(503_000)
+                    .ticks(100, 20),
+            );
+        },
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let line = status_line(&out);
+    // 120 ticks of 6000 = 2 %
+    assert!(line.contains(" cpu 2.0%,"), "{line}");
+    assert!(line.contains(" cpu=2%;"), "{line}");
+}
+
+#[test]
+fn master_excluded_by_default_and_included_on_request() {
+    let tree = nginx_tree();
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0", "--include-master"])
+        .output()
+        .unwrap();
+    let line = status_line(&out);
+    assert!(
+        line.starts_with("WORKERS OK - nginx: 5 workers (master 812 included), cpu n/a,"),
+        "{line}"
+    );
+    assert!(line.contains("workers=5;;1:;0;"), "{line}");
+    // and a different tick file from the selection without the master
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(0);
+    assert_eq!(fs::read_dir(state.path()).unwrap().count(), 2);
+}
+
+#[test]
+fn no_workers_is_critical() {
+    let tree = ProcTree::new(100.0);
+    tree.put(&FakeProc::new(1, 0, "systemd", 0));
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        status_line(&out),
+        "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0;"
+    );
+}
+
+#[test]
+fn explicit_workers_range_overrides_the_default() {
+    let tree = ProcTree::new(100.0);
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0", "-c", "workers=0:"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(status_line(&out).contains("workers=0;;0:;0;"));
+}
+
+#[test]
+fn cpu_thresholds_warn_and_crit() {
+    let out = two_runs(nginx_t1, &["-w", "70", "-c", "80"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = status_line(&out);
+    assert!(
+        line.starts_with("WORKERS WARNING - nginx: 4 workers (master 812), cpu 75.0% > 70, rss"),
+        "{line}"
+    );
+    assert!(line.contains(" cpu=75%;70;80;0;200 "), "{line}");
+
+    let out = two_runs(nginx_t1, &["-w", "60", "-c", "74.9"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(status_line(&out).contains("cpu 75.0% > 74.9,"));
+
+    // the edge: 75 is inside 0..75, so OK
+    let out = two_runs(nginx_t1, &["-c", "75"]);
+    assert_eq!(out.status.code(), Some(0));
+}
+
+#[test]
+fn memory_thresholds_with_units_and_non_core_metric_named() {
+    let out = two_runs(nginx_t1, &["-w", "rss_max=7MiB", "-c", "rss=5M"]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = status_line(&out);
+    assert!(
+        line.contains("rss 4.5 MiB avg, vms 100.0 MiB avg, rss_max 8.0 MiB > 7.0 MiB |"),
+        "{line}"
+    );
+    assert!(line.contains(" rss=4718592B;;5242880;0; "), "{line}");
+    assert!(line.contains(" rss_max=8388608B;7340032;;0; "), "{line}");
+}
+
+#[test]
+fn worst_state_wins() {
+    // cpu is WARNING, workers CRITICAL: CRITICAL
+    let out = two_runs(
+        |tree| {
+            nginx_t1(tree);
+        },
+        &["-w", "50", "-c", "workers=5:"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let line = status_line(&out);
+    assert!(
+        line.starts_with("WORKERS CRITICAL - nginx: 4 workers < 5 (master 812), cpu 75.0% > 50,"),
+        "{line}"
+    );
+}
+
+#[test]
+fn bad_ranges_and_options_exit_3_with_one_line() {
+    let tree = nginx_tree();
+    let state = state_dir();
+    for (args, expected) in [
+        (
+            vec!["-w", "abc"],
+            "WORKERS UNKNOWN - bad -w \"abc\": \"abc\" is not a number",
+        ),
+        (
+            vec!["-c", "cpu=10:5"],
+            "WORKERS UNKNOWN - bad -c \"cpu=10:5\": start is greater than end",
+        ),
+        (
+            vec!["-w", "load=5"],
+            "WORKERS UNKNOWN - bad -w \"load=5\": unknown metric \"load\"",
+        ),
+        (
+            vec!["-w", "rss=5X"],
+            "WORKERS UNKNOWN - bad -w \"rss=5X\": unknown size unit \"X\"",
+        ),
+        (
+            vec!["-w", "95", "-c", "80"],
+            "WORKERS UNKNOWN - -w cpu=95 can never warn",
+        ),
+        (
+            vec!["--frobnicate"],
+            "WORKERS UNKNOWN - unexpected argument '--frobnicate' found",
+        ),
+    ] {
+        let out = check(tree.path(), state.path())
+            .args(["-n", "nginx"])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{args:?}");
+        let text = stdout_of(&out);
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with(expected), "{args:?}: {text}");
+    }
+    // nothing was sampled, so nothing was saved
+    assert_eq!(fs::read_dir(state.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn help_and_version_exit_3() {
+    let tree = nginx_tree();
+    let state = state_dir();
+    let help = check(tree.path(), state.path())
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(help.status.code(), Some(3));
+    assert!(stdout_of(&help).contains("Examples:"));
+    let version = check(tree.path(), state.path()).arg("-V").output().unwrap();
+    assert_eq!(version.status.code(), Some(3));
+    assert_eq!(
+        stdout_of(&version),
+        format!("check_workers {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn corrupt_tick_file_is_discarded_not_fatal() {
+    let tree = nginx_tree();
+    let state = state_dir();
+    let run = || {
+        check(tree.path(), state.path())
+            .args(["-n", "nginx", "--interval", "0"])
+            .output()
+            .unwrap()
+    };
+    run();
+    let path = tick_file(state.path());
+    for garbage in [
+        &b"\x00\xff garbage"[..],
+        b"check_workers ticks v1\nuptime 1\n",
+        b"check_workers ticks v2\n",
+        b"",
+    ] {
+        fs::write(&path, garbage).unwrap();
+        let out = run();
+        assert_eq!(out.status.code(), Some(0));
+        let text = stdout_of(&out);
+        assert!(text.starts_with(T0_LINE), "{text}");
+        assert!(
+            text.contains("no baseline (tick file discarded: ")
+                && text.contains("and --interval 0: cpu not measured"),
+            "{text}"
+        );
+        // and it was replaced by a good one
+        assert!(fs::read_to_string(&path).unwrap().contains("worker 813 "));
+    }
+}
+
+#[test]
+fn reboot_discards_the_baseline() {
+    let out = two_runs(
+        |tree| {
+            nginx_t1(tree);
+            tree.set_btime(BTIME + 3600);
+        },
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout_of(&out);
+    assert!(text.contains("cpu n/a"), "{text}");
+    assert!(
+        text.contains("no baseline (host rebooted since the last run)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn uptime_going_backwards_discards_the_baseline() {
+    let out = two_runs(|tree| tree.set_uptime(4000.0), &[]);
+    let text = stdout_of(&out);
+    assert!(
+        text.contains("no baseline (tick file is from the future)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn in_run_interval_on_a_frozen_fixture_is_too_short() {
+    // a fixture tree's uptime does not move while the check sleeps: it must say so, not divide
+    // by zero
+    let tree = nginx_tree();
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout_of(&out);
+    assert!(
+        text.contains(
+            "no baseline (first run), and last run less than 2 clock ticks ago: cpu not measured"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn unwritable_state_dir_is_unknown() {
+    let tree = nginx_tree();
+    let parent = state_dir();
+    let blocked = parent.path().join("file-not-dir");
+    fs::write(&blocked, "x").unwrap();
+    let out = check(tree.path(), &blocked.join("state"))
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let text = stdout_of(&out);
+    assert!(
+        text.starts_with("WORKERS UNKNOWN - cannot create state dir "),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1);
+}
+
+#[test]
+fn group_writable_state_dir_is_refused() {
+    let tree = nginx_tree();
+    let state = state_dir();
+    fs::set_permissions(state.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert!(stdout_of(&out).contains("is writable by group or others"));
+}
+
+#[test]
+fn user_filter_by_name_and_uid() {
+    let tree = nginx_tree();
+    tree.put(&FakeProc::new(900, 1, "nginx", 1000));
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "-u", "33", "--interval", "0"])
+        .output()
+        .unwrap();
+    let line = status_line(&out);
+    assert!(
+        line.starts_with("WORKERS OK - nginx: 4 workers (master 812), "),
+        "{line}"
+    );
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "-u", "1000", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert!(status_line(&out).starts_with("WORKERS OK - nginx: 1 worker (master 812), "));
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "-u", "root", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "root has only the master");
+}
+
+#[test]
+fn long_names_match_argv0() {
+    let tree = ProcTree::new(100.0);
+    let mut p = FakeProc::new(300, 1, "php-fpm8.2-long", 0);
+    p.cmdline = "/usr/sbin/php-fpm8.2-long-name\0--nodaemonize\0".into();
+    let mut other = FakeProc::new(301, 1, "php-fpm8.2-long", 0);
+    other.cmdline = "/usr/sbin/php-fpm8.2-long-other\0".into();
+    tree.put(&p).put(&other);
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "php-fpm8.2-long-name", "--interval", "0", "-v"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert!(
+        text.starts_with("WORKERS OK - php-fpm8.2-long-name: 1 worker, "),
+        "{text}"
+    );
+    assert!(text.contains("\npid 300 root "), "{text}");
+}
+
+// Regression guard: check_procs counted its own wrapping shell.
+#[test]
+fn never_counts_itself_its_shell_or_kernel_threads() {
+    let tree = ProcTree::new(100.0);
+    tree.put(&FakeProc::new(50, 1, "sh", 0)) // the shell NRPE wrapped us in
+        .put(&FakeProc::new(51, 50, "sh", 0)) // the check itself (as if named sh)
+        .put(&FakeProc::new(60, 1, "sh", 0)); // a real worker
+    let mut kthread = FakeProc::new(70, 2, "sh", 0);
+    kthread.flags = 0x0020_8040;
+    tree.put(&kthread);
+    tree.set_self(51);
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "sh", "--interval", "0", "-v"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert!(text.starts_with("WORKERS OK - sh: 1 worker, "), "{text}");
+    assert!(text.contains("\npid 60 root "), "{text}");
+}
+
+#[test]
+fn verbose_lists_busiest_first_and_caps_at_20() {
+    let tree = ProcTree::new(1000.0);
+    tree.put(&FakeProc::new(10, 1, "gunicorn", 0));
+    for i in 0..25 {
+        tree.put(&FakeProc::new(100 + i, 10, "gunicorn", 4242).started(20_000));
+    }
+    let state = state_dir();
+    check(tree.path(), state.path())
+        .args(["-n", "gunicorn", "--interval", "0"])
+        .assert()
+        .code(0);
+    tree.set_uptime(1010.0);
+    // worker 107 burns 500 ticks in 10 s = 50 %, worker 111 100 ticks = 10 %
+    tree.put(
+        &FakeProc::new(107, 10, "gunicorn", 4242)
+            .started(20_000)
+            .ticks(400, 100),
+    );
+    tree.put(
+        &FakeProc::new(111, 10, "gunicorn", 4242)
+            .started(20_000)
+            .ticks(100, 0),
+    );
+    let out = check(tree.path(), state.path())
+        .args(["-n", "gunicorn", "--interval", "0", "-v"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("WORKERS OK - gunicorn: 25 workers (master 10), cpu 60.0%,"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[1],
+        "pid 107 4242 cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+    );
+    assert_eq!(
+        lines[2],
+        "pid 111 4242 cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+    );
+    assert_eq!(
+        lines[3],
+        "pid 100 4242 cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+    );
+    assert_eq!(lines.len(), 1 + 20 + 1, "{text}");
+    assert_eq!(lines[21], "... and 5 more workers");
+}
+
+#[test]
+fn timeout_gives_unknown() {
+    // a status file that never delivers data stands in for a hung /proc read (NFS, FUSE)
+    let tree = nginx_tree();
+    let status = tree.path().join("813/status");
+    fs::remove_file(&status).unwrap();
+    nix_mkfifo(&status);
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0", "-t", "1"])
+        .timeout(std::time::Duration::from_secs(20))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout_of(&out), "WORKERS UNKNOWN - timed out after 1s\n");
+}
+
+fn nix_mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn missing_proc_root_is_unknown() {
+    let state = state_dir();
+    let out = check(Path::new("/nonexistent/proc"), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        stdout_of(&out),
+        "WORKERS UNKNOWN - reading /nonexistent/proc/uptime: No such file or directory (os error 2)\n"
+    );
+}

@@ -1,0 +1,4 @@
+//! The integration test crate: runs the built binary the way Nagios would.
+
+mod fixture;
+mod fixture_runs;
