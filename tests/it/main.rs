@@ -2,3 +2,4 @@
 
 mod fixture;
 mod fixture_runs;
+mod real_processes;

@@ -1,0 +1,199 @@
+//! The check on the real /proc with processes this test spawns under unique names: exact
+//! counts, and CPU figures within a tolerance (the machine is shared, so bands, not numbers).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand};
+use std::sync::Mutex;
+use std::thread;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use tempfile::TempDir;
+
+use crate::fixture::{state_dir, status_line, stdout_of};
+
+/// CPU bands assume these tests do not compete with each other for the two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Children under a name no other process has; killed and reaped when dropped.
+struct Spawned {
+    dir: TempDir,
+    children: Vec<Child>,
+}
+
+impl Spawned {
+    fn new() -> Spawned {
+        Spawned {
+            dir: tempfile::tempdir().unwrap(),
+            children: Vec::new(),
+        }
+    }
+
+    /// A copy of `program` named `name`: the kernel takes the comm from the file name.
+    fn program(&self, program: &str, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if !path.exists() {
+            fs::copy(program, &path).unwrap();
+        }
+        path
+    }
+
+    fn sleepers(&mut self, name: &str, count: usize) {
+        let exe = self.program("/bin/sleep", name);
+        for _ in 0..count {
+            self.children
+                .push(StdCommand::new(&exe).arg("600").spawn().unwrap());
+        }
+    }
+
+    fn burners(&mut self, name: &str, count: usize) {
+        let exe = self.program("/bin/sh", name);
+        for _ in 0..count {
+            let child = StdCommand::new(&exe)
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .unwrap();
+            self.children.push(child);
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A name unique to this test run, at most 15 bytes so the kernel keeps it whole.
+fn unique(prefix: &str) -> String {
+    let name = format!("{prefix}{}", std::process::id());
+    name.chars().take(15).collect()
+}
+
+fn real_check(state: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("check_workers").unwrap();
+    cmd.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .arg("--state-dir")
+        .arg(state);
+    cmd
+}
+
+/// `cpu=12.34%;...` from the perfdata of a status line.
+fn perf_value(line: &str, label: &str) -> f64 {
+    let perf = line.split_once(" | ").expect("perfdata").1;
+    let item = perf
+        .split(' ')
+        .find(|item| item.starts_with(&format!("{label}=")))
+        .unwrap_or_else(|| panic!("no {label} in {line}"));
+    let value = item[label.len() + 1..].split(';').next().unwrap();
+    value
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%')
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn counts_spawned_sleepers_exactly() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut spawned = Spawned::new();
+    let name = unique("cws");
+    let other = unique("cwo");
+    spawned.sleepers(&name, 3);
+    spawned.sleepers(&other, 2);
+    let state = state_dir();
+    let out = real_check(state.path())
+        .args(["-n", &name, "--interval", "0.5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let line = status_line(&out);
+    assert!(
+        line.starts_with(&format!("WORKERS OK - {name}: 3 workers, cpu ")),
+        "{line}"
+    );
+    assert_eq!(perf_value(&line, "workers"), 3.0);
+    assert!(
+        perf_value(&line, "cpu") < 5.0,
+        "sleepers burn nothing: {line}"
+    );
+    // sleep's RSS is small but real, read from VmRSS
+    let rss = perf_value(&line, "rss");
+    assert!(
+        (100.0 * 1024.0..50.0 * 1024.0 * 1024.0).contains(&rss),
+        "{line}"
+    );
+}
+
+#[test]
+fn cpu_of_busy_workers_over_the_in_run_interval() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut spawned = Spawned::new();
+    let name = unique("cwb");
+    spawned.burners(&name, 2);
+    thread::sleep(Duration::from_millis(200));
+    let state = state_dir();
+    let out = real_check(state.path())
+        .args(["-n", &name, "--interval", "1", "-v"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    let line = status_line(&out);
+    assert_eq!(perf_value(&line, "workers"), 2.0, "{text}");
+    // two busy loops on a two-core machine: 100 % = one core, so up to 200
+    let cpu = perf_value(&line, "cpu");
+    assert!(
+        (100.0..=205.0).contains(&cpu),
+        "cpu {cpu} out of band: {text}"
+    );
+    assert!(
+        perf_value(&line, "cpu_user") > perf_value(&line, "cpu_system"),
+        "{line}"
+    );
+    assert!(text.contains("cpu measured over 1."), "{text}");
+}
+
+#[test]
+fn second_run_measures_cpu_since_the_first() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut spawned = Spawned::new();
+    let name = unique("cwr");
+    spawned.burners(&name, 1);
+    let state = state_dir();
+    let run = || {
+        real_check(state.path())
+            .args(["-n", &name, "--interval", "0", "-w", "50", "-c", "150"])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    thread::sleep(Duration::from_secs(2));
+    let second = run();
+    let text = stdout_of(&second);
+    // one busy loop: about one core, so WARNING (> 50) but not CRITICAL (> 150)
+    assert_eq!(second.status.code(), Some(1), "{text}");
+    let cpu = perf_value(&status_line(&second), "cpu");
+    assert!(
+        (60.0..=102.0).contains(&cpu),
+        "cpu {cpu} out of band: {text}"
+    );
+    assert!(!text.contains("no baseline"), "{text}");
+}
+
+#[test]
+fn gone_service_is_critical() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let state = state_dir();
+    let name = unique("cwnone");
+    let out = real_check(state.path())
+        .args(["-n", &name, "--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(status_line(&out).starts_with(&format!("WORKERS CRITICAL - {name}: 0 workers < 1")));
+}
