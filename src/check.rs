@@ -89,7 +89,22 @@ pub fn evaluate(
         .map(|r| r.verdict.state)
         .max()
         .unwrap_or(ServiceState::Ok);
-    let notes = unevaluated_thresholds(&config.thresholds, &results);
+    let mut notes = unevaluated_thresholds(&config.thresholds, &results);
+    if let Some(cpu) = &figures.cpu {
+        if cpu.unknown_workers > 0 {
+            notes.push(format!(
+                "cpu: {} workers were running but not workers at the previous sample; \
+                 counted as 0 for this interval",
+                cpu.unknown_workers
+            ));
+        }
+        if cpu.new_workers > 0 && config.verbosity > 0 {
+            notes.push(format!(
+                "cpu: {} workers started within the {:.0} s interval and count fully",
+                cpu.new_workers, cpu.interval
+            ));
+        }
+    }
 
     let report = Report {
         state,

@@ -656,3 +656,45 @@ fn missing_proc_root_is_unknown() {
         "WORKERS UNKNOWN - reading /nonexistent/proc/uptime: No such file or directory (os error 2)\n"
     );
 }
+
+#[test]
+fn verbose_says_which_workers_counted_fully() {
+    let out = two_runs(nginx_t1, &["-v"]);
+    let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], T1_LINE);
+    assert_eq!(
+        lines[1],
+        "cpu: 1 workers started within the 60 s interval and count fully"
+    );
+    // busiest first: 813 burnt 3600 ticks of 6000 (60 %)
+    // uid 33 is named as the host's passwd says (www-data on Debian)
+    assert!(lines[2].starts_with("pid 813 "), "{text}");
+    assert!(
+        lines[2].ends_with(" cpu 60.0% rss 8.0 MiB vms 100.0 MiB age 1h24m"),
+        "{text}"
+    );
+}
+
+#[test]
+fn old_process_new_to_the_selection_counts_zero_with_a_note() {
+    // pid 900 has run since boot but was not an nginx worker at the previous sample (it exec'd
+    // nginx since): its 5000 ticks cannot be placed in the interval
+    let out = two_runs(
+        |tree| {
+            tree.set_uptime(5060.0);
+            tree.put(
+                &FakeProc::new(900, 812, "nginx", WWW)
+                    .started(1100)
+                    .ticks(5000, 0),
+            );
+        },
+        &[],
+    );
+    let text = stdout_of(&out);
+    assert!(text.contains(" cpu 0.0%,"), "{text}");
+    assert!(
+        text.contains("cpu: 1 workers were running but not workers at the previous sample"),
+        "{text}"
+    );
+}
