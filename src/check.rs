@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::thread;
+use std::time::Duration;
 
 use anyhow::Result;
 use nagiosplugin::ServiceState;
@@ -13,6 +14,9 @@ use crate::sample::{self, Snapshot};
 use crate::select::{self, Selection};
 use crate::state::{self, NoBaseline, TickState};
 use crate::thresholds::{MetricName, Pair, Thresholds, Verdict};
+
+/// Longest wait for a peer's lock on the tick file.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// One measured metric with its thresholds and verdict; perfdata and the status line are both
 /// rendered from this one value.
@@ -151,7 +155,13 @@ pub fn run(config: &Config) -> Result<Outcome> {
         .state_dir
         .path
         .join(state::tick_file_name(&config.selector));
-    let loaded = state::load(&tick_path);
+    // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
+    let lock_wait = (config.timeout / 4).min(LOCK_WAIT);
+    let lock = state::lock(&tick_path, lock_wait)?;
+    let loaded = match lock {
+        Some(_) => state::load(&tick_path),
+        None => Err(NoBaseline::Busy),
+    };
 
     let own = sample::own_processes(root);
     let take_sample = || -> Result<(Snapshot, Selection)> {
@@ -211,7 +221,15 @@ pub fn run(config: &Config) -> Result<Outcome> {
                 .or_insert_with(|| cli::user_name(w.uid));
         }
     }
-    state::save(&tick_path, &new_state)?;
+    if lock.is_some() {
+        state::save(&tick_path, &new_state)?;
+    } else {
+        // the peer holding the lock writes a fresh file; writing ours would race with it
+        report
+            .notes
+            .push("tick file not updated: another check of the same workers holds it".into());
+    }
+    drop(lock);
     Ok(Outcome {
         text: crate::output::render(&report, config.verbosity),
         code: report.state.exit_code(),

@@ -9,8 +9,10 @@ use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::fs;
 use std::io::{ErrorKind, Read, Write as _};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
@@ -187,6 +189,8 @@ pub enum NoBaseline {
     TimeWentBackwards,
     /// less than two clock ticks passed: too short to divide by
     TooShort,
+    /// another check with the same selection holds the tick file
+    Busy,
 }
 
 impl fmt::Display for NoBaseline {
@@ -197,17 +201,63 @@ impl fmt::Display for NoBaseline {
             NoBaseline::Rebooted => write!(f, "host rebooted since the last run"),
             NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
             NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
+            NoBaseline::Busy => write!(f, "another check of the same workers is running"),
         }
     }
 }
 
-/// Reads the previous tick file. Never fails: whatever goes wrong means no baseline.
+/// Exclusive hold on one selection's tick file for the whole read-modify-write, so two checks
+/// of the same workers (an Icinga retry, an operator by hand) never interleave their samples.
+/// Released when dropped (or when the process exits).
+#[derive(Debug)]
+pub struct TickLock {
+    _file: fs::File,
+}
+
+/// Takes the lock beside `tick_path`, waiting at most `wait`. `Ok(None)` when another check
+/// kept it that long: the caller goes on without the baseline rather than block.
+pub fn lock(tick_path: &Path, wait: Duration) -> Result<Option<TickLock>> {
+    let path = tick_path.with_extension("lock");
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(TickLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10))
+            }
+            Err(fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
+/// Reads the previous tick file. Never fails: whatever goes wrong means no baseline. A symlink
+/// planted at the tick file's place is not followed (O_NOFOLLOW) and counts as corrupt.
 pub fn load(path: &Path) -> Result<TickState, NoBaseline> {
-    let file = match fs::File::open(path) {
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(NoBaseline::FirstRun),
         Err(e) => return Err(NoBaseline::Corrupt(e.to_string())),
     };
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => {}
+        _ => return Err(NoBaseline::Corrupt("not a regular file".into())),
+    }
     let mut bytes = Vec::new();
     if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
         return Err(NoBaseline::Corrupt(e.to_string()));

@@ -3,3 +3,4 @@
 mod fixture;
 mod fixture_runs;
 mod real_processes;
+mod state_safety;

@@ -147,7 +147,7 @@ fn cpu_of_busy_workers_over_the_in_run_interval() {
     // two busy loops on a two-core machine: 100 % = one core, so up to 200
     let cpu = perf_value(&line, "cpu");
     assert!(
-        (100.0..=205.0).contains(&cpu),
+        (90.0..=205.0).contains(&cpu),
         "cpu {cpu} out of band: {text}"
     );
     assert!(
@@ -179,7 +179,7 @@ fn second_run_measures_cpu_since_the_first() {
     assert_eq!(second.status.code(), Some(1), "{text}");
     let cpu = perf_value(&status_line(&second), "cpu");
     assert!(
-        (60.0..=102.0).contains(&cpu),
+        (40.0..=102.0).contains(&cpu),
         "cpu {cpu} out of band: {text}"
     );
     assert!(!text.contains("no baseline"), "{text}");

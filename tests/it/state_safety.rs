@@ -1,0 +1,137 @@
+//! The tick file under concurrent runs and planted symlinks.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::process::{Command as StdCommand, Stdio};
+
+use assert_cmd::cargo::cargo_bin;
+use predicates::prelude::*;
+
+use crate::fixture::{check, state_dir, status_line, tick_file, FakeProc, ProcTree};
+
+fn tree() -> ProcTree {
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(812, 1, "nginx", 0))
+        .put(&FakeProc::new(813, 812, "nginx", 33).ticks(100, 0))
+        .put(&FakeProc::new(814, 812, "nginx", 33).ticks(200, 0));
+    tree
+}
+
+/// Icinga retries, an operator by hand, two services with one filter: many runs at once must
+/// each answer properly and leave a tick file the next run can use.
+#[test]
+fn fifty_checks_at_once_on_one_state_dir() {
+    let tree = tree();
+    let state = state_dir();
+    for round in 0..3 {
+        tree.set_uptime(5000.0 + 60.0 * f64::from(round));
+        let children: Vec<_> = (0..50)
+            .map(|_| {
+                StdCommand::new(cargo_bin("check_workers"))
+                    .env_clear()
+                    .arg("--proc-root")
+                    .arg(tree.path())
+                    .arg("--state-dir")
+                    .arg(state.path())
+                    .args(["-n", "nginx", "--interval", "0"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            let code = out.status.code().expect("exited, not killed");
+            assert!(code <= 3, "exit {code}");
+            let line = status_line(&out);
+            assert!(
+                line.starts_with("WORKERS OK - nginx: 2 workers (master 812), cpu "),
+                "round {round}: {line}"
+            );
+        }
+        let text = fs::read_to_string(tick_file(state.path())).unwrap();
+        assert!(text.starts_with("check_workers ticks v1\n"), "{text}");
+        assert!(text.contains("\nworker 814 1000 200 0 0 0\n"), "{text}");
+    }
+    tree.set_uptime(5240.0);
+    tree.put(&FakeProc::new(813, 812, "nginx", 33).ticks(400, 0));
+    // 300 ticks over 120 s since the last round = 2.5 %
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(" cpu=2.5%;"));
+}
+
+#[test]
+fn planted_symlink_at_the_tick_file_is_not_followed() {
+    let tree = tree();
+    let state = state_dir();
+    let outside = state_dir();
+    let victim = outside.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    let run = || {
+        check(tree.path(), state.path())
+            .args(["-n", "nginx", "--interval", "0"])
+            .output()
+            .unwrap()
+    };
+    run();
+    let ticks = tick_file(state.path());
+    fs::remove_file(&ticks).unwrap();
+    symlink(&victim, &ticks).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no baseline (tick file discarded: "));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+    let meta = fs::symlink_metadata(&ticks).unwrap();
+    assert!(meta.is_file(), "the link was replaced by a real tick file");
+}
+
+#[test]
+fn planted_symlink_at_the_lock_file_is_refused() {
+    let tree = tree();
+    let state = state_dir();
+    let outside = state_dir();
+    let victim = outside.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(0);
+    let lock = tick_file(state.path()).with_extension("lock");
+    fs::remove_file(&lock).unwrap();
+    symlink(&victim, &lock).unwrap();
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(3)
+        .stdout(predicate::str::starts_with(
+            "WORKERS UNKNOWN - cannot open lock file ",
+        ))
+        .stderr("");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+#[test]
+fn fifo_at_the_tick_file_does_not_hang() {
+    let tree = tree();
+    let state = state_dir();
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(0);
+    let ticks = tick_file(state.path());
+    fs::remove_file(&ticks).unwrap();
+    assert!(StdCommand::new("mkfifo")
+        .arg(&ticks)
+        .status()
+        .unwrap()
+        .success());
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0", "-t", "5"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("not a regular file"));
+}
