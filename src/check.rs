@@ -60,7 +60,7 @@ pub fn evaluate(
     previous: Option<&TickState>,
     config: &Config,
 ) -> (Report, TickState) {
-    let figures = metrics::compute(&selection.workers, snapshot, previous);
+    let figures = metrics::compute(&selection.workers, &selection.masters, snapshot, previous);
     let cpu_max = Some(100.0 * figures.cpus as f64);
     let mut measured: Vec<(MetricName, f64, Option<f64>)> =
         vec![(MetricName::Workers, figures.workers as f64, None)];
@@ -100,6 +100,14 @@ pub fn evaluate(
                 "cpu: {} workers were running but not workers at the previous sample; \
                  counted as 0 for this interval",
                 cpu.unknown_workers
+            ));
+        }
+        if let (Some(exited), true) = (&cpu.exited, config.verbosity > 1) {
+            notes.push(format!(
+                "cpu: {} workers exited within the interval; {} ticks recovered from the \
+                 master's reaped-children time",
+                exited.count,
+                exited.user_ticks + exited.system_ticks
             ));
         }
         if cpu.new_workers > 0 && config.verbosity > 0 {

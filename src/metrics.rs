@@ -1,7 +1,7 @@
 //! Metrics step: this sample and the previous one become numbers. Pure: no file system, no
 //! clock; time is the uptime each sample recorded.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::sample::{ProcSample, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
@@ -76,6 +76,20 @@ pub struct CpuFigures {
     pub new_workers: usize,
     /// workers whose share could not be known (counted as zero)
     pub unknown_workers: usize,
+    /// CPU of workers that exited within the interval, recovered from their master
+    pub exited: Option<ExitedWorkers>,
+}
+
+/// Workers that were in the previous sample and are gone now, and what their master's
+/// reaped-children time says they burnt inside the interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitedWorkers {
+    /// workers of the previous sample that are gone
+    pub count: usize,
+    /// user ticks recovered
+    pub user_ticks: u64,
+    /// system ticks recovered
+    pub system_ticks: u64,
 }
 
 /// Everything the check measured.
@@ -98,8 +112,14 @@ pub struct Figures {
     pub per_worker: Vec<WorkerFigures>,
 }
 
-/// Computes all figures of `workers` sampled in `now`, against `previous` when there is one.
-pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickState>) -> Figures {
+/// Computes all figures of `workers` (and their `masters`) sampled in `now`, against
+/// `previous` when there is one.
+pub fn compute(
+    workers: &[ProcSample],
+    masters: &[ProcSample],
+    now: &Snapshot,
+    previous: Option<&TickState>,
+) -> Figures {
     let hz = now.clock_ticks.max(1) as f64;
     let cpu_of_each: Vec<Option<WorkerCpu>> = match previous {
         Some(prev) => {
@@ -116,8 +136,12 @@ pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickSta
         let interval = now.uptime - prev.uptime;
         let percent = |ticks: u64| ticks as f64 / (interval * hz) * 100.0;
         let measured = cpu_of_each.iter().flatten();
-        let user: u64 = measured.clone().map(|c| c.user_ticks).sum();
-        let system: u64 = measured.clone().map(|c| c.system_ticks).sum();
+        let exited = exited_workers(prev, workers, masters);
+        let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
+        let user: u64 =
+            measured.clone().map(|c| c.user_ticks).sum::<u64>() + recovered(|e| e.user_ticks);
+        let system: u64 =
+            measured.clone().map(|c| c.system_ticks).sum::<u64>() + recovered(|e| e.system_ticks);
         let count = |basis| measured.clone().filter(|c| c.basis == basis).count();
         CpuFigures {
             total: percent(user + system),
@@ -126,6 +150,7 @@ pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickSta
             interval,
             new_workers: count(CpuBasis::New),
             unknown_workers: count(CpuBasis::Unknown),
+            exited,
         }
     });
 
@@ -166,6 +191,59 @@ pub fn compute(workers: &[ProcSample], now: &Snapshot, previous: Option<&TickSta
         cpus: now.cpus,
         per_worker,
     }
+}
+
+/// CPU that workers gone since the previous sample burnt inside the interval.
+///
+/// Prefork servers recycle workers all the time, so at a 1-5 minute check interval most CPU
+/// may be burnt by workers that no sample ever sees again. When a parent reaps a child the
+/// kernel adds the child's whole lifetime (its own and its reaped children's ticks) to the
+/// parent's `cutime`/`cstime`. So, with the same master(s) in both samples:
+///
+/// ```text
+/// exited = delta(masters' cutime + cstime) - ticks the gone workers had at the previous sample
+/// ```
+///
+/// (that second part was counted in an earlier interval). Clamped at zero. The master's
+/// reaped-children time also holds any other child it reaps (a log helper, a CGI), which is
+/// counted too: an approximation the README documents. With no master, or a master that is
+/// not the same process (pid and starttime) as last time, nothing is recovered.
+fn exited_workers(
+    prev: &TickState,
+    workers: &[ProcSample],
+    masters: &[ProcSample],
+) -> Option<ExitedWorkers> {
+    if masters.is_empty() || masters.len() != prev.masters.len() {
+        return None;
+    }
+    let same = |a: &ProcTicks, pid: i32, starttime: u64| a.pid == pid && a.starttime == starttime;
+    let mut child_user_delta: i128 = 0;
+    let mut child_system_delta: i128 = 0;
+    for m in masters {
+        let before = prev.masters.iter().find(|b| same(b, m.pid, m.starttime))?;
+        child_user_delta += i128::from(m.cutime) - i128::from(before.cutime);
+        child_system_delta += i128::from(m.cstime) - i128::from(before.cstime);
+    }
+    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
+    let gone: Vec<&ProcTicks> = prev
+        .workers
+        .iter()
+        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
+        .collect();
+    let counted_user: i128 = gone
+        .iter()
+        .map(|b| i128::from(b.utime) + i128::from(b.cutime))
+        .sum();
+    let counted_system: i128 = gone
+        .iter()
+        .map(|b| i128::from(b.stime) + i128::from(b.cstime))
+        .sum();
+    let clamp = |ticks: i128| u64::try_from(ticks.max(0)).unwrap_or(u64::MAX);
+    Some(ExitedWorkers {
+        count: gone.len(),
+        user_ticks: clamp(child_user_delta - counted_user),
+        system_ticks: clamp(child_system_delta - counted_system),
+    })
 }
 
 /// Ticks one worker spent inside the interval.
@@ -250,7 +328,7 @@ mod tests {
         // 60 s apart at 100 Hz = 6000 ticks available per core
         let prev = previous(1000.0, vec![ticks(10, 500, 100, 50), ticks(11, 500, 0, 0)]);
         let now = [worker(10, 500, 1300, 350), worker(11, 500, 600, 0)];
-        let f = compute(&now, &snapshot(1060.0), Some(&prev));
+        let f = compute(&now, &[], &snapshot(1060.0), Some(&prev));
         let cpu = f.cpu.unwrap();
         // (1200 + 300 + 600) / 6000 * 100 = 35 %
         assert!((cpu.total - 35.0).abs() < 1e-9, "{}", cpu.total);
@@ -265,7 +343,7 @@ mod tests {
     fn can_exceed_one_core() {
         let prev = previous(0.0 + 100.0, vec![ticks(1, 0, 0, 0), ticks(2, 0, 0, 0)]);
         let now = [worker(1, 0, 1000, 0), worker(2, 0, 1000, 0)];
-        let f = compute(&now, &snapshot(110.0), Some(&prev));
+        let f = compute(&now, &[], &snapshot(110.0), Some(&prev));
         assert!((f.cpu.unwrap().total - 200.0).abs() < 1e-9);
     }
 
@@ -274,7 +352,9 @@ mod tests {
         // pid 10 had 5000 ticks; a new process with pid 10 started at 1030 s (tick 103000)
         let prev = previous(1000.0, vec![ticks(10, 500, 5000, 0)]);
         let now = [worker(10, 103_000, 300, 0)];
-        let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
+        let cpu = compute(&now, &[], &snapshot(1060.0), Some(&prev))
+            .cpu
+            .unwrap();
         assert!(
             (cpu.total - 5.0).abs() < 1e-9,
             "300 ticks / 6000 = 5 %, got {}",
@@ -287,7 +367,9 @@ mod tests {
     fn new_worker_counts_fully() {
         let prev = previous(1000.0, vec![]);
         let now = [worker(20, 100_000, 120, 60)];
-        let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
+        let cpu = compute(&now, &[], &snapshot(1060.0), Some(&prev))
+            .cpu
+            .unwrap();
         assert!((cpu.total - 3.0).abs() < 1e-9);
         assert_eq!(cpu.new_workers, 1);
     }
@@ -297,14 +379,77 @@ mod tests {
         // started at 500 s, long before the previous sample, but not in it
         let prev = previous(1000.0, vec![]);
         let now = [worker(30, 50_000, 9999, 9999)];
-        let cpu = compute(&now, &snapshot(1060.0), Some(&prev)).cpu.unwrap();
+        let cpu = compute(&now, &[], &snapshot(1060.0), Some(&prev))
+            .cpu
+            .unwrap();
         assert_eq!(cpu.total, 0.0);
         assert_eq!(cpu.unknown_workers, 1);
     }
 
+    fn master(cutime: u64, cstime: u64) -> ProcSample {
+        ProcSample {
+            pid: 1,
+            starttime: 10,
+            cutime,
+            cstime,
+            ..ProcSample::default()
+        }
+    }
+
+    fn master_ticks(cutime: u64, cstime: u64) -> ProcTicks {
+        ProcTicks {
+            cutime,
+            cstime,
+            ..ticks(1, 10, 0, 0)
+        }
+    }
+
+    #[test]
+    fn exited_workers_are_recovered_from_the_master() {
+        // worker 20 had 300/60 ticks at the previous sample and is gone; the master reaped it
+        // (lifetime 800/100) and a short-lived worker (1200/0) in between
+        let mut prev = previous(1000.0, vec![ticks(20, 500, 300, 60), ticks(21, 500, 0, 0)]);
+        prev.masters = vec![master_ticks(5000, 700)];
+        let now = [worker(21, 500, 600, 0)];
+        let masters = [master(5000 + 2000, 700 + 100)];
+        let cpu = compute(&now, &masters, &snapshot(1060.0), Some(&prev))
+            .cpu
+            .unwrap();
+        let exited = cpu.exited.unwrap();
+        assert_eq!(exited.count, 1);
+        assert_eq!((exited.user_ticks, exited.system_ticks), (1700, 40));
+        // (600 + 1700 + 40) / 6000 = 39 %
+        assert!((cpu.total - 39.0).abs() < 1e-9, "{}", cpu.total);
+    }
+
+    #[test]
+    fn no_recovery_when_the_master_changed() {
+        let mut prev = previous(1000.0, vec![ticks(20, 500, 300, 60)]);
+        prev.masters = vec![master_ticks(5000, 700)];
+        let mut restarted = master(9000, 900);
+        restarted.starttime = 99_000;
+        let cpu = compute(&[], &[restarted], &snapshot(1060.0), Some(&prev))
+            .cpu
+            .unwrap();
+        assert_eq!(cpu.exited, None);
+        assert_eq!(cpu.total, 0.0);
+    }
+
+    #[test]
+    fn recovery_is_clamped_at_zero() {
+        // a gone worker the master did not reap (yet): its old ticks must not go negative
+        let mut prev = previous(1000.0, vec![ticks(20, 500, 300, 60)]);
+        prev.masters = vec![master_ticks(5000, 700)];
+        let cpu = compute(&[], &[master(5000, 700)], &snapshot(1060.0), Some(&prev))
+            .cpu
+            .unwrap();
+        assert_eq!(cpu.exited.unwrap().user_ticks, 0);
+        assert_eq!(cpu.total, 0.0);
+    }
+
     #[test]
     fn no_previous_means_no_cpu() {
-        let f = compute(&[worker(1, 0, 5, 5)], &snapshot(10.0), None);
+        let f = compute(&[worker(1, 0, 5, 5)], &[], &snapshot(10.0), None);
         assert_eq!(f.cpu, None);
         assert_eq!(f.per_worker[0].cpu, None);
     }
@@ -317,12 +462,12 @@ mod tests {
         let mut b = worker(2, 0, 0, 0);
         b.rss = 3000;
         b.vms = 30_000;
-        let f = compute(&[a, b], &snapshot(10.0), None);
+        let f = compute(&[a, b], &[], &snapshot(10.0), None);
         assert_eq!(f.rss_avg, Some(2000.0));
         assert_eq!(f.vms_avg, Some(20_000.0));
         assert_eq!(f.rss_max, Some(3000));
         assert_eq!(f.rss_total, 4000);
-        let empty = compute(&[], &snapshot(10.0), None);
+        let empty = compute(&[], &[], &snapshot(10.0), None);
         assert_eq!(
             (empty.rss_avg, empty.rss_max, empty.rss_total),
             (None, None, 0)

@@ -70,6 +70,13 @@ impl FakeProc {
         self
     }
 
+    /// Ticks of reaped children, as a master accumulates them.
+    pub fn children_ticks(mut self, cutime: u64, cstime: u64) -> FakeProc {
+        self.cutime = cutime;
+        self.cstime = cstime;
+        self
+    }
+
     pub fn memory_kib(mut self, rss: u64, vms: u64) -> FakeProc {
         self.rss_kib = rss;
         self.vms_kib = vms;

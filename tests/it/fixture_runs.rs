@@ -702,3 +702,46 @@ fn old_process_new_to_the_selection_counts_zero_with_a_note() {
         "{text}"
     );
 }
+
+#[test]
+fn exited_workers_are_recovered_from_the_master() {
+    // 816 had 300/60 ticks at t0, burnt 500/40 more and exited; a short-lived worker burnt
+    // 1200/0 and exited too. The master reaped both: cutime 0 -> 2000, cstime 0 -> 100.
+    // Recovered: 2000 - 300 user, 100 - 60 system = 1740 ticks; with the live workers' 4500,
+    // 6240 of 6000 ticks per core = 104 %.
+    let tree = nginx_tree();
+    tree.put(
+        &FakeProc::new(816, 812, "nginx", WWW)
+            .started(1100)
+            .ticks(300, 60),
+    );
+    let state = state_dir();
+    let run = |extra: &[&str]| {
+        check(tree.path(), state.path())
+            .args(["-n", "nginx", "--interval", "0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    run(&[]);
+    nginx_t1(&tree);
+    tree.put(
+        &FakeProc::new(812, 1, "nginx", 0)
+            .ticks(52, 31)
+            .children_ticks(2000, 100),
+    );
+    let out = run(&["-vv"]);
+    let text = stdout_of(&out);
+    let line = status_line(&out);
+    assert!(line.contains(" cpu 104.0%,"), "{text}");
+    assert!(
+        line.contains(" cpu=104%;;;0;200 cpu_user=93.33%;;;0;200 cpu_system=10.67%;;;0;200 "),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "\ncpu: 1 workers exited within the interval; 1740 ticks recovered from the master's reaped-children time\n"
+        ),
+        "{text}"
+    );
+}

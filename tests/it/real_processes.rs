@@ -197,3 +197,75 @@ fn gone_service_is_critical() {
     assert_eq!(out.status.code(), Some(2));
     assert!(status_line(&out).starts_with(&format!("WORKERS CRITICAL - {name}: 0 workers < 1")));
 }
+
+/// A prefork master recycling workers much faster than the check interval: each worker lives
+/// about 0.1 s of busy loop, so almost all CPU is burnt by workers no sample ever sees. The
+/// figure must still match the true CPU, recovered from the master's reaped-children time.
+#[test]
+fn cpu_of_workers_recycled_within_the_interval() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let spawned = Spawned::new();
+    let name = unique("cwc");
+    let exe = spawned.program("/bin/sh", &name);
+    let stop = spawned.dir.path().join("stop");
+    let script = r#"while [ ! -e "$2" ]; do "$1" -c 'i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done'; done"#;
+    let started = std::time::Instant::now();
+    let master = StdCommand::new(&exe)
+        .args(["-c", script, "master"])
+        .arg(&exe)
+        .arg(&stop)
+        .spawn()
+        .unwrap();
+    let state = state_dir();
+    let run = || {
+        real_check(state.path())
+            .args(["-n", &name, "--interval", "0", "-vv"])
+            .output()
+            .unwrap()
+    };
+    thread::sleep(Duration::from_millis(300));
+    let first = run();
+    assert!(
+        first.status.code().is_some_and(|c| c <= 2),
+        "{}",
+        stdout_of(&first)
+    );
+    thread::sleep(Duration::from_secs(3));
+    let second = run();
+    fs::write(&stop, "").unwrap();
+    let true_cpu = reap_with_cpu_percent(master.id() as i32, started);
+
+    let text = stdout_of(&second);
+    let line = status_line(&second);
+    let measured = perf_value(&line, "cpu");
+    assert!(
+        (measured - true_cpu).abs() <= 5.0,
+        "measured {measured} vs true {true_cpu}: {text}"
+    );
+    // most of it came from workers that had already exited
+    let recovered: f64 = text
+        .split("exited within the interval; ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no recovery note: {text}"));
+    let measured_ticks = measured * 3.0; // percent of 100 ticks/s over about 3 s
+    assert!(
+        recovered > measured_ticks * 0.5,
+        "recovered {recovered} ticks of ~{measured_ticks}: {text}"
+    );
+}
+
+/// Waits for `pid` and returns the CPU it and its reaped children used, as percent of one
+/// core over its lifetime since `started`: the truth the check's figure is compared with.
+fn reap_with_cpu_percent(pid: i32, started: std::time::Instant) -> f64 {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zeroed is a valid value; wait4 fills it for our own child.
+    let mut usage: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { nix::libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid);
+    let wall = started.elapsed().as_secs_f64();
+    let seconds = |t: nix::libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    // the master's own usage is included in wait4's figure, as in the check's
+    (seconds(usage.ru_utime) + seconds(usage.ru_stime)) / wall * 100.0
+}
