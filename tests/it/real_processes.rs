@@ -216,6 +216,12 @@ fn cpu_of_workers_recycled_within_the_interval() {
         .arg(&stop)
         .spawn()
         .unwrap();
+    // reaped by wait4 below, or killed by the guard if the test fails before that
+    let mut guard = Churn {
+        pid: master.id() as i32,
+        reaped: false,
+    };
+    std::mem::forget(master);
     let state = state_dir();
     let run = || {
         real_check(state.path())
@@ -233,7 +239,8 @@ fn cpu_of_workers_recycled_within_the_interval() {
     thread::sleep(Duration::from_secs(3));
     let second = run();
     fs::write(&stop, "").unwrap();
-    let true_cpu = reap_with_cpu_percent(master.id() as i32, started);
+    let true_cpu = reap_with_cpu_percent(guard.pid, started);
+    guard.reaped = true;
 
     let text = stdout_of(&second);
     let line = status_line(&second);
@@ -254,6 +261,24 @@ fn cpu_of_workers_recycled_within_the_interval() {
         recovered > measured_ticks * 0.5,
         "recovered {recovered} ticks of ~{measured_ticks}: {text}"
     );
+}
+
+/// Kills and reaps the churning master unless the test reaped it.
+struct Churn {
+    pid: i32,
+    reaped: bool,
+}
+
+impl Drop for Churn {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // SAFETY: plain syscalls on our own unreaped child, so the pid is still ours
+            unsafe {
+                nix::libc::kill(self.pid, nix::libc::SIGKILL);
+                nix::libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
 }
 
 /// Waits for `pid` and returns the CPU it and its reaped children used, as percent of one
