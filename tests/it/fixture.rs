@@ -7,6 +7,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use assert_cmd::Command;
 use tempfile::TempDir;
@@ -233,4 +234,13 @@ pub fn status_line(output: &std::process::Output) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
+}
+
+/// Tests that load the CPU (busy children, 50 concurrent checks) or measure CPU take this, so
+/// the measuring ones do not see the loading ones.
+pub fn cpu_heavy() -> MutexGuard<'static, ()> {
+    static HEAVY: Mutex<()> = Mutex::new(());
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -4,17 +4,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand};
-use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
 use assert_cmd::Command;
 use tempfile::TempDir;
 
-use crate::fixture::{state_dir, status_line, stdout_of};
-
-/// CPU bands assume these tests do not compete with each other for the two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+use crate::fixture::{cpu_heavy, state_dir, status_line, stdout_of};
 
 /// Children under a name no other process has; killed and reaped when dropped.
 struct Spawned {
@@ -99,7 +95,7 @@ fn perf_value(line: &str, label: &str) -> f64 {
 
 #[test]
 fn counts_spawned_sleepers_exactly() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = cpu_heavy();
     let mut spawned = Spawned::new();
     let name = unique("cws");
     let other = unique("cwo");
@@ -131,7 +127,7 @@ fn counts_spawned_sleepers_exactly() {
 
 #[test]
 fn cpu_of_busy_workers_over_the_in_run_interval() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = cpu_heavy();
     let mut spawned = Spawned::new();
     let name = unique("cwb");
     spawned.burners(&name, 2);
@@ -159,7 +155,7 @@ fn cpu_of_busy_workers_over_the_in_run_interval() {
 
 #[test]
 fn second_run_measures_cpu_since_the_first() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = cpu_heavy();
     let mut spawned = Spawned::new();
     let name = unique("cwr");
     spawned.burners(&name, 1);
@@ -187,7 +183,7 @@ fn second_run_measures_cpu_since_the_first() {
 
 #[test]
 fn gone_service_is_critical() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = cpu_heavy();
     let state = state_dir();
     let name = unique("cwnone");
     let out = real_check(state.path())
@@ -203,7 +199,7 @@ fn gone_service_is_critical() {
 /// figure must still match the true CPU, recovered from the master's reaped-children time.
 #[test]
 fn cpu_of_workers_recycled_within_the_interval() {
-    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = cpu_heavy();
     let spawned = Spawned::new();
     let name = unique("cwc");
     let exe = spawned.program("/bin/sh", &name);

@@ -7,7 +7,7 @@ use std::process::{Command as StdCommand, Stdio};
 use assert_cmd::cargo::cargo_bin;
 use predicates::prelude::*;
 
-use crate::fixture::{check, state_dir, status_line, tick_file, FakeProc, ProcTree};
+use crate::fixture::{check, cpu_heavy, state_dir, status_line, tick_file, FakeProc, ProcTree};
 
 fn tree() -> ProcTree {
     let tree = ProcTree::new(5000.0);
@@ -21,6 +21,7 @@ fn tree() -> ProcTree {
 /// each answer properly and leave a tick file the next run can use.
 #[test]
 fn fifty_checks_at_once_on_one_state_dir() {
+    let _serial = cpu_heavy();
     let tree = tree();
     let state = state_dir();
     for round in 0..3 {
