@@ -238,6 +238,7 @@ pub fn run(config: &Config) -> Result<Outcome> {
             .push("tick file not updated: another check of the same workers holds it".into());
     }
     drop(lock);
+    state::remove_stale(&config.state_dir.path, std::time::SystemTime::now());
     Ok(Outcome {
         text: crate::output::render(&report, config.verbosity),
         code: report.state.exit_code(),

@@ -12,7 +12,7 @@ use std::io::{ErrorKind, Read, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
@@ -292,6 +292,69 @@ pub fn save(path: &Path, state: &TickState) -> Result<()> {
     Ok(())
 }
 
+/// Tick files nobody has updated for this long belong to selections nobody checks any more.
+const STALE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How often a state dir is swept for stale files.
+const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// Marks the last sweep of a state dir by its mtime.
+const SWEEP_MARKER: &str = ".last-sweep";
+
+/// Removes tick files untouched for 7 days (with their lock files) and temp files a killed run
+/// left behind. Cheap enough for every run: unless the marker is a day old, it costs one stat.
+/// A tick file whose lock another run holds is left alone. Returns how many tick and temp files went.
+pub fn remove_stale(dir: &Path, now: SystemTime) -> usize {
+    let marker = dir.join(SWEEP_MARKER);
+    let age = |meta: &fs::Metadata| {
+        meta.modified()
+            .ok()
+            .and_then(|m| now.duration_since(m).ok())
+            .unwrap_or_default()
+    };
+    if let Ok(meta) = fs::symlink_metadata(&marker) {
+        if age(&meta) < SWEEP_EVERY {
+            return 0;
+        }
+    }
+    let touched = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&marker)
+        .and_then(|f| f.set_modified(now));
+    if touched.is_err() {
+        return 0;
+    }
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !meta.is_file() {
+            continue;
+        }
+        if name.starts_with(".tmp-") && age(&meta) >= SWEEP_EVERY {
+            removed += usize::from(fs::remove_file(&path).is_ok());
+        } else if name.ends_with(".ticks") && age(&meta) >= STALE_AFTER {
+            // hold the selection's lock while removing, so a run in progress keeps its files
+            if let Ok(Some(_lock)) = lock(&path, Duration::ZERO) {
+                removed += usize::from(fs::remove_file(&path).is_ok());
+                let _ = fs::remove_file(path.with_extension("lock"));
+            }
+        }
+    }
+    removed
+}
+
 /// Where the tick files of this user live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateDir {
@@ -542,5 +605,133 @@ mod tests {
         assert!(err.contains("writable by group or others"), "{err}");
         let err = state.ensure(euid + 1).unwrap_err().to_string();
         assert!(err.contains("refusing"), "{err}");
+    }
+
+    mod fuzz {
+        //! Property tests: a tick file of any content is at worst "no baseline".
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn ticks() -> impl Strategy<Value = ProcTicks> {
+            (
+                1i32..i32::MAX,
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+            )
+                .prop_map(|(pid, starttime, utime, stime, cutime, cstime)| ProcTicks {
+                    pid,
+                    starttime,
+                    utime,
+                    stime,
+                    cutime,
+                    cstime,
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn parse_never_panics(text in "\\PC{0,200}") {
+                let _ = TickState::parse(&text);
+            }
+
+            #[test]
+            fn parse_of_line_soup_never_panics(lines in proptest::collection::vec(
+                "(uptime|btime|hz|worker|master|#|check_workers ticks v1)( -?[0-9.e+NaInf]{0,22}){0,7}", 0..20)) {
+                let text = lines.join("\n");
+                let _ = TickState::parse(&text);
+                let with_header = format!("{FORMAT_LINE}\n{text}");
+                let _ = TickState::parse(&with_header);
+            }
+
+            #[test]
+            fn edits_of_a_good_file_never_panic(at in 0usize..400, cut in 0usize..20, insert in "\\PC{0,5}") {
+                let good = super::sample_state().to_string();
+                let at = at.min(good.len());
+                let mut bytes = good.into_bytes();
+                let end = (at + cut).min(bytes.len());
+                bytes.splice(at..end, insert.bytes());
+                if let Ok(text) = std::str::from_utf8(&bytes) {
+                    let _ = TickState::parse(text);
+                }
+            }
+
+            #[test]
+            fn round_trip(centi in 0u64..10_000_000_000, btime: u64, hz in 1u64..10_000,
+                          workers in proptest::collection::vec(ticks(), 0..20)) {
+                let mut seen = HashSet::new();
+                let workers: Vec<ProcTicks> = workers.into_iter().filter(|t| seen.insert(t.pid)).collect();
+                let state = TickState {
+                    uptime: centi as f64 / 100.0,
+                    btime,
+                    clock_ticks: hz,
+                    workers,
+                    masters: vec![],
+                };
+                prop_assert_eq!(TickState::parse(&state.to_string()).unwrap(), state);
+            }
+        }
+    }
+
+    #[test]
+    fn a_million_lines_parse_or_fail_cleanly() {
+        let mut text = sample_state()
+            .to_string()
+            .replace("worker 813 5000 120 30 0 0\n", "");
+        for pid in 1..=1_000_000 {
+            let _ = writeln!(text, "worker {pid} 1 2 3 4 5");
+        }
+        let state = TickState::parse(&text).unwrap();
+        assert_eq!(state.workers.len(), 1_000_000);
+        text.push_str("worker 5 1 2 3 4 5\n");
+        let err = format!("{:#}", TickState::parse(&text).unwrap_err());
+        assert!(err.contains("repeated pid 5"), "{err}");
+    }
+
+    #[test]
+    fn stale_files_go_once_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let day = Duration::from_secs(24 * 3600);
+        let file = |name: &str, age: Duration| {
+            let path = dir.path().join(name);
+            fs::write(&path, "x").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(now - age)
+                .unwrap();
+            path
+        };
+        let old = file("old-0.ticks", 8 * day);
+        let old_lock = file("old-0.lock", 8 * day);
+        let fresh = file("fresh-0.ticks", 6 * day);
+        let temp = file(".tmp-abc", 2 * day);
+        let young_temp = file(".tmp-def", Duration::from_secs(60));
+        let other = file("notes.txt", 30 * day);
+        assert_eq!(remove_stale(dir.path(), now), 2);
+        assert!(!old.exists() && !old_lock.exists() && !temp.exists());
+        assert!(fresh.exists() && young_temp.exists() && other.exists());
+        // within a day of the last sweep nothing is looked at
+        let later = file("later-0.ticks", 9 * day);
+        assert_eq!(remove_stale(dir.path(), now + Duration::from_secs(3600)), 0);
+        assert!(later.exists());
+        // a day on, the 6-day-old file is 7 days old and the young temp file a day old
+        assert_eq!(remove_stale(dir.path(), now + day), 3);
+        assert!(!later.exists() && !fresh.exists() && !young_temp.exists());
+    }
+
+    #[test]
+    fn stale_file_in_use_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy-0.ticks");
+        fs::write(&path, "x").unwrap();
+        let now = SystemTime::now() + Duration::from_secs(30 * 24 * 3600);
+        let _held = lock(&path, Duration::ZERO).unwrap().unwrap();
+        assert_eq!(remove_stale(dir.path(), now), 0);
+        assert!(path.exists());
     }
 }

@@ -595,4 +595,71 @@ mod tests {
         assert_eq!(format_plain(100.0), "100");
         assert_eq!(format_plain(-0.001), "0");
     }
+
+    mod fuzz {
+        //! Property tests: the parsers take anything without panicking, and what they accept
+        //! means what the guidelines say.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn unit() -> impl Strategy<Value = Unit> {
+            prop_oneof![Just(Unit::Count), Just(Unit::Percent), Just(Unit::Bytes)]
+        }
+
+        proptest! {
+            #[test]
+            fn range_parse_never_panics(text in "\\PC{0,24}", unit in unit()) {
+                let _ = Range::parse(&text, unit);
+            }
+
+            #[test]
+            fn range_like_text_never_panics(text in "@?~?[-+0-9.:~@kKmMgGtTiIbB%]{0,16}", unit in unit()) {
+                if let Ok(range) = Range::parse(&text, unit) {
+                    prop_assert!(range.start <= range.end);
+                    prop_assert!(!range.start.is_nan() && !range.end.is_nan());
+                }
+            }
+
+            #[test]
+            fn thresholds_never_panic(w in proptest::collection::vec("\\PC{0,16}", 0..4),
+                                      c in proptest::collection::vec("[a-z_]{0,10}=?[-0-9.:~@MG]{0,8}", 0..4)) {
+                let _ = Thresholds::from_args(&w, &c);
+            }
+
+            #[test]
+            fn perfdata_form_parses_back(a in -10_000i64..10_000, len in 0i64..10_000,
+                                         inverted: bool, open_start: bool, open_end: bool) {
+                let range = Range {
+                    start: if open_start { f64::NEG_INFINITY } else { a as f64 / 4.0 },
+                    end: if open_end { f64::INFINITY } else { (a + len) as f64 / 4.0 },
+                    inverted,
+                };
+                let again = Range::parse(&range.perfdata(), Unit::Count).unwrap();
+                prop_assert_eq!(again, range);
+            }
+
+            #[test]
+            fn alerts_means_outside_or_inside(start in -100i32..100, len in 0i32..100,
+                                              value in -300i32..300, inverted: bool) {
+                let range = Range { start: f64::from(start), end: f64::from(start + len), inverted };
+                let v = f64::from(value);
+                let inside = start <= value && value <= start + len;
+                prop_assert_eq!(range.alerts(v), inside == inverted);
+            }
+
+            #[test]
+            fn byte_units_multiply(n in 0u32..100_000, unit in 0usize..5, style in 0usize..3) {
+                let letter = ["", "k", "M", "G", "T"][unit];
+                let suffix = match (unit, style) {
+                    (0, 1) => "B".to_string(),
+                    (0, _) => String::new(),
+                    (_, 0) => letter.to_string(),
+                    (_, 1) => format!("{letter}B"),
+                    _ => format!("{}iB", letter.to_uppercase()),
+                };
+                let parsed = Range::parse(&format!("{n}{suffix}"), Unit::Bytes).unwrap();
+                prop_assert_eq!(parsed.end, f64::from(n) * 1024f64.powi(unit as i32));
+            }
+        }
+    }
 }

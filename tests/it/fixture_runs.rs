@@ -246,7 +246,13 @@ fn master_excluded_by_default_and_included_on_request() {
         .code(0);
     let tick_files = fs::read_dir(state.path())
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().unwrap() == "ticks")
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "ticks")
+        })
         .count();
     assert_eq!(tick_files, 2);
 }
