@@ -389,64 +389,114 @@ impl StateDir {
 
     /// Creates the directory (0700) when missing, and refuses one that another user could
     /// tamper with.
+    ///
+    /// Below a shared parent (`/var/tmp/check_workers`, `$MP_STATE_PATH`) every level must be
+    /// a real directory of ours, never a symlink someone planted, and the shared parent itself
+    /// must be root's or ours and, if world-writable, sticky like /tmp. An operator's own
+    /// `--state-dir` may be a symlink; the directory it leads to must still be ours and 0700-ish.
     pub fn ensure(&self, euid: u32) -> Result<()> {
-        if let Some(parent) = &self.shared_parent {
-            if !parent.exists() {
-                match fs::DirBuilder::new().recursive(true).create(parent) {
-                    Ok(()) => {
-                        let sticky = fs::Permissions::from_mode(0o1777);
-                        fs::set_permissions(parent, sticky).with_context(|| {
-                            format!("cannot set mode of state dir {}", parent.display())
-                        })?;
-                    }
-                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                    Err(e) => {
-                        return Err(e).with_context(|| {
-                            format!("cannot create state dir {}", parent.display())
-                        })
-                    }
+        let Some(parent) = &self.shared_parent else {
+            create_private(&self.path)?;
+            let meta = fs::metadata(&self.path)
+                .with_context(|| format!("cannot read state dir {}", self.path.display()))?;
+            return check_private(&self.path, &meta, euid);
+        };
+        if fs::symlink_metadata(parent).is_err() {
+            match fs::DirBuilder::new().recursive(true).create(parent) {
+                Ok(()) => fs::set_permissions(parent, fs::Permissions::from_mode(0o1777))
+                    .with_context(|| format!("cannot make {} sticky", parent.display()))?,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create state dir {}", parent.display()))
                 }
             }
         }
-        match fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.path)
-        {
-            Ok(()) => {}
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("cannot create state dir {}", self.path.display()))
-            }
-        }
-        let meta = fs::symlink_metadata(&self.path)
-            .with_context(|| format!("cannot read state dir {}", self.path.display()))?;
-        let meta = if meta.file_type().is_symlink() && self.shared_parent.is_none() {
-            // an operator's own --state-dir may be a symlink; the ownership check still applies
-            fs::metadata(&self.path)
-                .with_context(|| format!("cannot read state dir {}", self.path.display()))?
-        } else {
-            meta
-        };
-        if !meta.is_dir() {
-            bail!("state dir {} is not a directory", self.path.display());
-        }
-        if meta.uid() != euid {
-            bail!(
-                "state dir {} belongs to uid {}, not to uid {euid}: refusing to use it",
-                self.path.display(),
-                meta.uid()
-            );
-        }
-        if meta.mode() & 0o022 != 0 {
-            bail!(
-                "state dir {} is writable by group or others (mode {:o}): refusing to use it",
-                self.path.display(),
-                meta.mode() & 0o7777
-            );
+        trust_shared_parent(parent, euid)?;
+        let below = self.path.strip_prefix(parent).unwrap_or(&self.path);
+        let mut level = parent.clone();
+        for part in below.components() {
+            level.push(part);
+            create_private(&level)?;
+            let meta = fs::symlink_metadata(&level)
+                .with_context(|| format!("cannot read state dir {}", level.display()))?;
+            check_private(&level, &meta, euid)?;
         }
         Ok(())
     }
+}
+
+/// A shared parent is safe when nobody but root and us can rename what is in it: it must be
+/// root's or ours and, if world-writable, sticky. When an unprivileged user created it first
+/// (the scheduler's `nagios` user before root ran the check by hand), root takes it over, so
+/// "root first" and "nagios first" both keep working.
+fn trust_shared_parent(parent: &Path, euid: u32) -> Result<()> {
+    let dir = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
+        .open(parent)
+        .with_context(|| format!("state dir {} is not a directory", parent.display()))?;
+    let meta = dir
+        .metadata()
+        .with_context(|| format!("cannot read state dir {}", parent.display()))?;
+    let world_writable = meta.mode() & 0o002 != 0;
+    let sticky = meta.mode() & 0o1000 != 0;
+    if world_writable && !sticky {
+        bail!(
+            "state dir {} is world-writable but not sticky (mode {:o}): refusing to use it",
+            parent.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    if meta.uid() == 0 || meta.uid() == euid {
+        return Ok(());
+    }
+    if euid == 0 && sticky {
+        // chown the inode we opened, then make sure the name still leads to it
+        std::os::unix::fs::fchown(&dir, Some(0), Some(0))
+            .with_context(|| format!("cannot take over state dir {}", parent.display()))?;
+        let now = fs::symlink_metadata(parent)
+            .with_context(|| format!("cannot read state dir {}", parent.display()))?;
+        if now.ino() == meta.ino() && now.dev() == meta.dev() {
+            return Ok(());
+        }
+    }
+    bail!(
+        "state dir {} belongs to uid {}: refusing to use it (chown it to root, or use --state-dir)",
+        parent.display(),
+        meta.uid()
+    )
+}
+
+/// mkdir 0700 (with missing parents), accepting one that exists.
+fn create_private(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create state dir {}", dir.display()))
+}
+
+/// A state dir must be a directory of `euid` that nobody else can write to.
+fn check_private(dir: &Path, meta: &fs::Metadata, euid: u32) -> Result<()> {
+    if !meta.is_dir() {
+        bail!("state dir {} is not a directory", dir.display());
+    }
+    if meta.uid() != euid {
+        bail!(
+            "state dir {} belongs to uid {}, not to uid {euid}: refusing to use it",
+            dir.display(),
+            meta.uid()
+        );
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "state dir {} is writable by group or others (mode {:o}): refusing to use it",
+            dir.display(),
+            meta.mode() & 0o7777
+        );
+    }
+    Ok(())
 }
 
 /// One tick file per selection, so two services that watch different things never share
@@ -733,5 +783,33 @@ mod tests {
         let _held = lock(&path, Duration::ZERO).unwrap().unwrap();
         assert_eq!(remove_stale(dir.path(), now), 0);
         assert!(path.exists());
+    }
+
+    #[test]
+    fn shared_parent_is_created_sticky_and_checked_level_by_level() {
+        let base = tempfile::tempdir().unwrap();
+        let euid = nix::unistd::geteuid().as_raw();
+        let mp = base.path().join("mp");
+        let dir = StateDir::resolve(None, Some(&mp), euid);
+        dir.ensure(euid).unwrap();
+        assert_eq!(fs::metadata(&mp).unwrap().mode() & 0o7777, 0o1777);
+        let mine = mp.join(euid.to_string());
+        assert_eq!(fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&dir.path).unwrap().mode() & 0o777, 0o700);
+
+        // a symlink planted where our per-euid dir should be is refused, not followed
+        fs::remove_dir_all(&mine).unwrap();
+        let elsewhere = base.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &mine).unwrap();
+        let err = format!("{:#}", dir.ensure(euid).unwrap_err());
+        assert!(err.contains("is not a directory"), "{err}");
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+        // a world-writable shared parent without the sticky bit is refused
+        fs::remove_file(&mine).unwrap();
+        fs::set_permissions(&mp, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", dir.ensure(euid).unwrap_err());
+        assert!(err.contains("world-writable but not sticky"), "{err}");
     }
 }

@@ -244,3 +244,19 @@ pub fn cpu_heavy() -> MutexGuard<'static, ()> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// Says on the terminal (past libtest's capture) that a test did not run, and why.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// True when running as root, which some tests need.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// True when `text` is a complete tick file (the library's own parser decides).
+pub fn tick_file_parses(text: &str) -> bool {
+    check_workers::state::TickState::parse(text).is_ok()
+}

@@ -2,5 +2,6 @@
 
 mod fixture;
 mod fixture_runs;
+mod privileges;
 mod real_processes;
 mod state_safety;

@@ -136,3 +136,50 @@ fn fifo_at_the_tick_file_does_not_hang() {
         .code(0)
         .stdout(predicate::str::contains("not a regular file"));
 }
+
+/// A run killed at any instant (the scheduler's own timeout, OOM, a reboot) leaves the old or
+/// the new tick file, never a torn one: the next run always has a usable baseline.
+#[test]
+fn killed_runs_never_leave_a_torn_tick_file() {
+    let _serial = cpu_heavy();
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(1, 0, "gunicorn", 0));
+    for pid in 2..3000 {
+        tree.put(&FakeProc::new(pid, 1, "gunicorn", 33).ticks(pid as u64, 7));
+    }
+    let state = state_dir();
+    let run = |uptime: f64| {
+        tree.set_uptime(uptime);
+        check(tree.path(), state.path())
+            .args(["-n", "gunicorn", "--interval", "0"])
+            .output()
+            .unwrap()
+    };
+    run(5000.0);
+    for round in 1..=20u32 {
+        tree.set_uptime(5000.0 + f64::from(round) * 10.0);
+        let mut child = StdCommand::new(cargo_bin("check_workers"))
+            .env_clear()
+            .arg("--proc-root")
+            .arg(tree.path())
+            .arg("--state-dir")
+            .arg(state.path())
+            .args(["-n", "gunicorn", "--interval", "0"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        // kill at a different instant each round, from start-up to the write
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(round) * 4));
+        let _ = child.kill();
+        let _ = child.wait();
+        let text = fs::read_to_string(tick_file(state.path())).unwrap();
+        assert!(
+            crate::fixture::tick_file_parses(&text),
+            "round {round}: torn tick file"
+        );
+    }
+    let out = run(6000.0);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(!text.contains("no baseline"), "{text}");
+    assert!(text.contains(" cpu=0%;"), "{text}");
+}
