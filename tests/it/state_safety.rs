@@ -183,3 +183,34 @@ fn killed_runs_never_leave_a_torn_tick_file() {
     assert!(!text.contains("no baseline"), "{text}");
     assert!(text.contains(" cpu=0%;"), "{text}");
 }
+
+/// A peer that holds the lock for long (hung on NFS, stopped in a debugger) must not turn
+/// this run into a timeout: it waits a bounded time, then measures within the run.
+#[test]
+fn lock_held_by_a_peer_is_waited_for_only_briefly() {
+    let tree = tree();
+    let state = state_dir();
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(0);
+    let lock_path = tick_file(state.path()).with_extension("lock");
+    let held = fs::File::options().write(true).open(&lock_path).unwrap();
+    held.lock().unwrap();
+    let started = std::time::Instant::now();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0", "-t", "4"])
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("no baseline (another check of the same workers is running)"),
+        "{text}"
+    );
+    assert!(text.contains("tick file not updated: another check of the same workers holds it"));
+    // a quarter of the 4 s timeout, plus start-up
+    assert!(waited.as_secs_f64() < 3.0, "waited {waited:?}");
+    assert!(waited.as_secs_f64() >= 1.0, "waited {waited:?}");
+}
