@@ -2,16 +2,17 @@
 //! new ticks); [`run`] does the I/O around it in the order that keeps state safe.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
-use crate::cli::{self, Config};
-use crate::metrics::{self, Figures};
-use crate::sample::{self, Snapshot};
-use crate::select::{self, Selection};
+use crate::cli::{self, Config, CpuScale};
+use crate::metrics::{self, Capacity, Figures};
+use crate::sample::{self, Pidfile, Snapshot};
+use crate::select::{self, Master, ParentSpec, Selection};
 use crate::state::{self, NoBaseline, TickState};
 use crate::thresholds::{MetricName, Pair, Thresholds, Verdict};
 
@@ -23,7 +24,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricResult {
     pub name: MetricName,
-    /// in the metric's unit (count, percent, bytes)
+    /// in the metric's unit (count, percent, bytes, seconds)
     pub value: f64,
     /// upper bound for perfdata, where one exists
     pub max: Option<f64>,
@@ -41,6 +42,8 @@ pub struct Report {
     pub results: Vec<MetricResult>,
     pub masters: Vec<i32>,
     pub include_master: bool,
+    /// why the named master is missing (stale pidfile, ...), shown in the status line
+    pub problem: Option<String>,
     /// lines printed after the status line
     pub notes: Vec<String>,
     /// user names of the uids in the long output
@@ -60,25 +63,15 @@ pub fn evaluate(
     previous: Option<&TickState>,
     config: &Config,
 ) -> (Report, TickState) {
-    let figures = metrics::compute(&selection.workers, &selection.masters, snapshot, previous);
-    let cpu_max = Some(100.0 * figures.cpus as f64);
-    let mut measured: Vec<(MetricName, f64, Option<f64>)> =
-        vec![(MetricName::Workers, figures.workers as f64, None)];
-    if let Some(cpu) = &figures.cpu {
-        measured.push((MetricName::Cpu, cpu.total, cpu_max));
-        measured.push((MetricName::CpuUser, cpu.user, cpu_max));
-        measured.push((MetricName::CpuSystem, cpu.system, cpu_max));
-    }
-    if let (Some(rss), Some(vms), Some(rss_max)) =
-        (figures.rss_avg, figures.vms_avg, figures.rss_max)
-    {
-        measured.push((MetricName::Rss, rss.round(), None));
-        measured.push((MetricName::Vms, vms.round(), None));
-        measured.push((MetricName::RssMax, rss_max as f64, None));
-    }
-    measured.push((MetricName::RssTotal, figures.rss_total as f64, None));
-
-    let results: Vec<MetricResult> = measured
+    let capacity = capacity(snapshot, selection, config.cpu_scale);
+    let figures = metrics::compute(
+        &selection.workers,
+        &selection.masters,
+        snapshot,
+        previous,
+        &capacity,
+    );
+    let results: Vec<MetricResult> = measured(&figures)
         .into_iter()
         .map(|(name, value, max)| MetricResult {
             name,
@@ -94,29 +87,7 @@ pub fn evaluate(
         .max()
         .unwrap_or(ServiceState::Ok);
     let mut notes = unevaluated_thresholds(&config.thresholds, &results);
-    if let Some(cpu) = &figures.cpu {
-        if cpu.unknown_workers > 0 {
-            notes.push(format!(
-                "cpu: {} workers were running but not workers at the previous sample; \
-                 counted as 0 for this interval",
-                cpu.unknown_workers
-            ));
-        }
-        if let (Some(exited), true) = (&cpu.exited, config.verbosity > 1) {
-            notes.push(format!(
-                "cpu: {} workers exited within the interval; {} ticks recovered from the \
-                 master's reaped-children time",
-                exited.count,
-                exited.user_ticks + exited.system_ticks
-            ));
-        }
-        if cpu.new_workers > 0 && config.verbosity > 0 {
-            notes.push(format!(
-                "cpu: {} workers started within the {:.0} s interval and count fully",
-                cpu.new_workers, cpu.interval
-            ));
-        }
-    }
+    notes.extend(measurement_notes(&figures, config.verbosity));
 
     let report = Report {
         state,
@@ -125,14 +96,74 @@ pub fn evaluate(
         results,
         masters: selection.masters.iter().map(|m| m.pid).collect(),
         include_master: config.selector.include_master,
+        problem: None,
         notes,
         user_names: BTreeMap::new(),
     };
     (report, TickState::new(snapshot, selection))
 }
 
+/// What 100 % CPU and 100 % memory mean for these workers.
+fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capacity {
+    let limits = snapshot.cgroup_limits.unwrap_or_default();
+    let mut capacity = match scale {
+        CpuScale::Core => Capacity::per_core(snapshot.cpus),
+        CpuScale::Host => {
+            let affinity = selection
+                .workers
+                .iter()
+                .filter_map(|w| w.cpus_allowed)
+                .max();
+            Capacity::per_host(snapshot.cpus, affinity, limits.cpu_cores)
+        }
+    };
+    capacity.memory = limits.memory_max.or(snapshot.mem_total);
+    capacity
+}
+
+/// Every metric this run could measure, with its perfdata maximum. Metrics that could not be
+/// measured are left out rather than reported as a misleading 0.
+fn measured(f: &Figures) -> Vec<(MetricName, f64, Option<f64>)> {
+    use MetricName::*;
+    let count = |n: usize| n as f64;
+    let mut out = vec![(Workers, count(f.workers), None)];
+    if let Some(cpu) = &f.cpu {
+        let ceiling = Some(f.cpu_ceiling);
+        out.push((Cpu, cpu.total, ceiling));
+        out.push((CpuUser, cpu.user, ceiling));
+        out.push((CpuSystem, cpu.system, ceiling));
+        if f.workers > 0 {
+            out.push((CpuMax, cpu.max, ceiling));
+        }
+    }
+    let bytes = |b: Option<f64>| b.map(f64::round);
+    let optional: [(MetricName, Option<f64>, Option<f64>); 14] = [
+        (Rss, bytes(f.rss_avg), None),
+        (Vms, bytes(f.vms_avg), None),
+        (Pss, bytes(f.pss_avg), None),
+        (Uss, bytes(f.uss_avg), None),
+        (RssMax, f.rss_max.map(|b| b as f64), None),
+        (VmsMax, f.vms_max.map(|b| b as f64), None),
+        (RssTotal, Some(f.rss_total as f64), None),
+        (RssPct, f.rss_pct, Some(100.0)),
+        (Threads, Some(f.threads as f64), None),
+        (Fds, f.fds.map(|n| n as f64), None),
+        (FdPctMax, f.fd_pct_max, Some(100.0)),
+        (AgeMin, f.age_min.map(f64::floor), None),
+        (AgeMax, f.age_max.map(f64::floor), None),
+        (Zombies, Some(count(f.zombies)), None),
+    ];
+    out.extend(
+        optional
+            .into_iter()
+            .filter_map(|(name, value, max)| Some((name, value?, max))),
+    );
+    out.push((Uninterruptible, count(f.uninterruptible), None));
+    out
+}
+
 /// Thresholds on metrics this run could not measure (CPU with no baseline, memory with no
-/// workers) stay OK, and the output says so rather than staying silent.
+/// workers, PSS without permission) stay OK, and the output says so rather than staying silent.
 fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> Vec<String> {
     thresholds
         .metrics()
@@ -144,6 +175,49 @@ fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> 
             )
         })
         .collect()
+}
+
+/// Notes on how far the figures can be trusted.
+fn measurement_notes(figures: &Figures, verbosity: u8) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(cpu) = &figures.cpu {
+        if cpu.unknown_workers > 0 {
+            notes.push(format!(
+                "cpu: {} workers were running but not workers at the previous sample; \
+                 counted as 0 for this interval",
+                cpu.unknown_workers
+            ));
+        }
+        if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
+            notes.push(format!(
+                "cpu: {} workers exited within the interval; {} ticks recovered from the \
+                 master's reaped-children time",
+                exited.count,
+                exited.user_ticks + exited.system_ticks
+            ));
+        }
+        if cpu.new_workers > 0 && verbosity > 0 {
+            notes.push(format!(
+                "cpu: {} workers started within the {:.0} s interval and count fully",
+                cpu.new_workers, cpu.interval
+            ));
+        }
+    }
+    if figures.pss_unreadable > 0 {
+        notes.push(format!(
+            "pss, uss: smaps_rollup of {} of {} workers not readable (needs root or the \
+             workers' user); left out",
+            figures.pss_unreadable, figures.workers
+        ));
+    }
+    if figures.fds_unreadable > 0 {
+        notes.push(format!(
+            "fds: open files of {} of {} workers not readable (needs root or the workers' \
+             user); left out",
+            figures.fds_unreadable, figures.workers
+        ));
+    }
+    notes
 }
 
 /// Output and exit code of one run.
@@ -171,20 +245,29 @@ pub fn run(config: &Config) -> Result<Outcome> {
         None => Err(NoBaseline::Busy),
     };
 
+    let (named, mut problem) = named_parent(config)?;
+    let parent_pid = named.map(|(pid, _)| pid);
     let own = sample::own_processes(root);
-    let take_sample = || -> Result<(Snapshot, Selection)> {
-        let mut snapshot = sample::scan(root, config.selector.name.as_ref())?;
+    let trace = config.verbosity >= 3;
+    let take_sample = || -> Result<(Snapshot, Selection, Option<String>)> {
+        let mut snapshot = sample::scan(root, &config.selector, parent_pid, trace)?;
+        let (master, problem) = match (&config.selector.parent, parent_pid) {
+            (None, _) => (Master::Detect, None),
+            (Some(spec), Some(pid)) => check_parent(spec, pid, named.and_then(|n| n.1), &snapshot),
+            (Some(_), None) => (Master::Missing, None),
+        };
         let candidates = std::mem::take(&mut snapshot.procs);
-        Ok((snapshot, select::select(candidates, &config.selector, own)))
+        let selection = select::select(candidates, &config.selector, own, &master);
+        Ok((snapshot, selection, problem))
     };
-    let (mut snapshot, mut selection) = take_sample()?;
+    let (mut snapshot, mut selection, mut parent_problem) = take_sample()?;
     let mut notes = Vec::new();
     let previous = match loaded.and_then(|prev| metrics::check_baseline(prev, &snapshot)) {
         Ok(prev) => Some(prev),
         Err(reason) if !config.interval.is_zero() => {
             let first = TickState::new(&snapshot, &selection);
             thread::sleep(config.interval);
-            (snapshot, selection) = take_sample()?;
+            (snapshot, selection, parent_problem) = take_sample()?;
             match metrics::check_baseline(first, &snapshot) {
                 Ok(first) => {
                     notes.push(format!(
@@ -212,8 +295,13 @@ pub fn run(config: &Config) -> Result<Outcome> {
             None
         }
     };
+    problem = problem.or(parent_problem);
 
+    sample::enrich(root, &mut selection.workers);
+    snapshot.cgroup_limits =
+        shared_cgroup(&selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
     let (mut report, new_state) = evaluate(&snapshot, &selection, previous.as_ref(), config);
+    report.problem = problem;
     report.notes.splice(0..0, notes);
     if snapshot.skipped.unreadable > 0 {
         report.notes.push(format!(
@@ -221,6 +309,12 @@ pub fn run(config: &Config) -> Result<Outcome> {
             snapshot.skipped.unreadable
         ));
     }
+    if config.verbosity > 1 {
+        report
+            .notes
+            .extend(explain_selection(config, &snapshot, &tick_path));
+    }
+    report.notes.append(&mut snapshot.trace);
     if config.verbosity > 0 {
         for w in &report.figures.per_worker {
             report
@@ -243,4 +337,112 @@ pub fn run(config: &Config) -> Result<Outcome> {
         text: crate::output::render(&report, config.verbosity),
         code: report.state.exit_code(),
     })
+}
+
+/// The master's pid from `--ppid` or `--pidfile`, with the time the pidfile was written. A
+/// missing pidfile means the service is not running (daemons remove it when they stop): no
+/// master, so no workers, CRITICAL by default. A pidfile that cannot be read or holds no pid
+/// is a broken setup: UNKNOWN.
+type NamedParent = Option<(i32, Option<f64>)>;
+
+fn named_parent(config: &Config) -> Result<(NamedParent, Option<String>)> {
+    match &config.selector.parent {
+        None => Ok((None, None)),
+        Some(ParentSpec::Pid(pid)) => Ok((Some((*pid, None)), None)),
+        Some(ParentSpec::Pidfile(path)) => match sample::read_pidfile(path)? {
+            Pidfile::Pid { pid, written } => Ok((Some((pid, Some(written))), None)),
+            Pidfile::Missing => Ok((None, Some(format!("pidfile {} is missing", path.display())))),
+        },
+    }
+}
+
+/// Whether the named master is running, and is the process the pidfile meant: a pid reused
+/// by another program started after the pidfile was written.
+fn check_parent(
+    spec: &ParentSpec,
+    pid: i32,
+    pidfile_written: Option<f64>,
+    snapshot: &Snapshot,
+) -> (Master, Option<String>) {
+    let what = match spec {
+        ParentSpec::Pid(_) => format!("process {pid}"),
+        ParentSpec::Pidfile(path) => format!("pid {pid} from {}", path.display()),
+    };
+    let Some(parent) = &snapshot.parent else {
+        return (Master::Missing, Some(format!("{what} is not running")));
+    };
+    if let Some(written) = pidfile_written {
+        let started =
+            snapshot.btime as f64 + parent.starttime as f64 / snapshot.clock_ticks.max(1) as f64;
+        // a second of slack for the clock resolution of both
+        if started > written + 1.0 {
+            return (
+                Master::Missing,
+                Some(format!(
+                    "{what} is another process ({}), started after the pidfile was written",
+                    parent.comm
+                )),
+            );
+        }
+    }
+    (Master::Given(Box::new(parent.clone())), None)
+}
+
+/// The cgroup all workers share, whose limits then apply to them as a group.
+fn shared_cgroup(selection: &Selection) -> Option<&str> {
+    let first = selection.workers.first()?.cgroup.as_deref()?;
+    selection
+        .workers
+        .iter()
+        .all(|w| w.cgroup.as_deref() == Some(first))
+        .then_some(first)
+}
+
+/// `-vv`: what was selected and why, and where the state is.
+fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<String> {
+    let s = &config.selector;
+    let mut filters = Vec::new();
+    if let Some(n) = &s.name {
+        filters.push(format!("name {}", n.name()));
+    }
+    if let Some(uid) = s.uid {
+        filters.push(format!("uid {uid}"));
+    }
+    match &s.parent {
+        Some(ParentSpec::Pid(pid)) => filters.push(format!("children of {pid}")),
+        Some(ParentSpec::Pidfile(p)) => {
+            filters.push(format!("children of pidfile {}", p.display()))
+        }
+        None => {}
+    }
+    match &s.cgroup {
+        Some(select::CgroupFilter::Unit(u)) => filters.push(format!("unit {u}")),
+        Some(select::CgroupFilter::Glob(g)) => filters.push(format!("cgroup {g}")),
+        None => {}
+    }
+    if let Some(re) = &s.cmdline {
+        filters.push(format!("cmdline /{}/", re.pattern()));
+    }
+    if let Some(exe) = &s.exe {
+        filters.push(format!("exe {exe}"));
+    }
+    if let Some(states) = &s.states {
+        filters.push(format!("state {states}"));
+    }
+    vec![
+        format!(
+            "selection: {}; master {}",
+            filters.join(", "),
+            if s.include_master {
+                "counted"
+            } else {
+                "not counted"
+            }
+        ),
+        format!(
+            "skipped: {} exited while being read, {} unreadable",
+            snapshot.skipped.vanished, snapshot.skipped.unreadable
+        ),
+        format!("tick file: {}", tick_path.display()),
+    ]
 }

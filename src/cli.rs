@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
-use crate::select::{NameFilter, Selector};
+use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
 use crate::state::StateDir;
 use crate::thresholds::Thresholds;
 
@@ -55,6 +55,39 @@ struct Args {
     #[arg(long = "include-master")]
     include_master: bool,
 
+    /// The master's pid is in FILE (e.g. /run/nginx.pid); the workers are its children
+    #[arg(long = "pidfile", value_name = "FILE", conflicts_with = "ppid")]
+    pidfile: Option<PathBuf>,
+
+    /// The workers are the children of this process
+    #[arg(long = "ppid", value_name = "PID")]
+    ppid: Option<i32>,
+
+    /// Only processes in this systemd unit's cgroup (e.g. php8.2-fpm.service)
+    #[arg(long = "unit", value_name = "UNIT", conflicts_with = "cgroup")]
+    unit: Option<String>,
+
+    /// Only processes whose cgroup path matches this glob (* and ?), e.g. '/system.slice/php*'
+    #[arg(long = "cgroup", value_name = "PATTERN")]
+    cgroup: Option<String>,
+
+    /// Only processes whose full command line (arguments joined by spaces) matches REGEX
+    #[arg(short = 'a', long = "cmdline", value_name = "REGEX")]
+    cmdline: Option<String>,
+
+    /// Only processes running this executable (/proc/PID/exe; needs root for other users)
+    #[arg(long = "exe", value_name = "PATH")]
+    exe: Option<String>,
+
+    /// Only processes in these states (letters as ps shows them: R, S, D, Z, T, I, ...)
+    #[arg(short = 's', long = "state", value_name = "STATES")]
+    state: Option<String>,
+
+    /// What 100 % CPU means: one core, or all the CPUs the workers may use (affinity and the
+    /// cgroup's cpu.max quota)
+    #[arg(long = "cpu-scale", value_name = "SCALE", default_value = "core")]
+    cpu_scale: CpuScale,
+
     /// Warning threshold [METRIC=]RANGE; a bare RANGE is for cpu; repeatable
     #[arg(short = 'w', long = "warning", value_name = "[METRIC=]RANGE", action = ArgAction::Append, allow_hyphen_values = true)]
     warning: Vec<String>,
@@ -95,6 +128,15 @@ struct Args {
     )]
     proc_root: PathBuf,
 
+    /// Read cgroup limits under this directory instead of /sys (for tests)
+    #[arg(
+        long = "sys-root",
+        value_name = "DIR",
+        hide = true,
+        default_value = "/sys"
+    )]
+    sys_root: PathBuf,
+
     /// Print help
     #[arg(short = 'h', long = "help", action = ArgAction::Help)]
     help: Option<bool>,
@@ -102,6 +144,15 @@ struct Args {
     /// Print version
     #[arg(short = 'V', long = "version", action = ArgAction::Version)]
     version: Option<bool>,
+}
+
+/// What 100 % CPU means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CpuScale {
+    /// one full core, so 4 busy workers can read 400 (like top)
+    Core,
+    /// all the CPUs the workers may run on
+    Host,
 }
 
 /// Everything a run needs, already validated.
@@ -117,6 +168,9 @@ pub struct Config {
     pub timeout: Duration,
     pub verbosity: u8,
     pub proc_root: PathBuf,
+    /// where cgroup limits are read (`/sys`)
+    pub sys_root: PathBuf,
+    pub cpu_scale: CpuScale,
     /// effective uid, which owns the state dir
     pub euid: u32,
 }
@@ -166,13 +220,42 @@ fn clap_summary(e: &clap::Error) -> String {
 
 fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let name = args.name.filter(|n| !n.is_empty());
-    if name.is_none() && args.user.is_none() {
-        bail!("give -n NAME (and/or -u USER) to select the workers");
-    }
     if let Some(n) = &name {
         if n.contains('/') || n.contains('\n') {
             bail!("-n {n:?}: a command name has no '/' or newline");
         }
+    }
+    let parent = match (args.pidfile, args.ppid) {
+        (Some(file), _) => Some(ParentSpec::Pidfile(file)),
+        (None, Some(pid)) if pid > 0 => Some(ParentSpec::Pid(pid)),
+        (None, Some(pid)) => bail!("--ppid {pid}: not a process id"),
+        (None, None) => None,
+    };
+    let cmdline = args
+        .cmdline
+        .as_deref()
+        .map(|re| CmdlineFilter::new(re).with_context(|| format!("-a {re:?}: bad regex")))
+        .transpose()?;
+    let cgroup = match (args.unit, args.cgroup) {
+        (Some(unit), _) if !unit.is_empty() && !unit.contains('/') => {
+            Some(CgroupFilter::Unit(unit))
+        }
+        (Some(unit), _) => bail!("--unit {unit:?}: a unit name has no '/'"),
+        (None, Some(pattern)) => Some(CgroupFilter::Glob(pattern)),
+        (None, None) => None,
+    };
+    let states = args.state.map(|s| parse_states(&s)).transpose()?;
+    if name.is_none()
+        && args.user.is_none()
+        && parent.is_none()
+        && cgroup.is_none()
+        && cmdline.is_none()
+        && args.exe.is_none()
+    {
+        bail!(
+            "say which processes are the workers: -n NAME, -u USER, --pidfile, --ppid, \
+             --unit, --cgroup, -a REGEX or --exe"
+        );
     }
     let uid = args.user.as_deref().map(resolve_user).transpose()?;
     if !args.interval.is_finite() || args.interval < 0.0 {
@@ -198,17 +281,19 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateDir::resolve(args.state_dir.as_deref(), mp_state_path.as_deref(), euid);
-    let label = match (&name, &args.user) {
-        (Some(n), _) => n.clone(),
-        (None, Some(u)) => format!("user {u}"),
-        (None, None) => unreachable!("checked above"),
+    let selector = Selector {
+        name: name.as_deref().map(NameFilter::new),
+        uid,
+        include_master: args.include_master,
+        parent,
+        cmdline,
+        exe: args.exe,
+        states,
+        cgroup,
     };
+    let label = label(&selector, args.user.as_deref());
     Ok(Config {
-        selector: Selector {
-            name: name.as_deref().map(NameFilter::new),
-            uid,
-            include_master: args.include_master,
-        },
+        selector,
         label,
         thresholds,
         interval: Duration::from_secs_f64(args.interval),
@@ -216,8 +301,45 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         timeout: Duration::from_secs(args.timeout),
         verbosity: args.verbose,
         proc_root: args.proc_root,
+        sys_root: args.sys_root,
+        cpu_scale: args.cpu_scale,
         euid,
     })
+}
+
+/// `-s RSD` or `-s R,S,D`: the state letters `ps` shows.
+fn parse_states(text: &str) -> Result<String> {
+    let letters: String = text.chars().filter(|c| *c != ',').collect();
+    if letters.is_empty() {
+        bail!("-s {text:?}: no state letters");
+    }
+    if let Some(c) = letters.chars().find(|c| !"RSDZTtWXxKPI".contains(*c)) {
+        bail!("-s {text:?}: {c:?} is not a process state (R S D Z T t W X x K P I)");
+    }
+    Ok(letters)
+}
+
+/// How the output names the service: the most specific thing the operator gave.
+fn label(selector: &Selector, user: Option<&str>) -> String {
+    if let Some(name) = &selector.name {
+        return name.name().to_string();
+    }
+    if let Some(CgroupFilter::Unit(unit)) = &selector.cgroup {
+        return unit.clone();
+    }
+    match (
+        &selector.parent,
+        &selector.cgroup,
+        &selector.exe,
+        &selector.cmdline,
+    ) {
+        (Some(ParentSpec::Pidfile(file)), ..) => format!("pidfile {}", file.display()),
+        (Some(ParentSpec::Pid(pid)), ..) => format!("children of {pid}"),
+        (None, Some(CgroupFilter::Glob(g)), ..) => format!("cgroup {g}"),
+        (None, None, Some(exe), _) => exe.clone(),
+        (None, None, None, Some(re)) => format!("cmdline /{}/", re.pattern()),
+        _ => format!("user {}", user.unwrap_or("?")),
+    }
 }
 
 /// A user name through NSS (so LDAP users work), or a numeric uid as is.
@@ -277,6 +399,12 @@ mod tests {
             vec!["-n", "x", "--interval", "10"],
             vec!["-n", "x", "-t", "abc"],
             vec!["-u", "no-such-user-here"],
+            vec!["-n", "x", "-a", "("],
+            vec!["-n", "x", "-s", "Q"],
+            vec!["--pidfile", "/run/x.pid", "--ppid", "1"],
+            vec!["--unit", "a/b"],
+            vec!["-n", "x", "--cpu-scale", "moon"],
+            vec!["-s", "R"],
         ] {
             let e = parse_err(&args);
             assert_eq!(e.code, 3, "{args:?}");
@@ -310,5 +438,30 @@ mod tests {
     fn numeric_user_and_root() {
         assert_eq!(parse_ok(&["-u", "0"]).selector.uid, Some(0));
         assert_eq!(parse_ok(&["-u", "root"]).selector.uid, Some(0));
+    }
+
+    #[test]
+    fn labels_name_the_selection() {
+        assert_eq!(
+            parse_ok(&["--unit", "php8.2-fpm.service"]).label,
+            "php8.2-fpm.service"
+        );
+        assert_eq!(
+            parse_ok(&["--pidfile", "/run/nginx.pid"]).label,
+            "pidfile /run/nginx.pid"
+        );
+        assert_eq!(parse_ok(&["--ppid", "812"]).label, "children of 812");
+        assert_eq!(
+            parse_ok(&["-a", "gunicorn.*app"]).label,
+            "cmdline /gunicorn.*app/"
+        );
+        assert_eq!(parse_ok(&["-n", "nginx", "--ppid", "812"]).label, "nginx");
+        assert_eq!(
+            parse_ok(&["-s", "R,D", "-u", "0"])
+                .selector
+                .states
+                .as_deref(),
+            Some("RD")
+        );
     }
 }

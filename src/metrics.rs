@@ -59,6 +59,10 @@ pub struct WorkerFigures {
     pub vms: u64,
     /// seconds since the process started
     pub age: f64,
+    /// state letter (R, S, D, Z, ...)
+    pub state: char,
+    /// proportional set size, bytes, where readable
+    pub pss: Option<u64>,
 }
 
 /// CPU of all workers together over the interval.
@@ -78,6 +82,8 @@ pub struct CpuFigures {
     pub unknown_workers: usize,
     /// CPU of workers that exited within the interval, recovered from their master
     pub exited: Option<ExitedWorkers>,
+    /// the busiest worker's CPU, the one runaway an average hides
+    pub max: f64,
 }
 
 /// Workers that were in the previous sample and are gone now, and what their master's
@@ -92,24 +98,91 @@ pub struct ExitedWorkers {
     pub system_ticks: u64,
 }
 
-/// Everything the check measured.
-#[derive(Debug, Clone, PartialEq)]
+/// Everything the check measured. Memory figures are None with no workers; per-worker
+/// details are None when some worker's could not be read (never an average of a subset).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Figures {
     pub workers: usize,
     /// None when there is no baseline and no in-run interval
     pub cpu: Option<CpuFigures>,
-    /// average resident set size per worker, bytes (None with no workers)
+    /// upper bound of the CPU figures (100 x CPUs, or 100 with `--cpu-scale host`)
+    pub cpu_ceiling: f64,
+    /// average resident set size per worker, bytes
     pub rss_avg: Option<f64>,
     /// average virtual size per worker, bytes
     pub vms_avg: Option<f64>,
+    /// average proportional set size per worker, bytes
+    pub pss_avg: Option<f64>,
+    /// average unique set size per worker, bytes
+    pub uss_avg: Option<f64>,
+    /// workers whose smaps_rollup could not be read
+    pub pss_unreadable: usize,
     /// the largest worker's resident set size, bytes
     pub rss_max: Option<u64>,
+    /// the largest worker's virtual size, bytes
+    pub vms_max: Option<u64>,
     /// resident set size of all workers, bytes
     pub rss_total: u64,
-    /// CPUs on the host, for the upper bound of `cpu`
-    pub cpus: usize,
+    /// rss_total as percent of the memory the workers may use (cgroup limit or host)
+    pub rss_pct: Option<f64>,
+    /// threads of all workers
+    pub threads: u64,
+    /// open file descriptors of all workers
+    pub fds: Option<u64>,
+    /// workers whose fds could not be counted
+    pub fds_unreadable: usize,
+    /// the highest ratio of a worker's fds to its soft RLIMIT_NOFILE, percent
+    pub fd_pct_max: Option<f64>,
+    /// seconds since the youngest worker started
+    pub age_min: Option<f64>,
+    /// seconds since the oldest worker started
+    pub age_max: Option<f64>,
+    /// workers in state Z
+    pub zombies: usize,
+    /// workers in state D
+    pub uninterruptible: usize,
     /// per worker, busiest first
     pub per_worker: Vec<WorkerFigures>,
+}
+
+/// What the workers may use, for the relative figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Capacity {
+    /// CPU percentages are divided by this: 1 for "100 % = one core", the usable cores for
+    /// `--cpu-scale host`
+    pub cpu_divisor: f64,
+    /// upper bound of the CPU figures for perfdata
+    pub cpu_ceiling: f64,
+    /// memory the workers may use (cgroup memory.max, else the host's), bytes
+    pub memory: Option<u64>,
+}
+
+impl Capacity {
+    /// "100 % = one core", the default.
+    pub fn per_core(cpus: usize) -> Capacity {
+        Capacity {
+            cpu_divisor: 1.0,
+            cpu_ceiling: 100.0 * cpus as f64,
+            memory: None,
+        }
+    }
+
+    /// "100 % = all the CPUs the workers may run on": the host's CPUs, narrowed by the
+    /// workers' affinity and by a cgroup quota (cpu.max, in cores) when set.
+    pub fn per_host(cpus: usize, affinity: Option<u32>, cgroup_cores: Option<f64>) -> Capacity {
+        let mut cores = cpus.max(1) as f64;
+        if let Some(allowed) = affinity.filter(|&a| a > 0) {
+            cores = cores.min(f64::from(allowed));
+        }
+        if let Some(quota) = cgroup_cores.filter(|&q| q > 0.0) {
+            cores = cores.min(quota);
+        }
+        Capacity {
+            cpu_divisor: cores,
+            cpu_ceiling: 100.0,
+            memory: None,
+        }
+    }
 }
 
 /// Computes all figures of `workers` (and their `masters`) sampled in `now`, against
@@ -119,6 +192,7 @@ pub fn compute(
     masters: &[ProcSample],
     now: &Snapshot,
     previous: Option<&TickState>,
+    capacity: &Capacity,
 ) -> Figures {
     let hz = now.clock_ticks.max(1) as f64;
     let cpu_of_each: Vec<Option<WorkerCpu>> = match previous {
@@ -132,9 +206,34 @@ pub fn compute(
         }
         None => vec![None; workers.len()],
     };
+    let interval = previous.map(|prev| now.uptime - prev.uptime);
+    let percent = |ticks: u64| {
+        let interval = interval.unwrap_or(f64::INFINITY);
+        ticks as f64 / (interval * hz) * 100.0 / capacity.cpu_divisor
+    };
+    let mut per_worker: Vec<WorkerFigures> = workers
+        .iter()
+        .zip(&cpu_of_each)
+        .map(|(w, c)| WorkerFigures {
+            pid: w.pid,
+            uid: w.uid,
+            cpu: c.map(|c| percent(c.user_ticks + c.system_ticks)),
+            rss: w.rss,
+            vms: w.vms,
+            age: (now.uptime - w.starttime as f64 / hz).max(0.0),
+            state: w.state,
+            pss: w.details.as_ref().and_then(|d| d.pss),
+        })
+        .collect();
+    per_worker.sort_by(|a, b| {
+        let cpu = |w: &WorkerFigures| w.cpu.unwrap_or(0.0);
+        cpu(b)
+            .total_cmp(&cpu(a))
+            .then(b.rss.cmp(&a.rss))
+            .then(a.pid.cmp(&b.pid))
+    });
+
     let cpu = previous.map(|prev| {
-        let interval = now.uptime - prev.uptime;
-        let percent = |ticks: u64| ticks as f64 / (interval * hz) * 100.0;
         let measured = cpu_of_each.iter().flatten();
         let exited = exited_workers(prev, workers, masters);
         let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
@@ -147,48 +246,66 @@ pub fn compute(
             total: percent(user + system),
             user: percent(user),
             system: percent(system),
-            interval,
+            interval: now.uptime - prev.uptime,
             new_workers: count(CpuBasis::New),
             unknown_workers: count(CpuBasis::Unknown),
             exited,
+            max: per_worker.first().and_then(|w| w.cpu).unwrap_or(0.0),
         }
     });
 
-    let mut per_worker: Vec<WorkerFigures> = workers
-        .iter()
-        .zip(&cpu_of_each)
-        .map(|(w, c)| WorkerFigures {
-            pid: w.pid,
-            uid: w.uid,
-            cpu: c.and_then(|c| {
-                let interval = now.uptime - previous?.uptime;
-                Some((c.user_ticks + c.system_ticks) as f64 / (interval * hz) * 100.0)
-            }),
-            rss: w.rss,
-            vms: w.vms,
-            age: (now.uptime - w.starttime as f64 / hz).max(0.0),
-        })
-        .collect();
-    per_worker.sort_by(|a, b| {
-        let cpu = |w: &WorkerFigures| w.cpu.unwrap_or(0.0);
-        cpu(b)
-            .total_cmp(&cpu(a))
-            .then(b.rss.cmp(&a.rss))
-            .then(a.pid.cmp(&b.pid))
-    });
-
     let n = workers.len();
-    let rss_total: u64 = workers.iter().map(|w| w.rss).sum();
-    let vms_total: u64 = workers.iter().map(|w| w.vms).sum();
     let average = |total: u64| (n > 0).then(|| total as f64 / n as f64);
+    let rss_total: u64 = workers.iter().map(|w| w.rss).sum();
+    // a detail counts only when every worker's could be read: an average of the readable
+    // ones would silently describe other workers than the check reports on
+    let all_details = |get: fn(&crate::sample::Details) -> Option<u64>| -> Option<Vec<u64>> {
+        workers
+            .iter()
+            .map(|w| w.details.as_ref().and_then(get))
+            .collect()
+    };
+    let missing = |get: fn(&crate::sample::Details) -> Option<u64>| {
+        workers
+            .iter()
+            .filter(|w| w.details.is_some() && w.details.as_ref().and_then(get).is_none())
+            .count()
+    };
+    let pss = all_details(|d| d.pss).filter(|v| !v.is_empty());
+    let uss = all_details(|d| d.uss).filter(|v| !v.is_empty());
+    let fds = all_details(|d| d.fds).filter(|v| !v.is_empty());
+    let fd_pct_max = workers
+        .iter()
+        .filter_map(|w| {
+            let d = w.details.as_ref()?;
+            Some(d.fds? as f64 / d.fd_limit.filter(|&l| l > 0)? as f64 * 100.0)
+        })
+        .max_by(f64::total_cmp);
+    let ages = per_worker.iter().map(|w| w.age);
     Figures {
         workers: n,
         cpu,
+        cpu_ceiling: capacity.cpu_ceiling,
         rss_avg: average(rss_total),
-        vms_avg: average(vms_total),
+        vms_avg: average(workers.iter().map(|w| w.vms).sum()),
+        pss_avg: pss.map(|v| v.iter().sum::<u64>() as f64 / v.len() as f64),
+        uss_avg: uss.map(|v| v.iter().sum::<u64>() as f64 / v.len() as f64),
+        pss_unreadable: missing(|d| d.pss),
         rss_max: workers.iter().map(|w| w.rss).max(),
+        vms_max: workers.iter().map(|w| w.vms).max(),
         rss_total,
-        cpus: now.cpus,
+        rss_pct: capacity
+            .memory
+            .filter(|&m| m > 0)
+            .map(|m| rss_total as f64 / m as f64 * 100.0),
+        threads: workers.iter().map(|w| w.threads).sum(),
+        fds: fds.map(|v| v.iter().sum()),
+        fds_unreadable: missing(|d| d.fds),
+        fd_pct_max,
+        age_min: ages.clone().min_by(f64::total_cmp),
+        age_max: ages.max_by(f64::total_cmp),
+        zombies: workers.iter().filter(|w| w.state == 'Z').count(),
+        uninterruptible: workers.iter().filter(|w| w.state == 'D').count(),
         per_worker,
     }
 }
@@ -328,7 +445,13 @@ mod tests {
         // 60 s apart at 100 Hz = 6000 ticks available per core
         let prev = previous(1000.0, vec![ticks(10, 500, 100, 50), ticks(11, 500, 0, 0)]);
         let now = [worker(10, 500, 1300, 350), worker(11, 500, 600, 0)];
-        let f = compute(&now, &[], &snapshot(1060.0), Some(&prev));
+        let f = compute(
+            &now,
+            &[],
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        );
         let cpu = f.cpu.unwrap();
         // (1200 + 300 + 600) / 6000 * 100 = 35 %
         assert!((cpu.total - 35.0).abs() < 1e-9, "{}", cpu.total);
@@ -343,7 +466,13 @@ mod tests {
     fn can_exceed_one_core() {
         let prev = previous(0.0 + 100.0, vec![ticks(1, 0, 0, 0), ticks(2, 0, 0, 0)]);
         let now = [worker(1, 0, 1000, 0), worker(2, 0, 1000, 0)];
-        let f = compute(&now, &[], &snapshot(110.0), Some(&prev));
+        let f = compute(
+            &now,
+            &[],
+            &snapshot(110.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        );
         assert!((f.cpu.unwrap().total - 200.0).abs() < 1e-9);
     }
 
@@ -352,9 +481,15 @@ mod tests {
         // pid 10 had 5000 ticks; a new process with pid 10 started at 1030 s (tick 103000)
         let prev = previous(1000.0, vec![ticks(10, 500, 5000, 0)]);
         let now = [worker(10, 103_000, 300, 0)];
-        let cpu = compute(&now, &[], &snapshot(1060.0), Some(&prev))
-            .cpu
-            .unwrap();
+        let cpu = compute(
+            &now,
+            &[],
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        )
+        .cpu
+        .unwrap();
         assert!(
             (cpu.total - 5.0).abs() < 1e-9,
             "300 ticks / 6000 = 5 %, got {}",
@@ -367,9 +502,15 @@ mod tests {
     fn new_worker_counts_fully() {
         let prev = previous(1000.0, vec![]);
         let now = [worker(20, 100_000, 120, 60)];
-        let cpu = compute(&now, &[], &snapshot(1060.0), Some(&prev))
-            .cpu
-            .unwrap();
+        let cpu = compute(
+            &now,
+            &[],
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        )
+        .cpu
+        .unwrap();
         assert!((cpu.total - 3.0).abs() < 1e-9);
         assert_eq!(cpu.new_workers, 1);
     }
@@ -379,9 +520,15 @@ mod tests {
         // started at 500 s, long before the previous sample, but not in it
         let prev = previous(1000.0, vec![]);
         let now = [worker(30, 50_000, 9999, 9999)];
-        let cpu = compute(&now, &[], &snapshot(1060.0), Some(&prev))
-            .cpu
-            .unwrap();
+        let cpu = compute(
+            &now,
+            &[],
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        )
+        .cpu
+        .unwrap();
         assert_eq!(cpu.total, 0.0);
         assert_eq!(cpu.unknown_workers, 1);
     }
@@ -412,9 +559,15 @@ mod tests {
         prev.masters = vec![master_ticks(5000, 700)];
         let now = [worker(21, 500, 600, 0)];
         let masters = [master(5000 + 2000, 700 + 100)];
-        let cpu = compute(&now, &masters, &snapshot(1060.0), Some(&prev))
-            .cpu
-            .unwrap();
+        let cpu = compute(
+            &now,
+            &masters,
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        )
+        .cpu
+        .unwrap();
         let exited = cpu.exited.unwrap();
         assert_eq!(exited.count, 1);
         assert_eq!((exited.user_ticks, exited.system_ticks), (1700, 40));
@@ -428,9 +581,15 @@ mod tests {
         prev.masters = vec![master_ticks(5000, 700)];
         let mut restarted = master(9000, 900);
         restarted.starttime = 99_000;
-        let cpu = compute(&[], &[restarted], &snapshot(1060.0), Some(&prev))
-            .cpu
-            .unwrap();
+        let cpu = compute(
+            &[],
+            &[restarted],
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        )
+        .cpu
+        .unwrap();
         assert_eq!(cpu.exited, None);
         assert_eq!(cpu.total, 0.0);
     }
@@ -440,16 +599,28 @@ mod tests {
         // a gone worker the master did not reap (yet): its old ticks must not go negative
         let mut prev = previous(1000.0, vec![ticks(20, 500, 300, 60)]);
         prev.masters = vec![master_ticks(5000, 700)];
-        let cpu = compute(&[], &[master(5000, 700)], &snapshot(1060.0), Some(&prev))
-            .cpu
-            .unwrap();
+        let cpu = compute(
+            &[],
+            &[master(5000, 700)],
+            &snapshot(1060.0),
+            Some(&prev),
+            &Capacity::per_core(4),
+        )
+        .cpu
+        .unwrap();
         assert_eq!(cpu.exited.unwrap().user_ticks, 0);
         assert_eq!(cpu.total, 0.0);
     }
 
     #[test]
     fn no_previous_means_no_cpu() {
-        let f = compute(&[worker(1, 0, 5, 5)], &[], &snapshot(10.0), None);
+        let f = compute(
+            &[worker(1, 0, 5, 5)],
+            &[],
+            &snapshot(10.0),
+            None,
+            &Capacity::per_core(4),
+        );
         assert_eq!(f.cpu, None);
         assert_eq!(f.per_worker[0].cpu, None);
     }
@@ -462,12 +633,12 @@ mod tests {
         let mut b = worker(2, 0, 0, 0);
         b.rss = 3000;
         b.vms = 30_000;
-        let f = compute(&[a, b], &[], &snapshot(10.0), None);
+        let f = compute(&[a, b], &[], &snapshot(10.0), None, &Capacity::per_core(4));
         assert_eq!(f.rss_avg, Some(2000.0));
         assert_eq!(f.vms_avg, Some(20_000.0));
         assert_eq!(f.rss_max, Some(3000));
         assert_eq!(f.rss_total, 4000);
-        let empty = compute(&[], &[], &snapshot(10.0), None);
+        let empty = compute(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
         assert_eq!(
             (empty.rss_avg, empty.rss_max, empty.rss_total),
             (None, None, 0)

@@ -36,10 +36,15 @@ pub fn render(report: &Report, verbosity: u8) -> String {
                 .cpu
                 .map(|c| format!("{c:.1}%"))
                 .unwrap_or_else(|| "n/a".to_string());
+            let pss = w
+                .pss
+                .map(|p| format!(" pss {}", human_bytes(p as f64)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "pid {} {user} cpu {cpu} rss {} vms {} age {}",
+                "pid {} {user} {} cpu {cpu} rss {}{pss} vms {} age {}",
                 w.pid,
+                w.state,
                 human_bytes(w.rss as f64),
                 human_bytes(w.vms as f64),
                 age(w.age)
@@ -91,6 +96,9 @@ fn summary(report: &Report) -> String {
             }
         );
     }
+    if let Some(problem) = &report.problem {
+        let _ = write!(first, " ({problem})");
+    }
     parts.push(first);
     match report.result(MetricName::Cpu) {
         Some(cpu) => parts.push(format!("cpu {:.1}%{}", cpu.value, problem(Some(cpu)))),
@@ -136,7 +144,7 @@ fn problem(result: Option<&MetricResult>) -> String {
 fn value_text(value: f64, unit: Unit) -> String {
     match unit {
         Unit::Percent => format!("{value:.1}%"),
-        _ => format_number(value, unit),
+        Unit::Count | Unit::Bytes | Unit::Seconds => format_number(value, unit),
     }
 }
 
@@ -150,6 +158,7 @@ pub fn perfdata(results: &[MetricResult]) -> String {
                 Unit::Count => "",
                 Unit::Percent => "%",
                 Unit::Bytes => "B",
+                Unit::Seconds => "s",
             };
             let range = |range: Option<Range>| range.map(|r| r.perfdata()).unwrap_or_default();
             format!(

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use procfs::process::{Stat, Status};
 use procfs::{FromBufRead, FromRead, Uptime};
 
-use crate::select::{CommMatch, NameFilter, OwnProcesses};
+use crate::select::{exe_matches, CommMatch, OwnProcesses, Selector};
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 const PF_KTHREAD: u32 = 0x0020_0000;
@@ -43,6 +43,27 @@ pub struct ProcSample {
     pub rss: u64,
     /// virtual size (VmSize), bytes
     pub vms: u64,
+    /// threads of the process
+    pub threads: u64,
+    /// CPUs the process may run on (its affinity), where known
+    pub cpus_allowed: Option<u32>,
+    /// the process's cgroup v2 path (`/system.slice/nginx.service`), where known
+    pub cgroup: Option<String>,
+    /// the rest is read for workers only (see [`enrich`]), so None also means "not read"
+    pub details: Option<Details>,
+}
+
+/// Per-worker figures that cost a read or more each, taken only for the selected workers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
+    /// open file descriptors (None: not allowed to list them)
+    pub fds: Option<u64>,
+    /// soft RLIMIT_NOFILE (None: unlimited or unreadable)
+    pub fd_limit: Option<u64>,
+    /// proportional set size from smaps_rollup, bytes (None: not allowed to read it)
+    pub pss: Option<u64>,
+    /// unique set size (private clean + dirty) from smaps_rollup, bytes
+    pub uss: Option<u64>,
 }
 
 /// Why some processes could not be read. A process that exits during the scan is normal.
@@ -65,14 +86,31 @@ pub struct Snapshot {
     pub clock_ticks: u64,
     /// CPUs listed in the tree's `stat`
     pub cpus: usize,
-    /// processes whose name matched (all processes when no name was given)
+    /// host memory (MemTotal), bytes
+    pub mem_total: Option<u64>,
+    /// processes that passed the filters read during the scan
     pub procs: Vec<ProcSample>,
+    /// the master named by `--ppid`/`--pidfile`, read whatever the filters say
+    pub parent: Option<ProcSample>,
+    /// limits of the cgroup all workers share, when they share one
+    pub cgroup_limits: Option<CgroupLimits>,
     pub skipped: Skipped,
+    /// with `-vvv`: every process looked at and what became of it
+    pub trace: Vec<String>,
 }
 
 /// Reads the proc tree at `root`. Fails only when the tree itself is unusable (no `uptime`
 /// or `stat`, or the directory cannot be listed); single processes are skipped and counted.
-pub fn scan(root: &Path, name: Option<&NameFilter>) -> Result<Snapshot> {
+///
+/// With a known `parent` (from `--ppid` or `--pidfile`) only its children are read, from
+/// `/proc/PID/task/*/children`, so the cost does not grow with the host's process count; a
+/// kernel without those files gets the full scan.
+pub fn scan(
+    root: &Path,
+    selector: &Selector,
+    parent: Option<i32>,
+    trace: bool,
+) -> Result<Snapshot> {
     let uptime = read_uptime(root)?;
     let (btime, cpus) = read_kernel_stat(root)?;
     let mut snapshot = Snapshot {
@@ -80,10 +118,25 @@ pub fn scan(root: &Path, name: Option<&NameFilter>) -> Result<Snapshot> {
         btime,
         clock_ticks: procfs::ticks_per_second(),
         cpus,
+        mem_total: read_mem_total(root),
         ..Snapshot::default()
     };
+    let mut reader = Reader::new(root, trace);
+    if let Some(parent) = parent {
+        match reader.whole(parent) {
+            Ok(p) => snapshot.parent = Some(p),
+            Err(e) if vanished(&e) => {}
+            Err(e) => return Err(e).with_context(|| format!("reading process {parent}")),
+        }
+        if let Some(children) = children_of(root, parent) {
+            for pid in children {
+                reader.visit(pid, selector, &mut snapshot);
+            }
+            snapshot.trace = reader.trace;
+            return Ok(snapshot);
+        }
+    }
     let entries = fs::read_dir(root).with_context(|| format!("listing {}", root.display()))?;
-    let mut reader = Reader::new(root);
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", root.display()))?;
         let Some(pid) = entry
@@ -93,14 +146,122 @@ pub fn scan(root: &Path, name: Option<&NameFilter>) -> Result<Snapshot> {
         else {
             continue;
         };
-        match reader.process(pid, name) {
-            Ok(Some(p)) => snapshot.procs.push(p),
-            Ok(None) => {}
-            Err(e) if vanished(&e) => snapshot.skipped.vanished += 1,
-            Err(_) => snapshot.skipped.unreadable += 1,
+        reader.visit(pid, selector, &mut snapshot);
+    }
+    snapshot.trace = reader.trace;
+    Ok(snapshot)
+}
+
+/// The children of `pid` from every thread's `children` file (a child belongs to the thread
+/// that forked it). None when the kernel has no such files (CONFIG_PROC_CHILDREN) or the
+/// process is gone.
+fn children_of(root: &Path, pid: i32) -> Option<Vec<i32>> {
+    let tasks = fs::read_dir(root.join(pid.to_string()).join("task")).ok()?;
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        let text = fs::read_to_string(task.path().join("children")).ok()?;
+        children.extend(
+            text.split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok()),
+        );
+    }
+    Some(children)
+}
+
+/// What a pidfile says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pidfile {
+    /// no such file: the service is not running (daemons remove it when they stop)
+    Missing,
+    Pid {
+        pid: i32,
+        /// when the file was last written, seconds since the epoch
+        written: f64,
+    },
+}
+
+/// Reads `--pidfile`. A file that exists but cannot be read, is empty, or holds no pid is an
+/// error naming the file: a broken setup, not a stopped service.
+pub fn read_pidfile(path: &Path) -> Result<Pidfile> {
+    let text = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Pidfile::Missing),
+        Err(e) => return Err(e).with_context(|| format!("cannot read pidfile {}", path.display())),
+    };
+    let written = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0.0, |d| d.as_secs_f64());
+    let text = String::from_utf8_lossy(&text);
+    let content = text.trim();
+    if content.is_empty() {
+        bail!("pidfile {} is empty", path.display());
+    }
+    match content.parse::<i32>() {
+        Ok(pid) if pid > 0 => Ok(Pidfile::Pid { pid, written }),
+        _ => {
+            let shown: String = content.chars().take(40).collect();
+            bail!("pidfile {} does not hold a pid: {shown:?}", path.display())
         }
     }
-    Ok(snapshot)
+}
+
+/// What a cgroup (v2) allows its processes, the tightest along the path to the root.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CgroupLimits {
+    /// memory.max, bytes
+    pub memory_max: Option<u64>,
+    /// cpu.max quota / period, in cores
+    pub cpu_cores: Option<f64>,
+}
+
+/// Reads memory.max and cpu.max of `cgroup` (a v2 path like `/system.slice/nginx.service`)
+/// and of its ancestors under `<sys_root>/fs/cgroup`. None when nothing is limited.
+pub fn cgroup_limits(sys_root: &Path, cgroup: &str) -> Option<CgroupLimits> {
+    let base = sys_root.join("fs/cgroup");
+    let mut limits = CgroupLimits::default();
+    let mut path = cgroup.trim_end_matches('/');
+    loop {
+        let dir = base.join(path.trim_start_matches('/'));
+        if let Ok(text) = fs::read_to_string(dir.join("memory.max")) {
+            if let Ok(bytes) = text.trim().parse::<u64>() {
+                limits.memory_max = Some(limits.memory_max.map_or(bytes, |m| m.min(bytes)));
+            }
+        }
+        if let Ok(text) = fs::read_to_string(dir.join("cpu.max")) {
+            let mut parts = text.split_whitespace();
+            if let (Some(Ok(quota)), Some(Ok(period))) = (
+                parts.next().map(str::parse::<f64>),
+                parts.next().map(str::parse::<f64>),
+            ) {
+                if quota > 0.0 && period > 0.0 {
+                    let cores = quota / period;
+                    limits.cpu_cores = Some(limits.cpu_cores.map_or(cores, |c| c.min(cores)));
+                }
+            }
+        }
+        match path.rfind('/') {
+            Some(cut) if !path.is_empty() => path = &path[..cut],
+            _ => break,
+        }
+    }
+    (limits != CgroupLimits::default()).then_some(limits)
+}
+
+/// Reads the per-worker details of the selected workers: fd count and limit, PSS and USS.
+/// Permission problems leave a detail at None; a worker that exits meanwhile keeps None too.
+pub fn enrich(root: &Path, workers: &mut [ProcSample]) {
+    let mut reader = Reader::new(root, false);
+    for w in workers {
+        w.details = Some(reader.details(w.pid));
+        if w.cgroup.is_none() {
+            w.cgroup = reader
+                .read(w.pid, "cgroup")
+                .ok()
+                .and_then(|()| v2_path(&String::from_utf8_lossy(&reader.buf)));
+        }
+    }
 }
 
 /// The check's own pid and its parent's, from the tree's `self` link: in a fixture tree that
@@ -147,31 +308,75 @@ fn read_kernel_stat(root: &Path) -> Result<(u64, usize)> {
     Ok((btime, cpus.max(1)))
 }
 
+/// MemTotal from `meminfo`, bytes; None when the tree has none.
+fn read_mem_total(root: &Path) -> Option<u64> {
+    let text = fs::read_to_string(root.join("meminfo")).ok()?;
+    kib_field(&text, "MemTotal:")
+}
+
+/// A `Name:   1234 kB` line of a proc file, in bytes.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
 /// Reads one process's files into reused buffers, so non-matching processes allocate nothing.
 struct Reader {
     /// `<root>/<pid>/<file>`, rebuilt in place for each read
     path: String,
     root_len: usize,
     buf: Vec<u8>,
+    /// `-vvv`: record every process looked at
+    tracing: bool,
+    trace: Vec<String>,
+}
+
+/// Why a process was not a candidate, for `-vvv`.
+enum Verdict {
+    Candidate(ProcSample),
+    Rejected(&'static str),
 }
 
 impl Reader {
-    fn new(root: &Path) -> Reader {
+    fn new(root: &Path, tracing: bool) -> Reader {
         let path = root.to_string_lossy().trim_end_matches('/').to_string();
         Reader {
             root_len: path.len(),
             path,
             buf: Vec::with_capacity(4096),
+            tracing,
+            trace: Vec::new(),
         }
     }
 
-    /// `Ok(None)` when the process is not a candidate.
-    fn process(&mut self, pid: i32, name: Option<&NameFilter>) -> io::Result<Option<ProcSample>> {
-        if let Some(filter) = name {
+    /// Reads one process into the snapshot, or counts why it could not be read.
+    fn visit(&mut self, pid: i32, selector: &Selector, snapshot: &mut Snapshot) {
+        let outcome = self.process(pid, selector);
+        if self.tracing {
+            let line = match &outcome {
+                Ok(Verdict::Candidate(p)) => format!("pid {pid} {}: candidate", p.comm),
+                Ok(Verdict::Rejected(why)) => format!("pid {pid}: no match ({why})"),
+                Err(e) if vanished(e) => format!("pid {pid}: exited while being read"),
+                Err(e) => format!("pid {pid}: unreadable ({e})"),
+            };
+            self.trace.push(line);
+        }
+        match outcome {
+            Ok(Verdict::Candidate(p)) => snapshot.procs.push(p),
+            Ok(Verdict::Rejected(_)) => {}
+            Err(e) if vanished(&e) => snapshot.skipped.vanished += 1,
+            Err(_) => snapshot.skipped.unreadable += 1,
+        }
+    }
+
+    /// Applies the filters cheapest first: a process that fails one costs no further reads.
+    fn process(&mut self, pid: i32, selector: &Selector) -> io::Result<Verdict> {
+        if let Some(filter) = &selector.name {
             self.read(pid, "comm")?;
             let comm = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
             match filter.check_comm(comm) {
-                CommMatch::No => return Ok(None),
+                CommMatch::No => return Ok(Verdict::Rejected("name")),
                 CommMatch::Yes => {}
                 CommMatch::NeedsFullName => {
                     // exe is unreadable for other users' processes unless we are root;
@@ -182,16 +387,52 @@ impl Reader {
                     let argv0 = self.buf.split(|&b| b == 0).next().unwrap_or_default();
                     let argv0 = std::str::from_utf8(argv0).ok();
                     if !filter.check_full_name(argv0, exe) {
-                        return Ok(None);
+                        return Ok(Verdict::Rejected("name"));
                     }
                 }
             }
         }
+        let mut cgroup = None;
+        if let Some(filter) = &selector.cgroup {
+            self.read(pid, "cgroup")?;
+            let text = String::from_utf8_lossy(&self.buf);
+            if !filter.matches(&text) {
+                return Ok(Verdict::Rejected("cgroup"));
+            }
+            cgroup = v2_path(&text);
+        }
+        if let Some(filter) = &selector.cmdline {
+            self.read(pid, "cmdline")?;
+            if !filter.matches(&self.buf) {
+                return Ok(Verdict::Rejected("command line"));
+            }
+        }
+        if let Some(want) = &selector.exe {
+            let link = fs::read_link(self.file(pid, "exe"))?;
+            if !exe_matches(want, &link.to_string_lossy()) {
+                return Ok(Verdict::Rejected("executable"));
+            }
+        }
+        let mut p = self.whole(pid)?;
+        if cgroup.is_some() {
+            p.cgroup = cgroup;
+        }
+        Ok(Verdict::Candidate(p))
+    }
+
+    /// `stat` and `status` of one process, whatever the filters say.
+    fn whole(&mut self, pid: i32) -> io::Result<ProcSample> {
         self.read(pid, "stat")?;
         let stat = Stat::from_read(&self.buf[..]).map_err(to_io)?;
         self.read(pid, "status")?;
         let status = Status::from_buf_read(&self.buf[..]).map_err(to_io)?;
-        Ok(Some(ProcSample {
+        let cpus_allowed = status.cpus_allowed_list.as_ref().map(|ranges| {
+            ranges
+                .iter()
+                .map(|&(first, last)| last.saturating_sub(first) + 1)
+                .sum()
+        });
+        Ok(ProcSample {
             pid: stat.pid,
             ppid: stat.ppid,
             comm: stat.comm,
@@ -205,7 +446,37 @@ impl Reader {
             cstime: stat.cstime.max(0) as u64,
             rss: status.vmrss.unwrap_or(0).saturating_mul(1024),
             vms: status.vmsize.unwrap_or(0).saturating_mul(1024),
-        }))
+            threads: status.threads,
+            cpus_allowed,
+            cgroup: None,
+            details: None,
+        })
+    }
+
+    fn details(&mut self, pid: i32) -> Details {
+        let fds = fs::read_dir(self.file(pid, "fd"))
+            .ok()
+            .map(|entries| entries.count() as u64);
+        let fd_limit = self
+            .read(pid, "limits")
+            .ok()
+            .and_then(|()| open_files_limit(&String::from_utf8_lossy(&self.buf)));
+        let (pss, uss) = match self.read(pid, "smaps_rollup") {
+            Ok(()) => {
+                let text = String::from_utf8_lossy(&self.buf);
+                let private = |name| kib_field(&text, name).unwrap_or(0);
+                let uss = kib_field(&text, "Pss:")
+                    .map(|_| private("Private_Clean:") + private("Private_Dirty:"));
+                (kib_field(&text, "Pss:"), uss)
+            }
+            Err(_) => (None, None),
+        };
+        Details {
+            fds,
+            fd_limit,
+            pss,
+            uss,
+        }
     }
 
     fn file(&mut self, pid: i32, file: &str) -> &str {
@@ -221,6 +492,24 @@ impl Reader {
         fs::File::open(&self.path)?.read_to_end(&mut self.buf)?;
         Ok(())
     }
+}
+
+/// The soft limit of `Max open files` in `/proc/PID/limits`; None when unlimited.
+fn open_files_limit(limits: &str) -> Option<u64> {
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The cgroup v2 path (`0::/path`) of a `/proc/PID/cgroup`.
+fn v2_path(cgroup: &str) -> Option<String> {
+    cgroup
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
 }
 
 fn to_io(e: procfs::ProcError) -> io::Error {

@@ -66,14 +66,138 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Everything that decides which processes are workers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Everything that decides which processes are workers. All given filters must match.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selector {
     pub name: Option<NameFilter>,
     /// `-u`: real uid of the workers
     pub uid: Option<u32>,
     /// `--include-master`: count the master as a worker too
     pub include_master: bool,
+    /// `--ppid` or `--pidfile`: the workers are this process's children
+    pub parent: Option<ParentSpec>,
+    /// `-a`: regex on the command line
+    pub cmdline: Option<CmdlineFilter>,
+    /// `--exe`: the executable's path
+    pub exe: Option<String>,
+    /// `-s`: state letters the workers may be in (R, S, D, Z, T, ...)
+    pub states: Option<String>,
+    /// `--unit` or `--cgroup`
+    pub cgroup: Option<CgroupFilter>,
+}
+
+/// Where the master comes from when the operator names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParentSpec {
+    /// `--ppid PID`
+    Pid(i32),
+    /// `--pidfile FILE`: read at every run, as the master's pid changes on restart
+    Pidfile(std::path::PathBuf),
+}
+
+/// `-a REGEX` on the full command line, NULs read as spaces (as `ps -o args` shows it).
+#[derive(Debug, Clone)]
+pub struct CmdlineFilter(regex_lite::Regex);
+
+impl CmdlineFilter {
+    pub fn new(pattern: &str) -> Result<CmdlineFilter, regex_lite::Error> {
+        regex_lite::Regex::new(pattern).map(CmdlineFilter)
+    }
+
+    pub fn pattern(&self) -> &str {
+        self.0.as_str()
+    }
+
+    /// `raw` is `/proc/PID/cmdline` as read.
+    pub fn matches(&self, raw: &[u8]) -> bool {
+        self.0.is_match(&command_line(raw))
+    }
+}
+
+impl PartialEq for CmdlineFilter {
+    fn eq(&self, other: &Self) -> bool {
+        self.pattern() == other.pattern()
+    }
+}
+
+impl Eq for CmdlineFilter {}
+
+/// `/proc/PID/cmdline` with its NUL separators as spaces.
+pub fn command_line(raw: &[u8]) -> String {
+    // programs that rewrite their title (nginx, postgres) pad it with NULs
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let trimmed = &raw[..end];
+    String::from_utf8_lossy(trimmed).replace('\0', " ")
+}
+
+/// `--exe PATH` against the `/proc/PID/exe` link. After a package upgrade the link of a running
+/// process reads `/usr/sbin/nginx (deleted)`; that is still the same program.
+pub fn exe_matches(want: &str, link: &str) -> bool {
+    link.strip_suffix(" (deleted)").unwrap_or(link) == want
+}
+
+/// `--unit UNIT` or `--cgroup PATTERN` against `/proc/PID/cgroup`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupFilter {
+    /// a systemd unit: some level of the cgroup path is named exactly this
+    Unit(String),
+    /// a glob (`*`, `?`) on the whole cgroup path
+    Glob(String),
+}
+
+impl CgroupFilter {
+    /// `content` is the whole `/proc/PID/cgroup`: v2 `0::/path` and v1 `N:controllers:/path`
+    /// lines; any line may match.
+    pub fn matches(&self, content: &str) -> bool {
+        content
+            .lines()
+            .filter_map(cgroup_path)
+            .any(|path| match self {
+                CgroupFilter::Unit(unit) => path.split('/').any(|level| level == unit),
+                CgroupFilter::Glob(pattern) => glob_match(pattern.as_bytes(), path.as_bytes()),
+            })
+    }
+}
+
+/// The path of one `/proc/PID/cgroup` line (after the second colon).
+pub fn cgroup_path(line: &str) -> Option<&str> {
+    let mut parts = line.splitn(3, ':');
+    parts.next()?;
+    parts.next()?;
+    parts.next()
+}
+
+/// `*` matches any run of bytes (slashes too), `?` one byte; everything else itself.
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+            p += 1;
+            t += 1;
+        } else if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((star_p, star_t)) = star {
+            p = star_p + 1;
+            t = star_t + 1;
+            star = Some((star_p, star_t + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+/// How the master is known for this run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Master {
+    /// no `--ppid`/`--pidfile`: found from the process tree
+    Detect,
+    /// named by the operator and running
+    Given(Box<ProcSample>),
+    /// named by the operator but not running (or not the process the pidfile meant)
+    Missing,
 }
 
 /// The check's own process and its parent, which must never be counted: NRPE and Icinga often
@@ -104,31 +228,56 @@ pub struct Selection {
 ///
 /// A master is a matched process whose parent is not matched but which has matched children:
 /// nginx or apache run the master as root and the workers as www-data, and the master's
-/// figures would distort the workers' averages. It is found before the user filter, so that
-/// `-u www-data` can still name the root master.
-pub fn select(candidates: Vec<ProcSample>, selector: &Selector, own: OwnProcesses) -> Selection {
+/// figures would distort the workers' averages. It is found before the user and state filters,
+/// so that `-u www-data` can still name the root master. With `--ppid`/`--pidfile` the master
+/// is the named process and the workers are its children.
+pub fn select(
+    candidates: Vec<ProcSample>,
+    selector: &Selector,
+    own: OwnProcesses,
+    master: &Master,
+) -> Selection {
     let matched: Vec<ProcSample> = candidates
         .into_iter()
         .filter(|p| !p.kernel_thread && !own.contains(p))
         .collect();
-    let pids: HashSet<i32> = matched.iter().map(|p| p.pid).collect();
-    let mut children: HashMap<i32, usize> = HashMap::new();
-    for p in &matched {
-        if pids.contains(&p.ppid) {
-            *children.entry(p.ppid).or_default() += 1;
-        }
-    }
-    let is_master = |p: &ProcSample| !pids.contains(&p.ppid) && children.contains_key(&p.pid);
-    let user_ok = |p: &ProcSample| selector.uid.is_none_or(|uid| p.uid == uid);
-
+    let worker_ok = |p: &ProcSample| {
+        selector.uid.is_none_or(|uid| p.uid == uid)
+            && selector.states.as_ref().is_none_or(|s| s.contains(p.state))
+    };
     let mut selection = Selection::default();
-    for p in matched {
-        let master = is_master(&p);
-        if master {
-            selection.masters.push(p.clone());
+    match master {
+        Master::Missing => {}
+        Master::Given(parent) => {
+            selection.masters.push((**parent).clone());
+            if selector.include_master && worker_ok(parent) {
+                selection.workers.push((**parent).clone());
+            }
+            selection.workers.extend(
+                matched
+                    .into_iter()
+                    .filter(|p| p.ppid == parent.pid && p.pid != parent.pid && worker_ok(p)),
+            );
         }
-        if (!master || selector.include_master) && user_ok(&p) {
-            selection.workers.push(p);
+        Master::Detect => {
+            let pids: HashSet<i32> = matched.iter().map(|p| p.pid).collect();
+            let mut children: HashMap<i32, usize> = HashMap::new();
+            for p in &matched {
+                if pids.contains(&p.ppid) {
+                    *children.entry(p.ppid).or_default() += 1;
+                }
+            }
+            let is_master =
+                |p: &ProcSample| !pids.contains(&p.ppid) && children.contains_key(&p.pid);
+            for p in matched {
+                let master = is_master(&p);
+                if master {
+                    selection.masters.push(p.clone());
+                }
+                if (!master || selector.include_master) && worker_ok(&p) {
+                    selection.workers.push(p);
+                }
+            }
         }
     }
     selection
@@ -151,8 +300,7 @@ mod tests {
     fn selector() -> Selector {
         Selector {
             name: Some(NameFilter::new("nginx")),
-            uid: None,
-            include_master: false,
+            ..Selector::default()
         }
     }
 
@@ -190,7 +338,7 @@ mod tests {
     #[test]
     fn master_is_named_not_counted() {
         let procs = vec![proc(812, 1, 0), proc(813, 812, 33), proc(814, 812, 33)];
-        let s = select(procs, &selector(), OwnProcesses::default());
+        let s = select(procs, &selector(), OwnProcesses::default(), &Master::Detect);
         assert_eq!(pids(&s.workers), [813, 814]);
         assert_eq!(pids(&s.masters), [812]);
     }
@@ -205,6 +353,7 @@ mod tests {
                 ..selector()
             },
             OwnProcesses::default(),
+            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [812, 813]);
         assert_eq!(pids(&s.masters), [812]);
@@ -213,7 +362,7 @@ mod tests {
     #[test]
     fn flat_processes_are_all_workers() {
         let procs = vec![proc(10, 1, 0), proc(11, 1, 0), proc(12, 5, 0)];
-        let s = select(procs, &selector(), OwnProcesses::default());
+        let s = select(procs, &selector(), OwnProcesses::default(), &Master::Detect);
         assert_eq!(pids(&s.workers), [10, 11, 12]);
         assert!(s.masters.is_empty());
     }
@@ -228,6 +377,7 @@ mod tests {
                 ..selector()
             },
             OwnProcesses::default(),
+            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [813, 900]);
         assert_eq!(pids(&s.masters), [812]);
@@ -237,7 +387,12 @@ mod tests {
     fn kernel_threads_never_match() {
         let mut kthread = proc(50, 2, 0);
         kthread.kernel_thread = true;
-        let s = select(vec![kthread], &selector(), OwnProcesses::default());
+        let s = select(
+            vec![kthread],
+            &selector(),
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
         assert!(s.workers.is_empty());
     }
 
@@ -254,8 +409,98 @@ mod tests {
             pid: Some(101),
             parent: Some(100),
         };
-        let s = select(procs, &selector(), own);
+        let s = select(procs, &selector(), own, &Master::Detect);
         assert_eq!(pids(&s.workers), [200]);
         assert!(s.masters.is_empty());
+    }
+
+    #[test]
+    fn given_master_takes_its_children_only() {
+        let procs = vec![
+            proc(812, 1, 0),
+            proc(813, 812, 33),
+            proc(900, 1, 33),
+            proc(901, 900, 33),
+        ];
+        let parent = proc(812, 1, 0);
+        let s = select(
+            procs,
+            &selector(),
+            OwnProcesses::default(),
+            &Master::Given(Box::new(parent)),
+        );
+        assert_eq!(pids(&s.workers), [813]);
+        assert_eq!(pids(&s.masters), [812]);
+        let gone = select(
+            vec![proc(813, 812, 33)],
+            &selector(),
+            OwnProcesses::default(),
+            &Master::Missing,
+        );
+        assert!(gone.workers.is_empty() && gone.masters.is_empty());
+    }
+
+    #[test]
+    fn state_filter() {
+        let mut zombie = proc(11, 1, 0);
+        zombie.state = 'Z';
+        let mut running = proc(12, 1, 0);
+        running.state = 'R';
+        let sel = Selector {
+            states: Some("RS".into()),
+            ..selector()
+        };
+        let s = select(
+            vec![zombie, running],
+            &sel,
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
+        assert_eq!(pids(&s.workers), [12]);
+    }
+
+    #[test]
+    fn cmdline_reads_nuls_as_spaces() {
+        let f = CmdlineFilter::new("^nginx: worker process$").unwrap();
+        assert!(f.matches(b"nginx: worker process\0"));
+        assert!(!f.matches(b"nginx: master process /usr/sbin/nginx\0"));
+        let args = CmdlineFilter::new("gunicorn .*app:main").unwrap();
+        assert!(args.matches(b"/usr/bin/python3\0/usr/bin/gunicorn\0-w\0app:main\0"));
+        assert_eq!(command_line(b"a\0b c\0d\0"), "a b c d");
+    }
+
+    #[test]
+    fn exe_survives_package_upgrades() {
+        assert!(exe_matches("/usr/sbin/nginx", "/usr/sbin/nginx"));
+        assert!(exe_matches("/usr/sbin/nginx", "/usr/sbin/nginx (deleted)"));
+        assert!(!exe_matches("/usr/sbin/nginx", "/usr/local/sbin/nginx"));
+    }
+
+    #[test]
+    fn cgroups_v1_and_v2() {
+        let v2 = "0::/system.slice/php8.2-fpm.service\n";
+        let v1 = "12:pids:/system.slice/nginx.service\n4:memory:/system.slice/nginx.service\n1:name=systemd:/system.slice/nginx.service\n";
+        let unit = |u: &str| CgroupFilter::Unit(u.into());
+        assert!(unit("php8.2-fpm.service").matches(v2));
+        assert!(!unit("php8.2-fpm").matches(v2));
+        assert!(unit("nginx.service").matches(v1));
+        assert!(unit("system.slice").matches(v1));
+        let glob = |g: &str| CgroupFilter::Glob(g.into());
+        assert!(glob("/system.slice/php*-fpm.service").matches(v2));
+        assert!(glob("*nginx*").matches(v1));
+        assert!(!glob("/user.slice/*").matches(v2));
+        assert!(glob("/system.slice/php8.?-fpm.service").matches(v2));
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob_match(b"", b""));
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"*", b"/a/b"));
+        assert!(glob_match(b"a*b*c", b"axxbyyc"));
+        assert!(!glob_match(b"a*b*c", b"axxbyy"));
+        assert!(glob_match(b"a?c", b"abc"));
+        assert!(!glob_match(b"a?c", b"ac"));
+        assert!(glob_match(b"**a", b"bba"));
     }
 }

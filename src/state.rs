@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 
 use crate::sample::{ProcSample, Snapshot};
-use crate::select::{Selection, Selector};
+use crate::select::{CgroupFilter, ParentSpec, Selection, Selector};
 
 /// First line of every tick file; a file with another first line is not ours or too new.
 pub const FORMAT_LINE: &str = "check_workers ticks v1";
@@ -510,12 +510,46 @@ pub fn tick_file_name(selector: &Selector) -> String {
         let _ = write!(key, "uid={uid}\0");
     }
     let _ = write!(key, "master={}\0", selector.include_master);
+    match &selector.parent {
+        Some(ParentSpec::Pid(pid)) => {
+            let _ = write!(key, "ppid={pid}\0");
+        }
+        Some(ParentSpec::Pidfile(path)) => {
+            let _ = write!(key, "pidfile={}\0", path.display());
+        }
+        None => {}
+    }
+    match &selector.cgroup {
+        Some(CgroupFilter::Unit(unit)) => {
+            let _ = write!(key, "unit={unit}\0");
+        }
+        Some(CgroupFilter::Glob(glob)) => {
+            let _ = write!(key, "cgroup={glob}\0");
+        }
+        None => {}
+    }
+    if let Some(re) = &selector.cmdline {
+        let _ = write!(key, "cmdline={}\0", re.pattern());
+    }
+    if let Some(exe) = &selector.exe {
+        let _ = write!(key, "exe={exe}\0");
+    }
+    if let Some(states) = &selector.states {
+        let _ = write!(key, "states={states}\0");
+    }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let readable: String = if name.is_empty() { "all" } else { name }
+    let unit = match &selector.cgroup {
+        Some(CgroupFilter::Unit(unit)) => unit.as_str(),
+        _ => "",
+    };
+    let readable: String = [name, unit, "all"]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .unwrap_or("all")
         .chars()
         .take(40)
         .map(|c| {
@@ -611,8 +645,7 @@ mod tests {
     fn file_name_differs_per_selection() {
         let base = Selector {
             name: Some(NameFilter::new("nginx")),
-            uid: None,
-            include_master: false,
+            ..Selector::default()
         };
         let name = tick_file_name(&base);
         assert!(name.starts_with("nginx-") && name.ends_with(".ticks"));
@@ -626,6 +659,16 @@ mod tests {
         };
         assert_ne!(name, tick_file_name(&with_user));
         assert_ne!(name, tick_file_name(&with_master));
+        let with_pidfile = Selector {
+            parent: Some(ParentSpec::Pidfile("/run/nginx.pid".into())),
+            ..base.clone()
+        };
+        assert_ne!(name, tick_file_name(&with_pidfile));
+        let unit = Selector {
+            cgroup: Some(CgroupFilter::Unit("php8.2-fpm.service".into())),
+            ..Selector::default()
+        };
+        assert!(tick_file_name(&unit).starts_with("php8.2-fpm.service-"));
         assert_eq!(name, tick_file_name(&base), "stable");
         let odd = Selector {
             name: Some(NameFilter::new("a/../b c")),

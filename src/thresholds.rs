@@ -17,10 +17,22 @@ pub enum MetricName {
     Cpu,
     CpuUser,
     CpuSystem,
+    CpuMax,
     Rss,
     Vms,
+    Pss,
+    Uss,
     RssMax,
+    VmsMax,
     RssTotal,
+    RssPct,
+    Threads,
+    Fds,
+    FdPctMax,
+    AgeMin,
+    AgeMax,
+    Zombies,
+    Uninterruptible,
 }
 
 /// What a metric's numbers mean, so ranges and perfdata use the metric's own unit.
@@ -28,23 +40,37 @@ pub enum MetricName {
 pub enum Unit {
     /// a plain count
     Count,
-    /// percent of one CPU core
+    /// percent (of one core for CPU, unless `--cpu-scale host`)
     Percent,
     /// bytes
     Bytes,
+    /// seconds
+    Seconds,
 }
 
 impl MetricName {
     /// Every metric, in the order perfdata lists them.
-    pub const ALL: [MetricName; 8] = [
+    pub const ALL: [MetricName; 20] = [
         MetricName::Workers,
         MetricName::Cpu,
         MetricName::CpuUser,
         MetricName::CpuSystem,
+        MetricName::CpuMax,
         MetricName::Rss,
         MetricName::Vms,
+        MetricName::Pss,
+        MetricName::Uss,
         MetricName::RssMax,
+        MetricName::VmsMax,
         MetricName::RssTotal,
+        MetricName::RssPct,
+        MetricName::Threads,
+        MetricName::Fds,
+        MetricName::FdPctMax,
+        MetricName::AgeMin,
+        MetricName::AgeMax,
+        MetricName::Zombies,
+        MetricName::Uninterruptible,
     ];
 
     /// The perfdata label, also the name used in `-w METRIC=RANGE`.
@@ -54,20 +80,32 @@ impl MetricName {
             MetricName::Cpu => "cpu",
             MetricName::CpuUser => "cpu_user",
             MetricName::CpuSystem => "cpu_system",
+            MetricName::CpuMax => "cpu_max",
             MetricName::Rss => "rss",
             MetricName::Vms => "vms",
+            MetricName::Pss => "pss",
+            MetricName::Uss => "uss",
             MetricName::RssMax => "rss_max",
+            MetricName::VmsMax => "vms_max",
             MetricName::RssTotal => "rss_total",
+            MetricName::RssPct => "rss_pct",
+            MetricName::Threads => "threads",
+            MetricName::Fds => "fds",
+            MetricName::FdPctMax => "fd_pct_max",
+            MetricName::AgeMin => "age_min",
+            MetricName::AgeMax => "age_max",
+            MetricName::Zombies => "zombies",
+            MetricName::Uninterruptible => "uninterruptible",
         }
     }
 
     pub fn unit(self) -> Unit {
+        use MetricName::*;
         match self {
-            MetricName::Workers => Unit::Count,
-            MetricName::Cpu | MetricName::CpuUser | MetricName::CpuSystem => Unit::Percent,
-            MetricName::Rss | MetricName::Vms | MetricName::RssMax | MetricName::RssTotal => {
-                Unit::Bytes
-            }
+            Workers | Threads | Fds | Zombies | Uninterruptible => Unit::Count,
+            Cpu | CpuUser | CpuSystem | CpuMax | RssPct | FdPctMax => Unit::Percent,
+            Rss | Vms | Pss | Uss | RssMax | VmsMax | RssTotal => Unit::Bytes,
+            AgeMin | AgeMax => Unit::Seconds,
         }
     }
 
@@ -195,6 +233,13 @@ fn parse_number(text: &str, unit: Unit) -> Result<f64> {
         Unit::Bytes => byte_multiplier(suffix)
             .with_context(|| format!("unknown size unit {suffix:?} (use B, K, M, G, T)"))?,
         Unit::Percent if suffix.is_empty() || suffix == "%" => 1.0,
+        Unit::Seconds => match suffix {
+            "" | "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "d" => 86_400.0,
+            _ => bail!("unknown time unit {suffix:?} (use s, m, h, d)"),
+        },
         Unit::Count if suffix.is_empty() => 1.0,
         _ => bail!("{text:?}: this metric takes no unit"),
     };
@@ -244,6 +289,7 @@ pub fn format_number(n: f64, unit: Unit) -> String {
     match unit {
         Unit::Bytes => human_bytes(n),
         Unit::Count | Unit::Percent => format_plain(n),
+        Unit::Seconds => format!("{}s", format_plain(n)),
     }
 }
 
@@ -480,6 +526,22 @@ mod tests {
     }
 
     #[test]
+    fn ages_take_time_units() {
+        let parse = |t: &str| Range::parse(t, Unit::Seconds).unwrap();
+        assert_eq!(parse("30").end, 30.0);
+        assert_eq!(parse("30s").end, 30.0);
+        assert_eq!(parse("5m:").start, 300.0);
+        assert_eq!(parse("2h").end, 7200.0);
+        assert_eq!(parse("1d").end, 86_400.0);
+        assert!(Range::parse("5M", Unit::Seconds).is_err());
+        let t = Thresholds::from_args(&["age_min=60:".into()], &[]).unwrap();
+        assert_eq!(
+            t.evaluate(MetricName::AgeMin, 59.0).state,
+            ServiceState::Warning
+        );
+    }
+
+    #[test]
     fn percent_sign_only_on_percent_metrics() {
         assert_eq!(Range::parse("80%", Unit::Percent).unwrap().end, 80.0);
         assert!(Range::parse("80%", Unit::Count).is_err());
@@ -603,7 +665,12 @@ mod tests {
         use proptest::prelude::*;
 
         fn unit() -> impl Strategy<Value = Unit> {
-            prop_oneof![Just(Unit::Count), Just(Unit::Percent), Just(Unit::Bytes)]
+            prop_oneof![
+                Just(Unit::Count),
+                Just(Unit::Percent),
+                Just(Unit::Bytes),
+                Just(Unit::Seconds)
+            ]
         }
 
         proptest! {

@@ -37,6 +37,21 @@ pub struct FakeProc {
     pub vms_kib: u64,
     /// NUL-separated command line
     pub cmdline: String,
+    /// open file descriptors (entries of `fd/`); None: `fd/` unreadable (absent)
+    pub fds: Option<u32>,
+    /// soft RLIMIT_NOFILE in `limits`
+    pub fd_limit: u64,
+    /// Pss in `smaps_rollup`, KiB (None: no smaps_rollup, as for another user's process)
+    pub pss_kib: Option<u64>,
+    /// Private_Clean + Private_Dirty in `smaps_rollup`, KiB
+    pub uss_kib: u64,
+    /// the cgroup v2 path
+    pub cgroup: String,
+    pub threads: u64,
+    /// target of the `exe` link (None: no link, as for another user's process)
+    pub exe: Option<String>,
+    /// thread id -> children, written as `task/TID/children` (empty: no task dir)
+    pub children: Vec<i32>,
 }
 
 impl FakeProc {
@@ -57,6 +72,14 @@ impl FakeProc {
             rss_kib: 4096,
             vms_kib: 102_400,
             cmdline: format!("{comm}\0"),
+            fds: Some(8),
+            fd_limit: 1024,
+            pss_kib: Some(2048),
+            uss_kib: 1024,
+            cgroup: format!("/system.slice/{comm}.service"),
+            threads: 1,
+            exe: None,
+            children: Vec::new(),
         }
     }
 
@@ -119,7 +142,7 @@ impl FakeProc {
              VmPeak:\t{vms} kB\nVmSize:\t{vms} kB\nVmLck:\t0 kB\nVmPin:\t0 kB\nVmHWM:\t{rss} kB\n\
              VmRSS:\t{rss} kB\nRssAnon:\t{rss} kB\nRssFile:\t0 kB\nRssShmem:\t0 kB\n\
              VmData:\t1000 kB\nVmStk:\t132 kB\nVmExe:\t100 kB\nVmLib:\t2000 kB\nVmPTE:\t60 kB\n\
-             VmSwap:\t0 kB\nThreads:\t1\nSigQ:\t0/63459\nSigPnd:\t0000000000000000\n\
+             VmSwap:\t0 kB\nThreads:\t{threads}\nSigQ:\t0/63459\nSigPnd:\t0000000000000000\n\
              ShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\n\
              SigCgt:\t0000000188004a07\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
              CapEff:\t0000000000000000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n\
@@ -131,6 +154,30 @@ impl FakeProc {
             uid = self.uid,
             vms = self.vms_kib,
             rss = self.rss_kib,
+            threads = self.threads,
+        )
+    }
+
+    fn limits(&self) -> String {
+        format!(
+            "Limit                     Soft Limit           Hard Limit           Units     \n\
+             Max cpu time              unlimited            unlimited            seconds   \n\
+             Max open files            {}                 524288               files     \n\
+             Max processes             63459                63459                processes \n",
+            self.fd_limit
+        )
+    }
+
+    fn smaps_rollup(&self, pss: u64) -> String {
+        format!(
+            "55d0c0a0e000-7ffd7e1f7000 ---p 00000000 00:00 0                          [rollup]\n\
+             Rss:                {rss} kB\nPss:                {pss} kB\n\
+             Pss_Anon:           {pss} kB\nShared_Clean:       0 kB\nShared_Dirty:       0 kB\n\
+             Private_Clean:      {clean} kB\nPrivate_Dirty:      {dirty} kB\n\
+             Referenced:         {rss} kB\nAnonymous:          {rss} kB\nSwap:               0 kB\n",
+            rss = self.rss_kib,
+            clean = self.uss_kib / 2,
+            dirty = self.uss_kib - self.uss_kib / 2,
         )
     }
 }
@@ -148,6 +195,11 @@ impl ProcTree {
         };
         tree.set_uptime(uptime);
         tree.set_btime(BTIME);
+        fs::write(
+            tree.path().join("meminfo"),
+            "MemTotal:        4194304 kB\nMemFree:         2097152 kB\n",
+        )
+        .unwrap();
         tree
     }
 
@@ -176,6 +228,34 @@ impl ProcTree {
         fs::write(dir.join("stat"), p.stat_line()).unwrap();
         fs::write(dir.join("status"), p.status()).unwrap();
         fs::write(dir.join("cmdline"), &p.cmdline).unwrap();
+        fs::write(dir.join("limits"), p.limits()).unwrap();
+        fs::write(dir.join("cgroup"), format!("0::{}\n", p.cgroup)).unwrap();
+        let fd = dir.join("fd");
+        let _ = fs::remove_dir_all(&fd);
+        if let Some(n) = p.fds {
+            fs::create_dir(&fd).unwrap();
+            for i in 0..n {
+                fs::write(fd.join(i.to_string()), "").unwrap();
+            }
+        }
+        let exe = dir.join("exe");
+        let _ = fs::remove_file(&exe);
+        if let Some(target) = &p.exe {
+            std::os::unix::fs::symlink(target, &exe).unwrap();
+        }
+        if !p.children.is_empty() {
+            let task = dir.join("task").join(p.pid.to_string());
+            fs::create_dir_all(&task).unwrap();
+            let list: Vec<String> = p.children.iter().map(|c| c.to_string()).collect();
+            fs::write(task.join("children"), format!("{} ", list.join(" "))).unwrap();
+        }
+        let smaps = dir.join("smaps_rollup");
+        match p.pss_kib {
+            Some(pss) => fs::write(smaps, p.smaps_rollup(pss)).unwrap(),
+            None => {
+                let _ = fs::remove_file(smaps);
+            }
+        }
         self
     }
 
@@ -197,7 +277,9 @@ pub fn check(root: &Path, state: &Path) -> Command {
         .arg("--proc-root")
         .arg(root)
         .arg("--state-dir")
-        .arg(state);
+        .arg(state)
+        .arg("--sys-root")
+        .arg(root.join("sys"));
     cmd
 }
 

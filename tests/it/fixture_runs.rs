@@ -80,12 +80,18 @@ fn nginx_tree() -> ProcTree {
 
 const T0_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu n/a, rss 4.0 MiB avg, \
      vms 100.0 MiB avg | workers=4;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
-     rss_max=4194304B;;;0; rss_total=16777216B;;;0;";
+     pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+     rss_total=16777216B;;;0; rss_pct=0.39%;;;0;100 threads=4;;;0; fds=32;;;0; \
+     fd_pct_max=0.78%;;;0;100 age_min=4989s;;;0; age_max=4989s;;;0; zombies=0;;;0; \
+     uninterruptible=0;;;0;";
 
 const T1_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu 75.0%, rss 4.5 MiB avg, \
      vms 100.0 MiB avg | workers=4;;1:;0; cpu=75%;;;0;200 cpu_user=65%;;;0;200 \
-     cpu_system=10%;;;0;200 rss=4718592B;;;0; vms=104857600B;;;0; rss_max=8388608B;;;0; \
-     rss_total=18874368B;;;0;";
+     cpu_system=10%;;;0;200 cpu_max=60%;;;0;200 rss=4718592B;;;0; vms=104857600B;;;0; \
+     pss=2097152B;;;0; uss=1048576B;;;0; rss_max=8388608B;;;0; vms_max=104857600B;;;0; \
+     rss_total=18874368B;;;0; rss_pct=0.44%;;;0;100 threads=4;;;0; fds=32;;;0; \
+     fd_pct_max=0.78%;;;0;100 age_min=40s;;;0; age_max=5049s;;;0; zombies=0;;;0; \
+     uninterruptible=0;;;0;";
 
 /// Rewrites the committed fixture trees from the builders above:
 /// `cargo test -- --ignored write_committed_fixtures`.
@@ -269,7 +275,8 @@ fn no_workers_is_critical() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         status_line(&out),
-        "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0;"
+        "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; \
+         rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; uninterruptible=0;;;0;"
     );
 }
 
@@ -614,15 +621,15 @@ fn verbose_lists_busiest_first_and_caps_at_20() {
     );
     assert_eq!(
         lines[1],
-        "pid 107 4242 cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 107 4242 S cpu 50.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[2],
-        "pid 111 4242 cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 111 4242 S cpu 10.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[3],
-        "pid 100 4242 cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 100 4242 S cpu 0.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(lines.len(), 1 + 20 + 1, "{text}");
     assert_eq!(lines[21], "... and 5 more workers");
@@ -681,7 +688,7 @@ fn verbose_says_which_workers_counted_fully() {
     // uid 33 is named as the host's passwd says (www-data on Debian)
     assert!(lines[2].starts_with("pid 813 "), "{text}");
     assert!(
-        lines[2].ends_with(" cpu 60.0% rss 8.0 MiB vms 100.0 MiB age 1h24m"),
+        lines[2].ends_with(" S cpu 60.0% rss 8.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h24m"),
         "{text}"
     );
 }

@@ -4,4 +4,5 @@ mod fixture;
 mod fixture_runs;
 mod privileges;
 mod real_processes;
+mod selection;
 mod state_safety;
