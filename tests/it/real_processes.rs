@@ -290,3 +290,106 @@ fn reap_with_cpu_percent(pid: i32, started: std::time::Instant) -> f64 {
     // the master's own usage is included in wait4's figure, as in the check's
     (seconds(usage.ru_utime) + seconds(usage.ru_stime)) / wall * 100.0
 }
+
+/// A master shell with three sleeping children, in its own process group so that dropping it
+/// kills the children too.
+struct Family {
+    master: Child,
+    _dir: TempDir,
+    child_name: String,
+}
+
+impl Family {
+    fn start(prefix: &str) -> Family {
+        use std::os::unix::process::CommandExt;
+        let dir = tempfile::tempdir().unwrap();
+        let master_exe = dir.path().join(unique(&format!("{prefix}m")));
+        fs::copy("/bin/sh", &master_exe).unwrap();
+        let child_name = unique(&format!("{prefix}k"));
+        let child_exe = dir.path().join(&child_name);
+        fs::copy("/bin/sleep", &child_exe).unwrap();
+        let master = StdCommand::new(&master_exe)
+            .args([
+                "-c",
+                r#"for i in 1 2 3; do "$1" 600 & done; wait"#,
+                "master",
+            ])
+            .arg(&child_exe)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        // wait until the three children exist
+        for _ in 0..100 {
+            let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", master.id()))
+                .unwrap_or_default();
+            if children.split_whitespace().count() == 3 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        Family {
+            master,
+            _dir: dir,
+            child_name,
+        }
+    }
+}
+
+impl Drop for Family {
+    fn drop(&mut self) {
+        // SAFETY: signals the process group this test created
+        unsafe {
+            nix::libc::kill(-(self.master.id() as i32), nix::libc::SIGKILL);
+        }
+        let _ = self.master.wait();
+    }
+}
+
+#[test]
+fn ppid_and_pidfile_find_the_children_of_a_real_master() {
+    let family = Family::start("cwf");
+    let master = family.master.id().to_string();
+    let state = state_dir();
+    let out = real_check(state.path())
+        .args(["--ppid", &master, "--interval", "0"])
+        .output()
+        .unwrap();
+    let line = status_line(&out);
+    assert!(
+        line.starts_with(&format!(
+            "WORKERS OK - children of {master}: 3 workers (master {master}), "
+        )),
+        "{line}"
+    );
+    let dir = state_dir();
+    let pidfile = dir.path().join("master.pid");
+    fs::write(&pidfile, format!("{master}\n")).unwrap();
+    let out = real_check(state.path())
+        .args(["-n", &family.child_name, "--pidfile"])
+        .arg(&pidfile)
+        .args(["--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let line = status_line(&out);
+    assert!(
+        line.starts_with(&format!(
+            "WORKERS OK - {}: 3 workers (master {master}), ",
+            family.child_name
+        )),
+        "{line}"
+    );
+    // the master gone: the pidfile is stale, and that is CRITICAL
+    drop(family);
+    let out = real_check(state.path())
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .args(["--interval", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(status_line(&out).contains(&format!(
+        "(pid {master} from {} is not running)",
+        pidfile.display()
+    )));
+}

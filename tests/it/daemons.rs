@@ -1,0 +1,1649 @@
+//! The contrib/ configs under the real monitoring daemons (Debian's packages, installed by
+//! `.ci/setup-daemons`):
+//!
+//! - NRPE: `nrpe` on 127.0.0.1 and a free port with a generated config that includes a copy of
+//!   `contrib/nrpe/check_workers.cfg`, called with `check_nrpe`;
+//! - Icinga 2: `icinga2 daemon -C` on `contrib/icinga2/check_workers.conf` with a Service that
+//!   sets every variable and the uncommented examples, then the daemon itself running the check
+//!   every second, its PerfdataWriter file, and (with `influxd`) the points its InfluxdbWriter
+//!   wrote, read back with the queries of `contrib/grafana/check_workers-influxdb.json`;
+//! - Nagios 4: `nagios4 -v` on `contrib/nagios/commands.cfg` and its uncommented examples;
+//! - nginx with 3 workers: the count, the master and the memory figures against /proc.
+//!
+//! The daemons need root (they switch to the nagios or www-data user) and their binaries;
+//! without either a test prints `SKIPPED ...` and passes. Every daemon is started in its own
+//! process group and the group is stopped by a guard, also when an assertion fails.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::cargo_bin;
+use tempfile::TempDir;
+
+use crate::fixture::{cpu_heavy, is_root, skip};
+
+const NRPE: &str = "/usr/sbin/nrpe";
+const CHECK_NRPE: &str = "/usr/lib/nagios/plugins/check_nrpe";
+const ICINGA2: &str = "/usr/sbin/icinga2";
+const NAGIOS4: &str = "/usr/sbin/nagios4";
+const NGINX: &str = "/usr/sbin/nginx";
+const INFLUXD: &str = "/usr/bin/influxd";
+
+/// Where the contrib files put the binary.
+const INSTALLED: &str = "/usr/lib/nagios/plugins/check_workers";
+
+/// The perfdata labels every run with workers and a CPU figure carries.
+const LABELS: [&str; 8] = [
+    "workers",
+    "cpu",
+    "cpu_user",
+    "cpu_system",
+    "rss",
+    "vms",
+    "rss_max",
+    "rss_total",
+];
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+fn contrib(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib")
+        .join(path)
+}
+
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Root and every binary present, or a SKIPPED line and false.
+fn ready(test: &str, binaries: &[&str]) -> bool {
+    if !is_root() {
+        skip(test, "needs root (the daemons switch users)");
+        return false;
+    }
+    for bin in binaries {
+        if !Path::new(bin).exists() {
+            skip(test, &format!("{bin} is missing (.ci/setup-daemons installs it)"));
+            return false;
+        }
+    }
+    true
+}
+
+/// uid and gid of the `nagios` user that the Debian packages create.
+fn nagios_user(test: &str) -> Option<(u32, u32)> {
+    match nix::unistd::User::from_name("nagios") {
+        Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
+        _ => {
+            skip(test, "no nagios user (.ci/setup-daemons creates it)");
+            None
+        }
+    }
+}
+
+/// A temporary directory every user may enter, owned by `owner` when given.
+fn work_dir(owner: Option<(u32, u32)>) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("cw-daemons")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    }
+    dir
+}
+
+/// `dir/name`, created 0755 and owned by `owner` when given.
+fn sub_dir(dir: &Path, name: &str, owner: Option<(u32, u32)>) -> PathBuf {
+    let path = dir.join(name);
+    fs::create_dir_all(&path).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+    }
+    path
+}
+
+/// A copy of the built binary that the nagios user may run (the target dir may be private).
+fn install_binary(dir: &Path) -> PathBuf {
+    let exe = dir.join("check_workers");
+    fs::copy(cargo_bin("check_workers"), &exe).unwrap();
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    exe
+}
+
+/// A name unique to this test run, at most 15 bytes so the kernel keeps it whole.
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id())
+        .chars()
+        .take(15)
+        .collect()
+}
+
+/// A port that was free a moment ago, on 127.0.0.1.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if done() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn port_open(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// Sends `sig` to the process group `pgid`; errors (no such group) are ignored.
+fn signal_group(pgid: u32, sig: &str) {
+    let _ = StdCommand::new("kill")
+        .arg(format!("-{sig}"))
+        .arg("--")
+        .arg(format!("-{pgid}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// A daemon in its own process group, stopped (TERM, then KILL after 5 s) with the whole group
+/// when dropped, whatever happened in between. stdout and stderr go to `log`.
+struct Daemon {
+    what: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(what: &'static str, mut cmd: StdCommand, log: &Path) -> Daemon {
+        let out = fs::File::create(log).unwrap();
+        let child = cmd
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {what}: {e}"));
+        Daemon {
+            what,
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log so far, for failure messages.
+    fn log(&self) -> String {
+        format!(
+            "--- {} log ({}) ---\n{}",
+            self.what,
+            self.log.display(),
+            fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pgid = self.child.id();
+        signal_group(pgid, "TERM");
+        let stopped = wait_for(Duration::from_secs(5), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        // children left in the group (a plugin, an nginx worker) go too
+        signal_group(pgid, "KILL");
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Sleepers under a unique name (a copy of sleep), optionally as another user; killed and
+/// reaped when dropped.
+struct Sleepers {
+    exe: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Sleepers {
+    fn spawn(dir: &Path, name: &str, count: usize, user: Option<(u32, u32)>) -> Sleepers {
+        let exe = dir.join(name);
+        fs::copy("/bin/sleep", &exe).unwrap();
+        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        let children = (0..count)
+            .map(|_| {
+                let mut cmd = StdCommand::new(&exe);
+                cmd.arg("600").stdin(Stdio::null());
+                if let Some((uid, gid)) = user {
+                    cmd.uid(uid).gid(gid);
+                }
+                cmd.spawn().unwrap()
+            })
+            .collect();
+        Sleepers { exe, children }
+    }
+}
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}stderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn first_line(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The labels of the perfdata after " | " in `line`, in order.
+fn perf_labels(line: &str) -> Vec<String> {
+    let perf = line.split_once('|').map(|(_, p)| p).unwrap_or_default();
+    perf.split_whitespace()
+        .filter_map(|item| item.split_once('=').map(|(label, _)| label.to_string()))
+        .collect()
+}
+
+/// The value of `label` in perfdata (`rss=4718592B;;;0;` gives 4718592).
+fn perf_value(line: &str, label: &str) -> Option<f64> {
+    let perf = line.split_once('|')?.1;
+    let item = perf
+        .split_whitespace()
+        .find_map(|item| item.strip_prefix(&format!("{label}=")))?;
+    item.split(';')
+        .next()?
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%')
+        .parse()
+        .ok()
+}
+
+fn assert_every_label(line: &str, context: &str) {
+    let labels = perf_labels(line);
+    for label in LABELS {
+        assert!(
+            labels.iter().any(|l| l == label),
+            "no {label} in the perfdata: {line}\n{context}"
+        );
+    }
+}
+
+/// `text` with `from` replaced, asserting it was there.
+fn replaced(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "{from:?} not found");
+    text.replace(from, to)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. NRPE
+
+fn check_nrpe(port: u16, command: Option<&str>) -> Output {
+    let mut cmd = StdCommand::new(CHECK_NRPE);
+    cmd.args(["-H", "127.0.0.1", "-p", &port.to_string(), "-t", "20"]);
+    if let Some(command) = command {
+        cmd.args(["-c", command]);
+    }
+    cmd.output().unwrap()
+}
+
+/// The `command[NAME]=LINE` entries of an NRPE config.
+fn nrpe_commands(cfg: &str) -> Vec<(String, String)> {
+    cfg.lines()
+        .filter_map(|l| l.strip_prefix("command["))
+        .filter_map(|l| l.split_once("]="))
+        .map(|(name, line)| (name.to_string(), line.to_string()))
+        .collect()
+}
+
+/// The value after `-n` in a command line.
+fn name_option(line: &str) -> String {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "-n").expect("-n");
+    words[at + 1].to_string()
+}
+
+#[test]
+fn nrpe_round_trip_with_the_contrib_commands() {
+    const TEST: &str = "nrpe_round_trip_with_the_contrib_commands";
+    if !ready(TEST, &[NRPE, CHECK_NRPE]) {
+        return;
+    }
+    let Some(nagios) = nagios_user(TEST) else {
+        return;
+    };
+    let _serial = cpu_heavy();
+    let work = work_dir(Some(nagios));
+    let dir = work.path();
+    let exe = install_binary(dir);
+    let name = unique("cwn");
+    let _sleepers = Sleepers::spawn(dir, &name, 2, None);
+    // NRPE clears the environment, so the state dir is given on the command line; the nagios
+    // user owns the directory above it, the check creates it 0700
+    let state = dir.join("state");
+
+    // contrib/nrpe/check_workers.cfg as shipped, the binary path rewritten
+    let shipped = read(&contrib("nrpe/check_workers.cfg"));
+    let commands = nrpe_commands(&shipped);
+    let names: Vec<&str> = commands.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "check_workers_apache2",
+            "check_workers_nginx",
+            "check_workers_php-fpm"
+        ]
+    );
+    let copy: String = replaced(&shipped, INSTALLED, exe.to_str().unwrap())
+        .lines()
+        .map(|l| {
+            if l.starts_with("command[") {
+                format!("{l} --state-dir {}\n", state.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    fs::write(dir.join("check_workers.cfg"), copy).unwrap();
+
+    let port = free_port();
+    let cfg = dir.join("nrpe.cfg");
+    fs::write(
+        &cfg,
+        format!(
+            "pid_file={dir}/nrpe.pid\n\
+             log_file={dir}/nrpe.log\n\
+             disable_syslog=1\n\
+             debug=1\n\
+             server_address=127.0.0.1\n\
+             server_port={port}\n\
+             nrpe_user=nagios\n\
+             nrpe_group=nagios\n\
+             allowed_hosts=127.0.0.1\n\
+             dont_blame_nrpe=0\n\
+             command_timeout=30\n\
+             connection_timeout=60\n\
+             command[check_workers_test]={exe} -n {name} -w workers=3: -c workers=1: \
+             --interval 0.5 --state-dir {state}\n\
+             include={dir}/check_workers.cfg\n",
+            dir = dir.display(),
+            exe = exe.display(),
+            state = state.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = StdCommand::new(NRPE);
+    cmd.arg("-c").arg(&cfg).arg("-f");
+    let mut nrpe = Daemon::start("nrpe", cmd, &dir.join("nrpe.out"));
+    assert!(
+        wait_for(Duration::from_secs(10), || port_open(port)),
+        "nrpe does not listen on {port}\n{}\n{}",
+        nrpe.log(),
+        fs::read_to_string(dir.join("nrpe.log")).unwrap_or_default()
+    );
+
+    // the handshake (TLS) and the version
+    let out = check_nrpe(port, None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(first_line(&out).starts_with("NRPE v4"), "{}", text(&out));
+
+    // two workers where three are wanted: WARNING, through nrpe and back
+    let out = check_nrpe(port, Some("check_workers_test"));
+    let line = first_line(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        line.starts_with(&format!("WORKERS WARNING - {name}: 2 workers < 3, cpu ")),
+        "{}",
+        text(&out)
+    );
+    assert!(line.contains(" | workers=2;3:;1:;0; "), "{line}");
+    assert_every_label(&line, &text(&out));
+
+    // every shipped command line runs and parses: a state, never a usage error (UNKNOWN)
+    for (command, cmdline) in &commands {
+        let out = check_nrpe(port, Some(command));
+        let line = first_line(&out);
+        let code = out.status.code();
+        let state = match code {
+            Some(0) => "OK",
+            Some(1) => "WARNING",
+            Some(2) => "CRITICAL",
+            _ => panic!("{command}: {}", text(&out)),
+        };
+        let service = name_option(cmdline);
+        assert!(
+            line.starts_with(&format!("WORKERS {state} - {service}: ")),
+            "{command}: {}",
+            text(&out)
+        );
+        assert!(
+            perf_labels(&line).iter().any(|l| l == "workers"),
+            "{line}"
+        );
+    }
+    assert!(nrpe.running(), "nrpe died\n{}", nrpe.log());
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Icinga 2 (and the Grafana dashboard's queries against what it wrote to InfluxDB)
+
+/// The `-D` constants that keep Icinga 2 in `dir` and running as nagios.
+fn icinga_defines(dir: &Path) -> Vec<String> {
+    let mut defines: Vec<String> = ["data", "log", "cache", "spool"]
+        .iter()
+        .map(|sub| {
+            let key = format!("{}{}Dir", sub[..1].to_uppercase(), &sub[1..]);
+            format!("-D{key}={}", dir.join(sub).display())
+        })
+        .collect();
+    defines.push(format!("-DInitRunDir={}", dir.join("run").display()));
+    defines.push(format!("-DConfigDir={}", dir.display()));
+    defines.push("-DRunAsUser=nagios".into());
+    defines.push("-DRunAsGroup=nagios".into());
+    defines
+}
+
+/// The commented examples at the end of check_workers.conf, uncommented.
+fn icinga_examples(conf: &str) -> String {
+    let start = conf.find("/* Examples").expect("an examples block");
+    let mut out = String::new();
+    for line in conf[start..].lines().skip(1) {
+        if line.trim() == "*/" {
+            return out;
+        }
+        let code = line
+            .strip_prefix(" * ")
+            .or_else(|| line.strip_prefix(" *"))
+            .unwrap_or(line);
+        out.push_str(code);
+        out.push('\n');
+    }
+    panic!("the examples block is not closed");
+}
+
+/// The argument keys of the CheckCommand (`"-n" = {`).
+fn icinga_argument_keys(conf: &str) -> Vec<String> {
+    conf.lines()
+        .filter_map(|l| l.trim().strip_suffix("\" = {"))
+        .filter_map(|l| l.strip_prefix('"'))
+        .filter(|k| k.starts_with('-'))
+        .map(str::to_string)
+        .collect()
+}
+
+/// (short, long) of every option `check_workers --help` lists, less help and version.
+fn binary_options() -> Vec<(Option<String>, String)> {
+    let out = StdCommand::new(cargo_bin("check_workers"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let mut options = Vec::new();
+    for line in help.lines() {
+        let line = line.trim_start();
+        let (short, rest) = match line.strip_prefix('-') {
+            Some(r) if !r.starts_with('-') && r.get(1..3) == Some(", ") => {
+                (Some(format!("-{}", &r[..1])), &r[3..])
+            }
+            _ => (None, line),
+        };
+        let Some(long) = rest.strip_prefix("--") else {
+            continue;
+        };
+        let long: String = long
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        if long.is_empty() || long == "help" || long == "version" {
+            continue;
+        }
+        options.push((short, format!("--{long}")));
+    }
+    options
+}
+
+/// Drift check: the CheckCommand has one argument for each option of the binary, and none
+/// for an option it does not have. Needs no daemon.
+#[test]
+fn icinga2_check_command_covers_every_option() {
+    let conf = read(&contrib("icinga2/check_workers.conf"));
+    let keys = icinga_argument_keys(&conf);
+    let options = binary_options();
+    assert!(options.len() >= 10, "{options:?}");
+    for (short, long) in &options {
+        let covered = keys
+            .iter()
+            .any(|k| k == long || Some(k) == short.as_ref() || (k == "-vv" && long == "--verbose"));
+        assert!(covered, "{long} has no argument in check_workers.conf");
+    }
+    for key in &keys {
+        let known = options
+            .iter()
+            .any(|(s, l)| key == l || Some(key) == s.as_ref())
+            || key == "-vv";
+        assert!(known, "check_workers.conf passes {key}, which the binary does not know");
+        // and a custom variable prefixed workers_ feeds it
+    }
+    let vars = conf.matches("\"$workers_").count();
+    assert!(vars >= keys.len() - 3, "every value comes from a workers_ variable");
+}
+
+/// The points of one InfluxDB query, as JSON.
+fn influx_query(port: u16, query: &str) -> json::Json {
+    let path = format!(
+        "/query?db=icinga2&epoch=s&q={}",
+        url_encode(query)
+    );
+    let (status, body) = http(port, "GET", &path);
+    assert_eq!(status, 200, "{query}: {body}");
+    let parsed = json::parse(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
+    let result = &parsed.get("results").map(json::Json::arr).unwrap_or(&[])[0];
+    assert!(result.get("error").is_none(), "{query}: {body}");
+    result.clone()
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A bare HTTP/1.0 request to 127.0.0.1: (status, body).
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Every series of a query result: (tags, the non-null values of its last column).
+fn influx_series(result: &json::Json) -> Vec<(Vec<(String, String)>, Vec<json::Json>)> {
+    let series = result.get("series").map(json::Json::arr).unwrap_or(&[]);
+    series
+        .iter()
+        .map(|s| {
+            let tags = match s.get("tags") {
+                Some(json::Json::Obj(m)) => m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.str().unwrap_or_default().to_string()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let values = s
+                .get("values")
+                .map(json::Json::arr)
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(|row| row.arr().last().cloned())
+                .filter(|v| *v != json::Json::Null)
+                .collect();
+            (tags, values)
+        })
+        .collect()
+}
+
+/// The dashboard's queries: (what, query), the template variables' first.
+fn dashboard_queries(dashboard: &json::Json) -> Vec<(String, String)> {
+    let mut queries = Vec::new();
+    let templating = dashboard.get("templating").and_then(|t| t.get("list"));
+    for var in templating.map(json::Json::arr).unwrap_or(&[]) {
+        if var.get("type").and_then(json::Json::str) == Some("query") {
+            let name = var.get("name").and_then(json::Json::str).unwrap();
+            let query = var.get("query").and_then(json::Json::str).unwrap();
+            queries.push((format!("variable {name}"), query.to_string()));
+        }
+    }
+    for panel in dashboard.get("panels").map(json::Json::arr).unwrap_or(&[]) {
+        let title = panel.get("title").and_then(json::Json::str).unwrap();
+        for target in panel.get("targets").map(json::Json::arr).unwrap_or(&[]) {
+            let query = target.get("query").and_then(json::Json::str).unwrap();
+            let refid = target.get("refId").and_then(json::Json::str).unwrap();
+            queries.push((format!("panel {title:?} {refid}"), query.to_string()));
+        }
+    }
+    queries
+}
+
+fn load_dashboard() -> json::Json {
+    let path = contrib("grafana/check_workers-influxdb.json");
+    json::parse(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The dashboard is JSON Grafana can import (an InfluxDB input, raw InfluxQL targets) and its
+/// panels together show every label. Needs no daemon.
+#[test]
+fn grafana_dashboard_parses_and_covers_every_label() {
+    let dashboard = load_dashboard();
+    let inputs = dashboard.get("__inputs").map(json::Json::arr).unwrap();
+    assert_eq!(
+        inputs[0].get("pluginId").and_then(json::Json::str),
+        Some("influxdb")
+    );
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 6, "{queries:?}");
+    for panel in dashboard.get("panels").map(json::Json::arr).unwrap() {
+        for target in panel.get("targets").map(json::Json::arr).unwrap() {
+            assert_eq!(target.get("rawQuery"), Some(&json::Json::Bool(true)));
+            assert_eq!(
+                target
+                    .get("datasource")
+                    .and_then(|d| d.get("uid"))
+                    .and_then(json::Json::str),
+                Some("${DS_INFLUXDB}")
+            );
+        }
+    }
+    let all: String = queries.iter().map(|(_, q)| q.as_str()).collect();
+    for label in LABELS {
+        // 'label' or a regex alternative naming it
+        let named = all.contains(&format!("'{label}'"))
+            || all.contains(&format!("|{label})"))
+            || all.contains(&format!("({label}|"))
+            || all.contains(&format!("|{label}|"))
+            || (label.starts_with("cpu") && all.contains("/^cpu(_user|_system)?$/"));
+        assert!(named, "no panel shows {label}");
+    }
+}
+
+/// Fills in the dashboard's template variables as Grafana would for one host and service.
+fn grafana_interpolate(query: &str, host: &str, service: &str) -> String {
+    query
+        .replace("$measurement", "workers")
+        .replace("$hostname", host)
+        .replace("$service", service)
+        .replace("$timeFilter", "time > now() - 1h")
+        .replace("$__interval", "1s")
+}
+
+/// Starts influxd with its data in `dir` and an `icinga2` database; None when not installed.
+fn start_influxd(test: &str, dir: &Path) -> Option<(Daemon, u16)> {
+    if !Path::new(INFLUXD).exists() {
+        skip(
+            test,
+            &format!("{INFLUXD} is missing: the Grafana queries are not checked"),
+        );
+        return None;
+    }
+    let (http_port, rpc_port) = (free_port(), free_port());
+    let conf = dir.join("influxdb.conf");
+    fs::write(
+        &conf,
+        format!(
+            "reporting-disabled = true\n\
+             bind-address = \"127.0.0.1:{rpc_port}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n  logging-enabled = false\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [continuous_queries]\n  enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{http_port}\"\n  log-enabled = false\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = StdCommand::new(INFLUXD);
+    cmd.arg("-config").arg(&conf);
+    let influxd = Daemon::start("influxd", cmd, &dir.join("influxd.log"));
+    let up = wait_for(Duration::from_secs(15), || {
+        port_open(http_port) && http(http_port, "GET", "/ping").0 == 204
+    });
+    assert!(up, "influxd does not answer\n{}", influxd.log());
+    let (status, body) = http(
+        http_port,
+        "POST",
+        &format!("/query?q={}", url_encode("CREATE DATABASE icinga2")),
+    );
+    assert_eq!(status, 200, "{body}");
+    Some((influxd, http_port))
+}
+
+/// The tokens of the last "Running command '...' '...'" of Icinga's debug log that starts with
+/// `exe` and contains `marker`.
+fn icinga_command_line(log: &str, exe: &Path, marker: &str) -> Option<Vec<String>> {
+    let start = format!("Running command '{}'", exe.display());
+    log.lines()
+        .filter(|l| l.contains(&start) && l.contains(marker))
+        .last()
+        .map(|l| {
+            let quoted = &l[l.find("Running command ").unwrap() + 16..];
+            let quoted = quoted.rsplit_once(": PID").map_or(quoted, |(q, _)| q);
+            quoted
+                .split('\'')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_string)
+                .collect()
+        })
+}
+
+/// The last perfdata line Icinga wrote for `service`, from every file of its PerfdataWriter.
+fn icinga_perfdata(dir: &Path, service: &str) -> Option<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for entry in fs::read_dir(dir).ok()? {
+        let path = entry.ok()?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("service-perfdata"))
+        {
+            lines.extend(
+                fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string),
+            );
+        }
+    }
+    let tag = format!("\tSERVICEDESC::{service}\t");
+    lines
+        .into_iter()
+        .filter(|l| l.contains(&tag))
+        .max_by_key(|l| l.split('\t').nth(1).map(str::to_string))
+}
+
+/// The value of `KEY::value` in a perfdata-file line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split('\t')
+        .find_map(|f| f.strip_prefix(&format!("{key}::")))
+        .unwrap_or_default()
+}
+
+#[test]
+fn icinga2_validates_and_runs_the_check_command() {
+    const TEST: &str = "icinga2_validates_and_runs_the_check_command";
+    if !ready(TEST, &[ICINGA2]) {
+        return;
+    }
+    let Some(nagios) = nagios_user(TEST) else {
+        return;
+    };
+    let _serial = cpu_heavy();
+    let work = work_dir(Some(nagios));
+    let dir = work.path();
+    for sub in ["data", "log", "cache", "spool", "run", "perf", "zones.d/master"] {
+        sub_dir(dir, sub, Some(nagios));
+    }
+    sub_dir(dir, "zones.d", Some(nagios));
+    let plugins = sub_dir(dir, "plugins", None);
+    let exe = install_binary(&plugins);
+    let contrib_conf = contrib("icinga2/check_workers.conf");
+    let conf_text = read(&contrib_conf);
+    let defines = icinga_defines(dir);
+
+    // --- validation: a Service that sets every variable, plus the uncommented examples (in
+    // the master's zone, as a Service with command_endpoint must be)
+    fs::write(
+        dir.join("zones.d/master/examples.conf"),
+        icinga_examples(&conf_text),
+    )
+    .unwrap();
+    let validate = dir.join("validate.conf");
+    fs::write(
+        &validate,
+        format!(
+            r#"const PluginDir = "{plugins}"
+const NodeName = "testnode"
+const ZoneName = "master"
+include <itl>
+include <plugins>
+include "{contrib}"
+object Endpoint NodeName {{ }}
+object Zone ZoneName {{ endpoints = [ NodeName ] }}
+object Endpoint "web1" {{ }}
+object Zone "web1" {{ endpoints = [ "web1" ]; parent = ZoneName }}
+include_zones "examples", "{dir}/zones.d"
+object Host "every-argument" {{ check_command = "dummy" }}
+object Service "every-argument" {{
+  host_name = "every-argument"
+  check_command = "workers"
+  vars.workers_name = "nginx"
+  vars.workers_user = "www-data"
+  vars.workers_include_master = true
+  vars.workers_pidfile = "/run/nginx.pid"
+  vars.workers_ppid = 1
+  vars.workers_unit = "nginx.service"
+  vars.workers_cgroup = "/system.slice/nginx*"
+  vars.workers_cmdline = "worker process"
+  vars.workers_exe = "/usr/sbin/nginx"
+  vars.workers_state = "RS"
+  vars.workers_cpu_scale = "host"
+  vars.workers_warning = [ "80", "rss=300MiB" ]
+  vars.workers_critical = [ "95", "workers=2:" ]
+  vars.workers_interval = 0.5
+  vars.workers_state_dir = "/var/lib/nagios/check_workers"
+  vars.workers_timeout = 5
+  vars.workers_verbose = 2
+}}
+"#,
+            plugins = plugins.display(),
+            contrib = contrib_conf.display(),
+            dir = dir.display(),
+        ),
+    )
+    .unwrap();
+    let out = StdCommand::new(ICINGA2)
+        .args(["daemon", "-C", "-c"])
+        .arg(&validate)
+        .args(&defines)
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    // every-argument, and the three examples: local, command_endpoint, nrpe
+    assert!(said.contains("Instantiated 4 Services."), "{said}");
+    assert!(said.contains("Instantiated 1 CheckCommand.") || said.contains("CheckCommands."));
+
+    // --- the daemon: a service that runs check_workers every second on real processes
+    let name = unique("cwi");
+    let bin = sub_dir(dir, "bin", None);
+    let sleepers = Sleepers::spawn(&bin, &name, 2, Some(nagios));
+    let influx = start_influxd(TEST, dir);
+    let influx_writer = match &influx {
+        Some((_, port)) => format!(
+            "object InfluxdbWriter \"influxdb\" {{\n  host = \"127.0.0.1\"\n  port = {port}\n  \
+             database = \"icinga2\"\n  flush_interval = 1s\n  flush_threshold = 1\n  \
+             enable_send_thresholds = true\n}}\n"
+        ),
+        None => String::new(),
+    };
+    let perf = dir.join("perf");
+    let run = dir.join("icinga2.conf");
+    let ppid = std::process::id();
+    fs::write(
+        &run,
+        format!(
+            r#"const PluginDir = "{plugins}"
+const NodeName = "testnode"
+const ZoneName = "master"
+include <itl>
+include "{contrib}"
+object CheckerComponent "checker" {{ }}
+object PerfdataWriter "perfdata" {{
+  service_perfdata_path = "{perf}/service-perfdata"
+  service_temp_path = "{perf}/service-perfdata.tmp"
+  host_perfdata_path = "{perf}/host-perfdata"
+  host_temp_path = "{perf}/host-perfdata.tmp"
+  rotation_interval = 1s
+}}
+{influx_writer}
+object Host "testnode" {{
+  check_command = "dummy"
+  check_interval = 1s
+}}
+template Service "every-second" {{
+  host_name = "testnode"
+  check_command = "workers"
+  check_interval = 1s
+  retry_interval = 1s
+  max_check_attempts = 1
+}}
+object Service "live" {{
+  import "every-second"
+  vars.workers_name = "{name}"
+  vars.workers_warning = "workers=3:"
+  vars.workers_interval = "0.2"
+  vars.workers_state_dir = "{dir}/state-live"
+}}
+object Service "every" {{
+  import "every-second"
+  vars.workers_name = "{name}"
+  vars.workers_user = "nagios"
+  vars.workers_include_master = true
+  vars.workers_ppid = "{ppid}"
+  vars.workers_cmdline = "{name} 600"
+  vars.workers_exe = "{sleeper}"
+  vars.workers_state = "S"
+  vars.workers_cpu_scale = "host"
+  vars.workers_warning = [ "workers=3:", "rss=1GiB" ]
+  vars.workers_critical = [ "190", "workers=1:" ]
+  vars.workers_interval = "0.2"
+  vars.workers_state_dir = "{dir}/state-every"
+  vars.workers_timeout = 5
+  vars.workers_verbose = 2
+}}
+"#,
+            plugins = plugins.display(),
+            contrib = contrib_conf.display(),
+            perf = perf.display(),
+            dir = dir.display(),
+            sleeper = sleepers.exe.display(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = StdCommand::new(ICINGA2);
+    cmd.args(["daemon", "-x", "debug", "-c"])
+        .arg(&run)
+        .args(&defines);
+    let mut icinga = Daemon::start("icinga2", cmd, &dir.join("daemon.log"));
+
+    let complete = |line: &Option<String>| {
+        line.as_deref()
+            .is_some_and(|l| LABELS.iter().all(|label| perf_labels(field(l, "SERVICEPERFDATA")).iter().any(|x| x == label)))
+    };
+    let done = wait_for(Duration::from_secs(30), || {
+        complete(&icinga_perfdata(&perf, "live")) && complete(&icinga_perfdata(&perf, "every"))
+    });
+    assert!(
+        done,
+        "no complete perfdata from Icinga within 30 s\n{}",
+        icinga.log()
+    );
+    assert!(icinga.running(), "icinga2 died\n{}", icinga.log());
+
+    for service in ["live", "every"] {
+        let line = icinga_perfdata(&perf, service).unwrap();
+        let perfdata = field(&line, "SERVICEPERFDATA");
+        assert_every_label(&format!("| {perfdata}"), &line);
+        assert_eq!(field(&line, "SERVICESTATE"), "WARNING", "{line}");
+        assert_eq!(field(&line, "SERVICECHECKCOMMAND"), "workers", "{line}");
+        assert!(perfdata.starts_with("workers=2;3:;1:;0; "), "{line}");
+    }
+
+    // the exact command line the CheckCommand built from the "every" service's variables
+    let log = read(&icinga.log);
+    let argv = icinga_command_line(&log, &exe, "state-every").expect("a run of the every service");
+    let expected: Vec<String> = [
+        exe.to_str().unwrap(),
+        "--cpu-scale",
+        "host",
+        "--exe",
+        sleepers.exe.to_str().unwrap(),
+        "--include-master",
+        "--interval",
+        "0.2",
+        "--ppid",
+        &ppid.to_string(),
+        "--state-dir",
+        &format!("{}/state-every", dir.display()),
+        "-a",
+        &format!("{name} 600"),
+        "-c",
+        "190",
+        "-c",
+        "workers=1:",
+        "-n",
+        &name,
+        "-s",
+        "S",
+        "-t",
+        "5",
+        "-u",
+        "nagios",
+        "-vv",
+        "-w",
+        "workers=3:",
+        "-w",
+        "rss=1GiB",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(argv, expected);
+    assert!(
+        !log.contains("invalid perfdata"),
+        "Icinga rejected perfdata\n{log}"
+    );
+
+    // --- InfluxDB: Icinga parsed our perfdata into points (units and all), and the dashboard's
+    // queries find them
+    let Some((_influxd, port)) = influx else {
+        return;
+    };
+    let mut seen = Vec::new();
+    let points_in = wait_for(Duration::from_secs(15), || {
+        let result = influx_query(port, "SHOW TAG VALUES FROM \"workers\" WITH KEY = \"metric\"");
+        seen = influx_series(&result)
+            .into_iter()
+            .flat_map(|(_, values)| values)
+            .filter_map(|v| v.arr().get(1).and_then(json::Json::str).map(str::to_string))
+            .collect();
+        LABELS.iter().all(|l| seen.iter().any(|s| s == l))
+    });
+    assert!(points_in, "metrics in InfluxDB: {seen:?}\n{}", icinga.log());
+    drop(icinga);
+
+    // units as Icinga 2 normalises them
+    let units = influx_query(
+        port,
+        "SELECT last(\"value\"), \"unit\" FROM \"workers\" WHERE \"service\" = 'live' GROUP BY \"metric\"",
+    );
+    let body = format!("{units:?}");
+    assert!(body.contains("Str(\"bytes\")"), "{body}");
+    assert!(body.contains("Str(\"percent\")"), "{body}");
+
+    let dashboard = load_dashboard();
+    let mut shown: Vec<String> = Vec::new();
+    for (what, query) in dashboard_queries(&dashboard) {
+        for service in ["live", "every"] {
+            let q = grafana_interpolate(&query, "testnode", service);
+            let series = influx_series(&influx_query(port, &q));
+            if what.starts_with("variable") {
+                // SHOW TAG VALUES: rows of [key, value]
+                let values: Vec<String> = series
+                    .iter()
+                    .flat_map(|(_, v)| v.clone())
+                    .filter_map(|v| v.arr().get(1).and_then(json::Json::str).map(str::to_string))
+                    .collect();
+                let want = if what.ends_with("hostname") { "testnode" } else { service };
+                assert!(values.iter().any(|v| v == want), "{what}: {q}: {values:?}");
+                continue;
+            }
+            if q.contains("last(\"crit\")") && service == "live" {
+                continue; // the live service has no cpu threshold
+            }
+            assert!(
+                series.iter().any(|(_, values)| !values.is_empty()),
+                "{what} for {service}: no data from {q}"
+            );
+            for (tags, values) in &series {
+                if values.is_empty() {
+                    continue;
+                }
+                assert!(tags.contains(&("service".into(), service.into())), "{what}: {tags:?}");
+                match tags.iter().find(|(k, _)| k == "metric") {
+                    Some((_, metric)) => shown.push(metric.clone()),
+                    None => {
+                        if let Some(m) = q.split("\"metric\" = '").nth(1) {
+                            shown.push(m.split('\'').next().unwrap().to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for label in LABELS {
+        assert!(shown.iter().any(|s| s == label), "no panel showed {label}: {shown:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Nagios 4
+
+const NAGIOS_OBJECTS: &str = "\
+define timeperiod {
+    timeperiod_name 24x7
+    alias           always
+    monday          00:00-24:00
+    tuesday         00:00-24:00
+    wednesday       00:00-24:00
+    thursday        00:00-24:00
+    friday          00:00-24:00
+    saturday        00:00-24:00
+    sunday          00:00-24:00
+}
+define command {
+    command_name    notify-nobody
+    command_line    /bin/true
+}
+define command {
+    command_name    check-host-alive
+    command_line    /bin/true
+}
+define contact {
+    contact_name                    admin
+    host_notifications_enabled      0
+    service_notifications_enabled   0
+    host_notification_period        24x7
+    service_notification_period     24x7
+    host_notification_options       n
+    service_notification_options    n
+    host_notification_commands      notify-nobody
+    service_notification_commands   notify-nobody
+}
+define service {
+    name                    generic-service
+    register                0
+    max_check_attempts      3
+    check_interval          5
+    retry_interval          1
+    check_period            24x7
+    notification_period     24x7
+    notification_interval   0
+    contacts                admin
+}
+define host {
+    host_name               web1
+    address                 127.0.0.1
+    check_command           check-host-alive
+    max_check_attempts      3
+    check_period            24x7
+    notification_period     24x7
+    contacts                admin
+}
+";
+
+/// commands.cfg with its example services uncommented.
+fn nagios_with_examples(cfg: &str) -> String {
+    let at = cfg.find("Example services").expect("an examples section");
+    let (head, tail) = cfg.split_at(at);
+    let tail: String = tail
+        .lines()
+        .map(|l| {
+            let code = l.strip_prefix('#').filter(|rest| {
+                rest.starts_with("define ") || rest.starts_with("    ") || rest.starts_with('}')
+            });
+            format!("{}\n", code.unwrap_or(l))
+        })
+        .collect();
+    format!("{head}{tail}")
+}
+
+fn nagios_verify(dir: &Path, commands: &str) -> Output {
+    fs::write(dir.join("commands.cfg"), commands).unwrap();
+    fs::write(dir.join("objects.cfg"), NAGIOS_OBJECTS).unwrap();
+    fs::write(
+        dir.join("resource.cfg"),
+        format!("$USER1$={}/plugins\n", dir.display()),
+    )
+    .unwrap();
+    let d = dir.display();
+    let main = dir.join("nagios.cfg");
+    fs::write(
+        &main,
+        format!(
+            "log_file={d}/nagios.log\n\
+             cfg_file={d}/objects.cfg\n\
+             cfg_file={d}/commands.cfg\n\
+             resource_file={d}/resource.cfg\n\
+             lock_file={d}/nagios.lock\n\
+             temp_file={d}/nagios.tmp\n\
+             temp_path={d}\n\
+             status_file={d}/status.dat\n\
+             object_cache_file={d}/objects.cache\n\
+             check_result_path={d}\n\
+             state_retention_file={d}/retention.dat\n\
+             command_file={d}/nagios.cmd\n\
+             nagios_user=nagios\n\
+             nagios_group=nagios\n"
+        ),
+    )
+    .unwrap();
+    StdCommand::new(NAGIOS4).arg("-v").arg(&main).output().unwrap()
+}
+
+#[test]
+fn nagios4_verifies_the_contrib_commands() {
+    const TEST: &str = "nagios4_verifies_the_contrib_commands";
+    if !ready(TEST, &[NAGIOS4]) {
+        return;
+    }
+    let Some(nagios) = nagios_user(TEST) else {
+        return;
+    };
+    let work = work_dir(Some(nagios));
+    let shipped = read(&contrib("nagios/commands.cfg"));
+    let with_examples = nagios_with_examples(&shipped);
+    assert!(with_examples.matches("\ndefine service {").count() >= 2);
+
+    let out = nagios_verify(work.path(), &with_examples);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("Total Errors:   0"), "{said}");
+    assert!(said.contains("Total Warnings: 0"), "{said}");
+    assert!(said.contains("Checked 2 services."), "{said}");
+    // the test's two and the shipped two
+    assert!(said.contains("Checked 4 commands."), "{said}");
+
+    // and the verifier does look at the command names: a service naming one that does not
+    // exist fails
+    let broken = with_examples.replacen("check_workers!", "check_workerz!", 1);
+    let out = nagios_verify(work.path(), &broken);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("check_workerz"), "{}", text(&out));
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. nginx
+
+/// Pids of processes named `comm`.
+fn pids_named(comm: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if fs::read_to_string(entry.path().join("comm")).is_ok_and(|c| c.trim_end() == comm) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn ppid_of(pid: u32) -> Option<u32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
+}
+
+/// A `Vm...` line of /proc/PID/status, in bytes.
+fn vm_bytes(pid: u32, key: &str) -> u64 {
+    let status = read(Path::new(&format!("/proc/{pid}/status")));
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} for {pid}"));
+    let kib: u64 = line.trim().trim_end_matches(" kB").trim().parse().unwrap();
+    kib * 1024
+}
+
+fn assert_close(what: &str, got: f64, want: f64, line: &str) {
+    assert!(
+        (got - want).abs() <= want * 0.01,
+        "{what}: check says {got}, /proc says {want} (more than 1 % apart)\n{line}"
+    );
+}
+
+fn run_check(args: &[&str]) -> Output {
+    StdCommand::new(cargo_bin("check_workers"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn nginx_workers_master_and_memory_match_proc() {
+    const TEST: &str = "nginx_workers_master_and_memory_match_proc";
+    if !ready(TEST, &[NGINX]) {
+        return;
+    }
+    let _serial = cpu_heavy();
+    let foreign = pids_named("nginx");
+    if !foreign.is_empty() {
+        skip(
+            TEST,
+            &format!("another nginx is running ({foreign:?}); its processes would be counted"),
+        );
+        return;
+    }
+    let work = work_dir(None);
+    let dir = work.path();
+    let d = dir.display();
+    let port = free_port();
+    let pidfile = dir.join("nginx.pid");
+    let conf = dir.join("nginx.conf");
+    fs::write(
+        &conf,
+        format!(
+            "daemon off;\n\
+             master_process on;\n\
+             worker_processes 3;\n\
+             user www-data;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n\
+               access_log off;\n\
+               client_body_temp_path {d}/body;\n\
+               proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n\
+               scgi_temp_path {d}/scgi;\n\
+               server {{ listen 127.0.0.1:{port}; location / {{ return 200 \"ok\\n\"; }} }}\n\
+             }}\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = StdCommand::new(NGINX);
+    cmd.arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(&conf)
+        .arg("-e")
+        .arg(dir.join("error.log"));
+    let mut nginx = Daemon::start("nginx", cmd, &dir.join("nginx.out"));
+    let master = nginx.pid();
+    let mut workers = Vec::new();
+    let up = wait_for(Duration::from_secs(10), || {
+        workers = pids_named("nginx")
+            .into_iter()
+            .filter(|&p| ppid_of(p) == Some(master))
+            .collect();
+        workers.len() == 3 && port_open(port) && pidfile.exists()
+    });
+    assert!(
+        up,
+        "nginx did not start 3 workers: {workers:?}\n{}\n{}",
+        nginx.log(),
+        fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+    );
+    let from_pidfile: u32 = read(&pidfile).trim().parse().unwrap();
+    assert_eq!(from_pidfile, master, "daemon off: the master is our child");
+    workers.sort_unstable();
+
+    let state = dir.join("state");
+    let state = state.to_str().unwrap();
+    let out = run_check(&["-n", "nginx", "--state-dir", state, "--interval", "0", "-v"]);
+    let line = first_line(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        line.starts_with(&format!("WORKERS OK - nginx: 3 workers (master {master}), ")),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(perf_value(&line, "workers"), Some(3.0), "{line}");
+    // -v lists exactly the worker pids
+    let mut listed: Vec<u32> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(listed, workers, "{}", text(&out));
+
+    // memory against /proc/PID/status of the worker pids
+    let rss: Vec<u64> = workers.iter().map(|&p| vm_bytes(p, "VmRSS")).collect();
+    let vms: Vec<u64> = workers.iter().map(|&p| vm_bytes(p, "VmSize")).collect();
+    let rss_total = rss.iter().sum::<u64>() as f64;
+    let get = |label| perf_value(&line, label).unwrap_or_else(|| panic!("no {label}: {line}"));
+    assert_close("rss_total", get("rss_total"), rss_total, &line);
+    assert_close("rss", get("rss"), rss_total / 3.0, &line);
+    assert_close("rss_max", get("rss_max"), *rss.iter().max().unwrap() as f64, &line);
+    assert_close("vms", get("vms"), vms.iter().sum::<u64>() as f64 / 3.0, &line);
+
+    // -u with the workers' user still names the root master
+    let out = run_check(&[
+        "-n", "nginx", "-u", "www-data", "--state-dir", state, "--interval", "0",
+    ]);
+    assert!(
+        first_line(&out).starts_with(&format!("WORKERS OK - nginx: 3 workers (master {master}), ")),
+        "{}",
+        text(&out)
+    );
+
+    // --pidfile, when the binary has it: the master from nginx's own pid file
+    let help = run_check(&["--help"]);
+    if String::from_utf8_lossy(&help.stdout).contains("--pidfile") {
+        let out = run_check(&[
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--state-dir",
+            state,
+            "--interval",
+            "0",
+        ]);
+        let line = first_line(&out);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_eq!(perf_value(&line, "workers"), Some(3.0), "{}", text(&out));
+        assert_close("rss_total (--pidfile)", get_from(&line, "rss_total"), rss_total, &line);
+    } else {
+        skip(TEST, "the binary has no --pidfile: that part is not checked");
+    }
+    assert!(nginx.running(), "nginx died\n{}", nginx.log());
+}
+
+fn get_from(line: &str, label: &str) -> f64 {
+    perf_value(line, label).unwrap_or_else(|| panic!("no {label}: {line}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Just enough JSON for the dashboard and InfluxDB's answers (the crate has no JSON dependency).
+mod json {
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum Json {
+        Null,
+        Bool(bool),
+        Num(f64),
+        Str(String),
+        Arr(Vec<Json>),
+        Obj(Vec<(String, Json)>),
+    }
+
+    impl Json {
+        pub fn get(&self, key: &str) -> Option<&Json> {
+            match self {
+                Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+                _ => None,
+            }
+        }
+
+        pub fn arr(&self) -> &[Json] {
+            match self {
+                Json::Arr(items) => items,
+                _ => &[],
+            }
+        }
+
+        pub fn str(&self) -> Option<&str> {
+            match self {
+                Json::Str(s) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Json, String> {
+        let mut p = Parser {
+            b: text.as_bytes(),
+            i: 0,
+        };
+        let value = p.value()?;
+        p.ws();
+        if p.i != p.b.len() {
+            return Err(format!("trailing data at byte {}", p.i));
+        }
+        Ok(value)
+    }
+
+    struct Parser<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl Parser<'_> {
+        fn ws(&mut self) {
+            while self.b.get(self.i).is_some_and(|c| b" \t\r\n".contains(c)) {
+                self.i += 1;
+            }
+        }
+
+        fn peek(&mut self) -> Option<u8> {
+            self.ws();
+            self.b.get(self.i).copied()
+        }
+
+        fn expect(&mut self, c: u8) -> Result<(), String> {
+            if self.peek() == Some(c) {
+                self.i += 1;
+                Ok(())
+            } else {
+                Err(format!("expected {:?} at byte {}", c as char, self.i))
+            }
+        }
+
+        fn value(&mut self) -> Result<Json, String> {
+            match self.peek() {
+                Some(b'{') => {
+                    self.i += 1;
+                    let mut members = Vec::new();
+                    if self.peek() == Some(b'}') {
+                        self.i += 1;
+                        return Ok(Json::Obj(members));
+                    }
+                    loop {
+                        self.ws();
+                        let key = self.string()?;
+                        self.expect(b':')?;
+                        members.push((key, self.value()?));
+                        match self.peek() {
+                            Some(b',') => self.i += 1,
+                            Some(b'}') => {
+                                self.i += 1;
+                                return Ok(Json::Obj(members));
+                            }
+                            _ => return Err(format!("bad object at byte {}", self.i)),
+                        }
+                    }
+                }
+                Some(b'[') => {
+                    self.i += 1;
+                    let mut items = Vec::new();
+                    if self.peek() == Some(b']') {
+                        self.i += 1;
+                        return Ok(Json::Arr(items));
+                    }
+                    loop {
+                        items.push(self.value()?);
+                        match self.peek() {
+                            Some(b',') => self.i += 1,
+                            Some(b']') => {
+                                self.i += 1;
+                                return Ok(Json::Arr(items));
+                            }
+                            _ => return Err(format!("bad array at byte {}", self.i)),
+                        }
+                    }
+                }
+                Some(b'"') => Ok(Json::Str(self.string()?)),
+                Some(b't') => self.word("true", Json::Bool(true)),
+                Some(b'f') => self.word("false", Json::Bool(false)),
+                Some(b'n') => self.word("null", Json::Null),
+                Some(_) => {
+                    let start = self.i;
+                    while self
+                        .b
+                        .get(self.i)
+                        .is_some_and(|c| b"+-0123456789.eE".contains(c))
+                    {
+                        self.i += 1;
+                    }
+                    std::str::from_utf8(&self.b[start..self.i])
+                        .ok()
+                        .and_then(|s| s.parse().ok())
+                        .map(Json::Num)
+                        .ok_or_else(|| format!("bad value at byte {start}"))
+                }
+                None => Err("unexpected end".into()),
+            }
+        }
+
+        fn word(&mut self, word: &str, value: Json) -> Result<Json, String> {
+            if self.b[self.i..].starts_with(word.as_bytes()) {
+                self.i += word.len();
+                Ok(value)
+            } else {
+                Err(format!("bad literal at byte {}", self.i))
+            }
+        }
+
+        fn hex4(&mut self) -> Result<u32, String> {
+            let digits = self.b.get(self.i..self.i + 4).ok_or("short \\u escape")?;
+            self.i += 4;
+            u32::from_str_radix(std::str::from_utf8(digits).map_err(|e| e.to_string())?, 16)
+                .map_err(|e| e.to_string())
+        }
+
+        fn string(&mut self) -> Result<String, String> {
+            self.expect(b'"')?;
+            let mut out = Vec::new();
+            loop {
+                let c = *self.b.get(self.i).ok_or("unterminated string")?;
+                self.i += 1;
+                match c {
+                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
+                    b'\\' => {
+                        let e = *self.b.get(self.i).ok_or("unterminated escape")?;
+                        self.i += 1;
+                        let ch = match e {
+                            b'"' => '"',
+                            b'\\' => '\\',
+                            b'/' => '/',
+                            b'b' => '\u{8}',
+                            b'f' => '\u{c}',
+                            b'n' => '\n',
+                            b'r' => '\r',
+                            b't' => '\t',
+                            b'u' => {
+                                let mut code = self.hex4()?;
+                                if (0xd800..0xdc00).contains(&code)
+                                    && self.b[self.i..].starts_with(b"\\u")
+                                {
+                                    self.i += 2;
+                                    let low = self.hex4()?;
+                                    code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
+                                }
+                                char::from_u32(code).unwrap_or('\u{fffd}')
+                            }
+                            _ => return Err(format!("bad escape at byte {}", self.i)),
+                        };
+                        let mut buf = [0; 4];
+                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                    }
+                    c if c < 0x20 => return Err(format!("control byte in string at {}", self.i)),
+                    c => out.push(c),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn parses_what_influxdb_sends() {
+        let v = parse(r#"{"results":[{"statement_id":0,"series":[{"name":"w","tags":{"metric":"cpu"},"columns":["time","mean"],"values":[[1,2.5],[2,null]]}]}],"s":"a\"\u00e9\n"}"#).unwrap();
+        let series = &v.get("results").unwrap().arr()[0].get("series").unwrap().arr()[0];
+        assert_eq!(series.get("values").unwrap().arr()[0].arr()[1], Json::Num(2.5));
+        assert_eq!(v.get("s").unwrap().str(), Some("a\"é\n"));
+        assert!(parse("{\"a\":}").is_err());
+        assert!(parse("[1,2").is_err());
+        assert!(parse("[1] x").is_err());
+    }
+}
