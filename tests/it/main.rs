@@ -6,3 +6,4 @@ mod privileges;
 mod real_processes;
 mod selection;
 mod state_safety;
+mod proc_reads;
