@@ -3,7 +3,7 @@
 mod fixture;
 mod fixture_runs;
 mod privileges;
+mod proc_reads;
 mod real_processes;
 mod selection;
 mod state_safety;
-mod proc_reads;
