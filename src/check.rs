@@ -250,7 +250,8 @@ pub fn run(config: &Config) -> Result<Outcome> {
     let own = sample::own_processes(root);
     let trace = config.verbosity >= 3;
     let take_sample = || -> Result<(Snapshot, Selection, Option<String>)> {
-        let mut snapshot = sample::scan(root, &config.selector, parent_pid, trace)?;
+        let mut snapshot =
+            sample::scan(root, &config.sys_root, &config.selector, parent_pid, trace)?;
         let (master, problem) = match (&config.selector.parent, parent_pid) {
             (None, _) => (Master::Detect, None),
             (Some(spec), Some(pid)) => check_parent(spec, pid, named.and_then(|n| n.1), &snapshot),

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use procfs::process::{Stat, Status};
 use procfs::{FromBufRead, FromRead, Uptime};
 
-use crate::select::{exe_matches, CommMatch, OwnProcesses, Selector};
+use crate::select::{exe_matches, CgroupFilter, CommMatch, OwnProcesses, Selector};
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 const PF_KTHREAD: u32 = 0x0020_0000;
@@ -102,11 +102,13 @@ pub struct Snapshot {
 /// Reads the proc tree at `root`. Fails only when the tree itself is unusable (no `uptime`
 /// or `stat`, or the directory cannot be listed); single processes are skipped and counted.
 ///
-/// With a known `parent` (from `--ppid` or `--pidfile`) only its children are read, from
-/// `/proc/PID/task/*/children`, so the cost does not grow with the host's process count; a
-/// kernel without those files gets the full scan.
+/// When the selection allows it, only some pids are read, so the cost does not grow with the
+/// host's process count: a named master's children from `/proc/PID/task/*/children`, or a
+/// unit's processes from its cgroup's `cgroup.procs` under `sys_root`. Every filter still
+/// applies to them; where those files are missing, the whole of /proc is scanned.
 pub fn scan(
     root: &Path,
+    sys_root: &Path,
     selector: &Selector,
     parent: Option<i32>,
     trace: bool,
@@ -128,13 +130,18 @@ pub fn scan(
             Err(e) if vanished(&e) => {}
             Err(e) => return Err(e).with_context(|| format!("reading process {parent}")),
         }
-        if let Some(children) = children_of(root, parent) {
-            for pid in children {
-                reader.visit(pid, selector, &mut snapshot);
-            }
-            snapshot.trace = reader.trace;
-            return Ok(snapshot);
+    }
+    let shortlist = match (parent, &selector.cgroup) {
+        (Some(parent), _) => children_of(root, parent),
+        (None, Some(filter)) => cgroup_procs(sys_root, filter),
+        (None, None) => None,
+    };
+    if let Some(pids) = shortlist {
+        for pid in pids {
+            reader.visit(pid, selector, &mut snapshot);
         }
+        snapshot.trace = reader.trace;
+        return Ok(snapshot);
     }
     let entries = fs::read_dir(root).with_context(|| format!("listing {}", root.display()))?;
     for entry in entries {
@@ -150,6 +157,42 @@ pub fn scan(
     }
     snapshot.trace = reader.trace;
     Ok(snapshot)
+}
+
+/// The pids in a unit's (or a literal cgroup path's) cgroup and its sub-cgroups, from
+/// cgroup v2's `cgroup.procs`. None when the cgroup cannot be found there (v1, a glob, a unit
+/// in an unusual slice): the caller then scans.
+fn cgroup_procs(sys_root: &Path, filter: &CgroupFilter) -> Option<Vec<i32>> {
+    let base = sys_root.join("fs/cgroup");
+    let dir = match filter {
+        CgroupFilter::Unit(unit) => ["system.slice", ""]
+            .iter()
+            .map(|slice| base.join(slice).join(unit))
+            .find(|dir| dir.join("cgroup.procs").is_file())?,
+        CgroupFilter::Glob(pattern) if !pattern.contains(['*', '?']) => {
+            let dir = base.join(pattern.trim_start_matches('/'));
+            dir.join("cgroup.procs").is_file().then_some(dir)?
+        }
+        CgroupFilter::Glob(_) => return None,
+    };
+    let mut pids = Vec::new();
+    let mut pending = vec![dir];
+    while let Some(dir) = pending.pop() {
+        let text = fs::read_to_string(dir.join("cgroup.procs")).ok()?;
+        pids.extend(
+            text.split_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+        if let Ok(entries) = fs::read_dir(&dir) {
+            pending.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path()),
+            );
+        }
+    }
+    Some(pids)
 }
 
 /// The children of `pid` from every thread's `children` file (a child belongs to the thread

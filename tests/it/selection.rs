@@ -1,6 +1,7 @@
 //! Selection beyond the name (pidfile, ppid, cgroup/unit, command line, executable, state) and
 //! the metrics beyond the core ones, on fixture trees with exact perfdata.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
@@ -434,4 +435,33 @@ fn vv_explains_the_selection_and_vvv_lists_every_process() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
     }
+}
+
+#[test]
+fn unit_reads_its_cgroup_procs_instead_of_scanning() {
+    // cgroup.procs lists the master and one worker (a sub-cgroup holds another): only those
+    // are looked at, and each still has to match the filter
+    let tree = host();
+    let unit = tree.path().join("sys/fs/cgroup/system.slice/nginx.service");
+    fs::create_dir_all(unit.join("workers")).unwrap();
+    fs::write(unit.join("cgroup.procs"), "812\n813\n").unwrap();
+    fs::write(unit.join("workers/cgroup.procs"), "814\n900\n").unwrap();
+    let out = run(&tree, &["--unit", "nginx.service", "-vvv"]);
+    let text = stdout_of(&out);
+    assert!(
+        status_line(&out).starts_with("WORKERS OK - nginx.service: 2 workers (master 812),"),
+        "{text}"
+    );
+    let looked_at: BTreeSet<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("pid ") && (l.ends_with("candidate") || l.contains("no match")))
+        .collect();
+    let expected: BTreeSet<&str> = [
+        "pid 812 nginx: candidate",
+        "pid 813 nginx: candidate",
+        "pid 814 nginx: candidate",
+        "pid 900: no match (cgroup)",
+    ]
+    .into();
+    assert_eq!(looked_at, expected, "{text}");
 }
