@@ -109,7 +109,7 @@ fn input() -> Input {
             "--state-dir",
             "/tmp/x",
         ],
-        None,
+        &cli::Environment::default(),
     )
     .expect("bench arguments parse");
     let own = OwnProcesses::default();

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
+use crate::extra_opts;
 use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
 use crate::state::StateDir;
 use crate::thresholds::Thresholds;
@@ -137,6 +138,11 @@ struct Args {
     )]
     sys_root: PathBuf,
 
+    /// Read options from the [SECTION] (default: check_workers) of an ini FILE (default: the
+    /// monitoring-plugins search path, or $MP_CONFIG_PATH); the command line comes after them
+    #[arg(long = "extra-opts", value_name = "[SECTION][@FILE]", num_args = 0..=1, require_equals = true)]
+    extra_opts: Option<String>,
+
     /// Print help
     #[arg(short = 'h', long = "help", action = ArgAction::Help)]
     help: Option<bool>,
@@ -183,12 +189,37 @@ pub struct EarlyExit {
     pub code: i32,
 }
 
-/// Parses the command line and the environment (`MP_STATE_PATH`).
-pub fn parse<I, T>(args: I, mp_state_path: Option<OsString>) -> Result<Config, EarlyExit>
+/// The environment variables the options depend on.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    /// `MP_STATE_PATH`: base of the default state dir
+    pub mp_state_path: Option<OsString>,
+    /// `MP_CONFIG_PATH` (or the older `NAGIOS_CONFIG_PATH`): where `--extra-opts` looks
+    pub config_path: Option<OsString>,
+}
+
+impl Environment {
+    pub fn from_process() -> Environment {
+        Environment {
+            mp_state_path: std::env::var_os("MP_STATE_PATH"),
+            config_path: std::env::var_os("MP_CONFIG_PATH")
+                .or_else(|| std::env::var_os("NAGIOS_CONFIG_PATH")),
+        }
+    }
+}
+
+/// Parses the command line (after `--extra-opts` expansion) and the environment.
+pub fn parse<I, T>(args: I, env: &Environment) -> Result<Config, EarlyExit>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let args = extra_opts::expand(args, env.config_path.as_deref()).map_err(|e| EarlyExit {
+        text: unknown(&format!("{e:#}")),
+        code: 3,
+    })?;
+    let mp_state_path = env.mp_state_path.clone();
     let args = Args::try_parse_from(args).map_err(|e| match e.kind() {
         ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
             text: e.to_string(),
@@ -371,13 +402,13 @@ mod tests {
     fn parse_ok(args: &[&str]) -> Config {
         let mut all = vec!["check_workers"];
         all.extend_from_slice(args);
-        parse(all, None).unwrap()
+        parse(all, &Environment::default()).unwrap()
     }
 
     fn parse_err(args: &[&str]) -> EarlyExit {
         let mut all = vec!["check_workers"];
         all.extend_from_slice(args);
-        parse(all, None).unwrap_err()
+        parse(all, &Environment::default()).unwrap_err()
     }
 
     #[test]
@@ -429,7 +460,11 @@ mod tests {
 
     #[test]
     fn mp_state_path_is_used() {
-        let c = parse(["check_workers", "-n", "x"], Some("/srv/state".into())).unwrap();
+        let env = Environment {
+            mp_state_path: Some("/srv/state".into()),
+            config_path: None,
+        };
+        let c = parse(["check_workers", "-n", "x"], &env).unwrap();
         assert!(c.state_dir.path.starts_with("/srv/state"));
         assert!(c.state_dir.path.ends_with("check_workers"));
     }

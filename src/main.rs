@@ -17,7 +17,7 @@ fn main() {
         let why = info.to_string().replace('\n', " ");
         emit(&cli::unknown(&format!("internal error: {why}")), 3);
     }));
-    let config = match cli::parse(std::env::args_os(), std::env::var_os("MP_STATE_PATH")) {
+    let config = match cli::parse(std::env::args_os(), &cli::Environment::from_process()) {
         Ok(config) => config,
         Err(early) => emit(&early.text, early.code),
     };

@@ -758,3 +758,27 @@ fn exited_workers_are_recovered_from_the_master() {
         "{text}"
     );
 }
+
+#[test]
+fn extra_opts_reads_an_ini_section() {
+    let state = state_dir();
+    let ini = state.path().join("plugins.ini");
+    fs::write(
+        &ini,
+        "[check_workers]\nname=nginx\ninterval=0\n[other]\nname=x\n",
+    )
+    .unwrap();
+    let out = check(&committed("t0"), &state.path().join("s"))
+        .arg(format!("--extra-opts=@{}", ini.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(status_line(&out), T0_LINE);
+    // the command line comes after the file, so it wins
+    let out = check(&committed("t0"), &state.path().join("s2"))
+        .arg(format!("--extra-opts=@{}", ini.display()))
+        .args(["-c", "workers=5:"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
