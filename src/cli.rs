@@ -236,6 +236,11 @@ where
     })
 }
 
+/// The clap definition, for the man page and shell completions (`examples/assets.rs`).
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
 /// The UNKNOWN line every failure ends in; one line whatever the error says.
 pub fn unknown(why: &str) -> String {
     format!("WORKERS UNKNOWN - {}\n", why.replace('\n', " "))

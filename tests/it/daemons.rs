@@ -72,7 +72,10 @@ fn ready(test: &str, binaries: &[&str]) -> bool {
     }
     for bin in binaries {
         if !Path::new(bin).exists() {
-            skip(test, &format!("{bin} is missing (.ci/setup-daemons installs it)"));
+            skip(
+                test,
+                &format!("{bin} is missing (.ci/setup-daemons installs it)"),
+            );
             return false;
         }
     }
@@ -279,12 +282,17 @@ fn first_line(out: &Output) -> String {
         .to_string()
 }
 
-/// The labels of the perfdata after " | " in `line`, in order.
-fn perf_labels(line: &str) -> Vec<String> {
-    let perf = line.split_once('|').map(|(_, p)| p).unwrap_or_default();
-    perf.split_whitespace()
+/// The labels of perfdata (`workers=3;;1:;0; cpu=...`), in order.
+fn labels_of(perfdata: &str) -> Vec<String> {
+    perfdata
+        .split_whitespace()
         .filter_map(|item| item.split_once('=').map(|(label, _)| label.to_string()))
         .collect()
+}
+
+/// The labels of the perfdata after " | " in a status line.
+fn perf_labels(line: &str) -> Vec<String> {
+    labels_of(line.split_once('|').map(|(_, p)| p).unwrap_or_default())
 }
 
 /// The value of `label` in perfdata (`rss=4718592B;;;0;` gives 4718592).
@@ -457,10 +465,7 @@ fn nrpe_round_trip_with_the_contrib_commands() {
             "{command}: {}",
             text(&out)
         );
-        assert!(
-            perf_labels(&line).iter().any(|l| l == "workers"),
-            "{line}"
-        );
+        assert!(perf_labels(&line).iter().any(|l| l == "workers"), "{line}");
     }
     assert!(nrpe.running(), "nrpe died\n{}", nrpe.log());
 }
@@ -562,19 +567,22 @@ fn icinga2_check_command_covers_every_option() {
             .iter()
             .any(|(s, l)| key == l || Some(key) == s.as_ref())
             || key == "-vv";
-        assert!(known, "check_workers.conf passes {key}, which the binary does not know");
-        // and a custom variable prefixed workers_ feeds it
+        assert!(
+            known,
+            "check_workers.conf passes {key}, which the binary does not know"
+        );
     }
-    let vars = conf.matches("\"$workers_").count();
-    assert!(vars >= keys.len() - 3, "every value comes from a workers_ variable");
+    // every value and condition comes from a custom variable prefixed workers_
+    for line in conf.lines().map(str::trim) {
+        if line.starts_with("value =") || line.starts_with("set_if =") {
+            assert!(line.contains("$workers_"), "{line}");
+        }
+    }
 }
 
 /// The points of one InfluxDB query, as JSON.
 fn influx_query(port: u16, query: &str) -> json::Json {
-    let path = format!(
-        "/query?db=icinga2&epoch=s&q={}",
-        url_encode(query)
-    );
+    let path = format!("/query?db=icinga2&epoch=s&q={}", url_encode(query));
     let (status, body) = http(port, "GET", &path);
     assert_eq!(status, 200, "{query}: {body}");
     let parsed = json::parse(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
@@ -617,8 +625,11 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// Every series of a query result: (tags, the non-null values of its last column).
-fn influx_series(result: &json::Json) -> Vec<(Vec<(String, String)>, Vec<json::Json>)> {
+/// One series of an InfluxDB answer: its tags, and the non-null values of its last column.
+type Series = (Vec<(String, String)>, Vec<json::Json>);
+
+/// Every series of a query result.
+fn influx_series(result: &json::Json) -> Vec<Series> {
     let series = result.get("series").map(json::Json::arr).unwrap_or(&[]);
     series
         .iter()
@@ -720,8 +731,8 @@ fn grafana_interpolate(query: &str, host: &str, service: &str) -> String {
 fn start_influxd(test: &str, dir: &Path) -> Option<(Daemon, u16)> {
     if !Path::new(INFLUXD).exists() {
         skip(
-            test,
-            &format!("{INFLUXD} is missing: the Grafana queries are not checked"),
+            &format!("{test} (its InfluxDB and Grafana part)"),
+            &format!("{INFLUXD} is missing (.ci/setup-daemons installs it)"),
         );
         return None;
     }
@@ -762,8 +773,7 @@ fn start_influxd(test: &str, dir: &Path) -> Option<(Daemon, u16)> {
 fn icinga_command_line(log: &str, exe: &Path, marker: &str) -> Option<Vec<String>> {
     let start = format!("Running command '{}'", exe.display());
     log.lines()
-        .filter(|l| l.contains(&start) && l.contains(marker))
-        .last()
+        .rfind(|l| l.contains(&start) && l.contains(marker))
         .map(|l| {
             let quoted = &l[l.find("Running command ").unwrap() + 16..];
             let quoted = quoted.rsplit_once(": PID").map_or(quoted, |(q, _)| q);
@@ -819,7 +829,15 @@ fn icinga2_validates_and_runs_the_check_command() {
     let _serial = cpu_heavy();
     let work = work_dir(Some(nagios));
     let dir = work.path();
-    for sub in ["data", "log", "cache", "spool", "run", "perf", "zones.d/master"] {
+    for sub in [
+        "data",
+        "log",
+        "cache",
+        "spool",
+        "run",
+        "perf",
+        "zones.d/master",
+    ] {
         sub_dir(dir, sub, Some(nagios));
     }
     sub_dir(dir, "zones.d", Some(nagios));
@@ -872,6 +890,7 @@ object Service "every-argument" {{
   vars.workers_state_dir = "/var/lib/nagios/check_workers"
   vars.workers_timeout = 5
   vars.workers_verbose = 2
+  vars.workers_extra_opts = "nginx@/etc/monitoring-plugins/monitoring-plugins.ini"
 }}
 "#,
             plugins = plugins.display(),
@@ -890,7 +909,6 @@ object Service "every-argument" {{
     assert_eq!(out.status.code(), Some(0), "{said}");
     // every-argument, and the three examples: local, command_endpoint, nrpe
     assert!(said.contains("Instantiated 4 Services."), "{said}");
-    assert!(said.contains("Instantiated 1 CheckCommand.") || said.contains("CheckCommands."));
 
     // --- the daemon: a service that runs check_workers every second on real processes
     let name = unique("cwi");
@@ -905,6 +923,9 @@ object Service "every-argument" {{
         ),
         None => String::new(),
     };
+    // --extra-opts: a critical threshold that only the ini file gives
+    let ini = plugins.join("plugins.ini");
+    fs::write(&ini, "[every]\ncritical = rss_total=1GiB\n").unwrap();
     let perf = dir.join("perf");
     let run = dir.join("icinga2.conf");
     let ppid = std::process::id();
@@ -959,10 +980,12 @@ object Service "every" {{
   vars.workers_state_dir = "{dir}/state-every"
   vars.workers_timeout = 5
   vars.workers_verbose = 2
+  vars.workers_extra_opts = "every@{ini}"
 }}
 "#,
             plugins = plugins.display(),
             contrib = contrib_conf.display(),
+            ini = ini.display(),
             perf = perf.display(),
             dir = dir.display(),
             sleeper = sleepers.exe.display(),
@@ -977,7 +1000,8 @@ object Service "every" {{
 
     let complete = |line: &Option<String>| {
         line.as_deref()
-            .is_some_and(|l| LABELS.iter().all(|label| perf_labels(field(l, "SERVICEPERFDATA")).iter().any(|x| x == label)))
+            .map(|l| labels_of(field(l, "SERVICEPERFDATA")))
+            .is_some_and(|labels| LABELS.iter().all(|label| labels.iter().any(|x| x == label)))
     };
     let done = wait_for(Duration::from_secs(30), || {
         complete(&icinga_perfdata(&perf, "live")) && complete(&icinga_perfdata(&perf, "every"))
@@ -997,6 +1021,13 @@ object Service "every" {{
         assert_eq!(field(&line, "SERVICECHECKCOMMAND"), "workers", "{line}");
         assert!(perfdata.starts_with("workers=2;3:;1:;0; "), "{line}");
     }
+    // the ini file's threshold reached the every service's check
+    let every = icinga_perfdata(&perf, "every").unwrap();
+    let rss_total = field(&every, "SERVICEPERFDATA")
+        .split_whitespace()
+        .find(|item| item.starts_with("rss_total="))
+        .unwrap();
+    assert!(rss_total.ends_with("B;;1073741824;0;"), "{every}");
 
     // the exact command line the CheckCommand built from the "every" service's variables
     let log = read(&icinga.log);
@@ -1007,6 +1038,7 @@ object Service "every" {{
         "host",
         "--exe",
         sleepers.exe.to_str().unwrap(),
+        &format!("--extra-opts=every@{}", ini.display()),
         "--include-master",
         "--interval",
         "0.2",
@@ -1050,25 +1082,39 @@ object Service "every" {{
     };
     let mut seen = Vec::new();
     let points_in = wait_for(Duration::from_secs(15), || {
-        let result = influx_query(port, "SHOW TAG VALUES FROM \"workers\" WITH KEY = \"metric\"");
+        let result = influx_query(
+            port,
+            "SHOW TAG VALUES FROM \"workers\" WITH KEY = \"metric\"",
+        );
         seen = influx_series(&result)
             .into_iter()
             .flat_map(|(_, values)| values)
-            .filter_map(|v| v.arr().get(1).and_then(json::Json::str).map(str::to_string))
+            .filter_map(|v| v.str().map(str::to_string))
             .collect();
         LABELS.iter().all(|l| seen.iter().any(|s| s == l))
     });
     assert!(points_in, "metrics in InfluxDB: {seen:?}\n{}", icinga.log());
     drop(icinga);
 
-    // units as Icinga 2 normalises them
-    let units = influx_query(
+    // Icinga parsed the units: B became bytes, % percent; the count has none
+    let units = influx_series(&influx_query(
         port,
-        "SELECT last(\"value\"), \"unit\" FROM \"workers\" WHERE \"service\" = 'live' GROUP BY \"metric\"",
-    );
-    let body = format!("{units:?}");
-    assert!(body.contains("Str(\"bytes\")"), "{body}");
-    assert!(body.contains("Str(\"percent\")"), "{body}");
+        "SELECT last(\"unit\") FROM \"workers\" WHERE \"service\" = 'live' GROUP BY \"metric\"",
+    ));
+    let unit_of = |metric: &str| {
+        units
+            .iter()
+            .find(|(tags, _)| tags.contains(&("metric".to_string(), metric.to_string())))
+            .and_then(|(_, values)| values.last().and_then(|v| v.str().map(str::to_string)))
+    };
+    for label in LABELS {
+        let want = match label {
+            "workers" => None,
+            l if l.starts_with("cpu") => Some("percent".to_string()),
+            _ => Some("bytes".to_string()),
+        };
+        assert_eq!(unit_of(label), want, "unit of {label}: {units:?}");
+    }
 
     let dashboard = load_dashboard();
     let mut shown: Vec<String> = Vec::new();
@@ -1081,9 +1127,13 @@ object Service "every" {{
                 let values: Vec<String> = series
                     .iter()
                     .flat_map(|(_, v)| v.clone())
-                    .filter_map(|v| v.arr().get(1).and_then(json::Json::str).map(str::to_string))
+                    .filter_map(|v| v.str().map(str::to_string))
                     .collect();
-                let want = if what.ends_with("hostname") { "testnode" } else { service };
+                let want = if what.ends_with("hostname") {
+                    "testnode"
+                } else {
+                    service
+                };
                 assert!(values.iter().any(|v| v == want), "{what}: {q}: {values:?}");
                 continue;
             }
@@ -1098,7 +1148,10 @@ object Service "every" {{
                 if values.is_empty() {
                     continue;
                 }
-                assert!(tags.contains(&("service".into(), service.into())), "{what}: {tags:?}");
+                assert!(
+                    tags.contains(&("service".into(), service.into())),
+                    "{what}: {tags:?}"
+                );
                 match tags.iter().find(|(k, _)| k == "metric") {
                     Some((_, metric)) => shown.push(metric.clone()),
                     None => {
@@ -1111,7 +1164,10 @@ object Service "every" {{
         }
     }
     for label in LABELS {
-        assert!(shown.iter().any(|s| s == label), "no panel showed {label}: {shown:?}");
+        assert!(
+            shown.iter().any(|s| s == label),
+            "no panel showed {label}: {shown:?}"
+        );
     }
 }
 
@@ -1213,11 +1269,16 @@ fn nagios_verify(dir: &Path, commands: &str) -> Output {
              state_retention_file={d}/retention.dat\n\
              command_file={d}/nagios.cmd\n\
              nagios_user=nagios\n\
-             nagios_group=nagios\n"
+             nagios_group=nagios\n\
+             illegal_macro_output_chars=`~$&|'\"<>\n"
         ),
     )
     .unwrap();
-    StdCommand::new(NAGIOS4).arg("-v").arg(&main).output().unwrap()
+    StdCommand::new(NAGIOS4)
+        .arg("-v")
+        .arg(&main)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -1376,7 +1437,9 @@ fn nginx_workers_master_and_memory_match_proc() {
     let line = first_line(&out);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(
-        line.starts_with(&format!("WORKERS OK - nginx: 3 workers (master {master}), ")),
+        line.starts_with(&format!(
+            "WORKERS OK - nginx: 3 workers (master {master}), "
+        )),
         "{}",
         text(&out)
     );
@@ -1397,15 +1460,34 @@ fn nginx_workers_master_and_memory_match_proc() {
     let get = |label| perf_value(&line, label).unwrap_or_else(|| panic!("no {label}: {line}"));
     assert_close("rss_total", get("rss_total"), rss_total, &line);
     assert_close("rss", get("rss"), rss_total / 3.0, &line);
-    assert_close("rss_max", get("rss_max"), *rss.iter().max().unwrap() as f64, &line);
-    assert_close("vms", get("vms"), vms.iter().sum::<u64>() as f64 / 3.0, &line);
+    assert_close(
+        "rss_max",
+        get("rss_max"),
+        *rss.iter().max().unwrap() as f64,
+        &line,
+    );
+    assert_close(
+        "vms",
+        get("vms"),
+        vms.iter().sum::<u64>() as f64 / 3.0,
+        &line,
+    );
 
     // -u with the workers' user still names the root master
     let out = run_check(&[
-        "-n", "nginx", "-u", "www-data", "--state-dir", state, "--interval", "0",
+        "-n",
+        "nginx",
+        "-u",
+        "www-data",
+        "--state-dir",
+        state,
+        "--interval",
+        "0",
     ]);
     assert!(
-        first_line(&out).starts_with(&format!("WORKERS OK - nginx: 3 workers (master {master}), ")),
+        first_line(&out).starts_with(&format!(
+            "WORKERS OK - nginx: 3 workers (master {master}), "
+        )),
         "{}",
         text(&out)
     );
@@ -1424,9 +1506,17 @@ fn nginx_workers_master_and_memory_match_proc() {
         let line = first_line(&out);
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert_eq!(perf_value(&line, "workers"), Some(3.0), "{}", text(&out));
-        assert_close("rss_total (--pidfile)", get_from(&line, "rss_total"), rss_total, &line);
+        assert_close(
+            "rss_total (--pidfile)",
+            get_from(&line, "rss_total"),
+            rss_total,
+            &line,
+        );
     } else {
-        skip(TEST, "the binary has no --pidfile: that part is not checked");
+        skip(
+            &format!("{TEST} (its --pidfile part)"),
+            "the binary has no --pidfile",
+        );
     }
     assert!(nginx.running(), "nginx died\n{}", nginx.log());
 }
@@ -1639,8 +1729,14 @@ mod json {
     #[test]
     fn parses_what_influxdb_sends() {
         let v = parse(r#"{"results":[{"statement_id":0,"series":[{"name":"w","tags":{"metric":"cpu"},"columns":["time","mean"],"values":[[1,2.5],[2,null]]}]}],"s":"a\"\u00e9\n"}"#).unwrap();
-        let series = &v.get("results").unwrap().arr()[0].get("series").unwrap().arr()[0];
-        assert_eq!(series.get("values").unwrap().arr()[0].arr()[1], Json::Num(2.5));
+        let series = &v.get("results").unwrap().arr()[0]
+            .get("series")
+            .unwrap()
+            .arr()[0];
+        assert_eq!(
+            series.get("values").unwrap().arr()[0].arr()[1],
+            Json::Num(2.5)
+        );
         assert_eq!(v.get("s").unwrap().str(), Some("a\"é\n"));
         assert!(parse("{\"a\":}").is_err());
         assert!(parse("[1,2").is_err());
