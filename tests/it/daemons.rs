@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::cargo_bin;
 use tempfile::TempDir;
 
-use crate::fixture::{cpu_heavy, is_root, skip};
+use crate::fixture::{copy_executable, cpu_heavy, is_root, skip};
 
 const NRPE: &str = "/usr/sbin/nrpe";
 const CHECK_NRPE: &str = "/usr/lib/nagios/plugins/check_nrpe";
@@ -120,7 +120,7 @@ fn sub_dir(dir: &Path, name: &str, owner: Option<(u32, u32)>) -> PathBuf {
 /// A copy of the built binary that the nagios user may run (the target dir may be private).
 fn install_binary(dir: &Path) -> PathBuf {
     let exe = dir.join("check_workers");
-    fs::copy(cargo_bin("check_workers"), &exe).unwrap();
+    copy_executable(&cargo_bin("check_workers"), &exe);
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     exe
 }
@@ -240,7 +240,7 @@ struct Sleepers {
 impl Sleepers {
     fn spawn(dir: &Path, name: &str, count: usize, user: Option<(u32, u32)>) -> Sleepers {
         let exe = dir.join(name);
-        fs::copy("/bin/sleep", &exe).unwrap();
+        copy_executable(std::path::Path::new("/bin/sleep"), &exe);
         fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
         let children = (0..count)
             .map(|_| {

@@ -342,3 +342,28 @@ pub fn is_root() -> bool {
 pub fn tick_file_parses(text: &str) -> bool {
     check_workers::state::TickState::parse(text).is_ok()
 }
+
+/// Copies an executable (to give it a unique name) and returns once it can be executed.
+///
+/// While the copy is written, another test thread may fork; its child holds the write end
+/// until it execs, and executing the copy meanwhile fails with ETXTBSY ("Text file busy").
+/// Forks after the copy is closed cannot inherit it, so one successful exec here means every
+/// later one (ours, or a shell's, or a daemon's) succeeds too.
+pub fn copy_executable(from: &Path, to: &Path) {
+    fs::copy(from, to).unwrap();
+    for _ in 0..500 {
+        match std::process::Command::new(to)
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+        {
+            Err(e) if e.raw_os_error() == Some(26) => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Err(e) => panic!("cannot run {}: {e}", to.display()),
+            Ok(_) => return,
+        }
+    }
+    panic!("{} stayed busy", to.display());
+}

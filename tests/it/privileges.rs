@@ -9,7 +9,9 @@ use std::process::{Child, Command as StdCommand, Output};
 use assert_cmd::cargo::cargo_bin;
 use tempfile::TempDir;
 
-use crate::fixture::{is_root, skip, state_dir, status_line, stdout_of, FakeProc, ProcTree};
+use crate::fixture::{
+    copy_executable, is_root, skip, state_dir, status_line, stdout_of, FakeProc, ProcTree,
+};
 
 /// The unprivileged user the tests switch to.
 const NOBODY: u32 = 65534;
@@ -19,7 +21,7 @@ fn public_binary() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.path().join("check_workers");
-    fs::copy(cargo_bin("check_workers"), &exe).unwrap();
+    copy_executable(&cargo_bin("check_workers"), &exe);
     fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
     (dir, exe)
 }
@@ -71,7 +73,7 @@ impl Drop for Sleeper {
 fn sleeper(name: &str) -> Sleeper {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join(name);
-    fs::copy("/bin/sleep", &exe).unwrap();
+    copy_executable(std::path::Path::new("/bin/sleep"), &exe);
     let child = StdCommand::new(&exe).arg("600").spawn().unwrap();
     Sleeper { child, _dir: dir }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use tempfile::TempDir;
 
-use crate::fixture::{cpu_heavy, state_dir, status_line, stdout_of};
+use crate::fixture::{copy_executable, cpu_heavy, state_dir, status_line, stdout_of};
 
 /// Children under a name no other process has; killed and reaped when dropped.
 struct Spawned {
@@ -30,7 +30,7 @@ impl Spawned {
     fn program(&self, program: &str, name: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         if !path.exists() {
-            fs::copy(program, &path).unwrap();
+            copy_executable(Path::new(program), &path);
         }
         path
     }
@@ -304,10 +304,10 @@ impl Family {
         use std::os::unix::process::CommandExt;
         let dir = tempfile::tempdir().unwrap();
         let master_exe = dir.path().join(unique(&format!("{prefix}m")));
-        fs::copy("/bin/sh", &master_exe).unwrap();
+        copy_executable(std::path::Path::new("/bin/sh"), &master_exe);
         let child_name = unique(&format!("{prefix}k"));
         let child_exe = dir.path().join(&child_name);
-        fs::copy("/bin/sleep", &child_exe).unwrap();
+        copy_executable(std::path::Path::new("/bin/sleep"), &child_exe);
         let master = StdCommand::new(&master_exe)
             .args([
                 "-c",
