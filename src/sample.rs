@@ -143,17 +143,19 @@ pub fn scan(
         snapshot.trace = reader.trace;
         return Ok(snapshot);
     }
-    let entries = fs::read_dir(root).with_context(|| format!("listing {}", root.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("listing {}", root.display()))?;
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        reader.visit(pid, selector, &mut snapshot);
+    // nix's Dir hands out borrowed names: std's read_dir allocates one per process
+    let listing = || format!("listing {}", root.display());
+    let mut dir = nix::dir::Dir::open(
+        root,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(listing)?;
+    for entry in dir.iter() {
+        let entry = entry.with_context(listing)?;
+        if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
+            reader.visit(pid, selector, &mut snapshot);
+        }
     }
     snapshot.trace = reader.trace;
     Ok(snapshot)
@@ -193,6 +195,17 @@ fn cgroup_procs(sys_root: &Path, filter: &CgroupFilter) -> Option<Vec<i32>> {
         }
     }
     Some(pids)
+}
+
+/// A directory name that is a pid (all digits, in range).
+fn pid_of(name: &[u8]) -> Option<i32> {
+    if name.is_empty() || name.len() > 10 || !name.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = name
+        .iter()
+        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    i32::try_from(value).ok().filter(|&pid| pid > 0)
 }
 
 /// The children of `pid` from every thread's `children` file (a child belongs to the thread
@@ -302,7 +315,7 @@ pub fn enrich(root: &Path, workers: &mut [ProcSample]) {
             w.cgroup = reader
                 .read(w.pid, "cgroup")
                 .ok()
-                .and_then(|()| v2_path(&String::from_utf8_lossy(&reader.buf)));
+                .and_then(|()| v2_path(&String::from_utf8_lossy(reader.bytes())));
         }
     }
 }
@@ -369,7 +382,10 @@ struct Reader {
     /// `<root>/<pid>/<file>`, rebuilt in place for each read
     path: String,
     root_len: usize,
-    buf: Vec<u8>,
+    /// reused read buffer, always at its full (zeroed) size
+    space: Vec<u8>,
+    /// bytes of `space` the last read filled
+    len: usize,
     /// `-vvv`: record every process looked at
     tracing: bool,
     trace: Vec<String>,
@@ -387,7 +403,8 @@ impl Reader {
         Reader {
             root_len: path.len(),
             path,
-            buf: Vec::with_capacity(4096),
+            space: vec![0; 4096],
+            len: 0,
             tracing,
             trace: Vec::new(),
         }
@@ -417,7 +434,7 @@ impl Reader {
     fn process(&mut self, pid: i32, selector: &Selector) -> io::Result<Verdict> {
         if let Some(filter) = &selector.name {
             self.read(pid, "comm")?;
-            let comm = self.buf.strip_suffix(b"\n").unwrap_or(&self.buf);
+            let comm = self.bytes().strip_suffix(b"\n").unwrap_or(self.bytes());
             match filter.check_comm(comm) {
                 CommMatch::No => return Ok(Verdict::Rejected("name")),
                 CommMatch::Yes => {}
@@ -427,7 +444,7 @@ impl Reader {
                     let exe = fs::read_link(self.file(pid, "exe")).ok();
                     let exe = exe.as_deref().and_then(Path::to_str);
                     self.read(pid, "cmdline")?;
-                    let argv0 = self.buf.split(|&b| b == 0).next().unwrap_or_default();
+                    let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
                     let argv0 = std::str::from_utf8(argv0).ok();
                     if !filter.check_full_name(argv0, exe) {
                         return Ok(Verdict::Rejected("name"));
@@ -438,7 +455,7 @@ impl Reader {
         let mut cgroup = None;
         if let Some(filter) = &selector.cgroup {
             self.read(pid, "cgroup")?;
-            let text = String::from_utf8_lossy(&self.buf);
+            let text = String::from_utf8_lossy(self.bytes());
             if !filter.matches(&text) {
                 return Ok(Verdict::Rejected("cgroup"));
             }
@@ -446,7 +463,7 @@ impl Reader {
         }
         if let Some(filter) = &selector.cmdline {
             self.read(pid, "cmdline")?;
-            if !filter.matches(&self.buf) {
+            if !filter.matches(self.bytes()) {
                 return Ok(Verdict::Rejected("command line"));
             }
         }
@@ -466,9 +483,9 @@ impl Reader {
     /// `stat` and `status` of one process, whatever the filters say.
     fn whole(&mut self, pid: i32) -> io::Result<ProcSample> {
         self.read(pid, "stat")?;
-        let stat = Stat::from_read(&self.buf[..]).map_err(to_io)?;
+        let stat = Stat::from_read(self.bytes()).map_err(to_io)?;
         self.read(pid, "status")?;
-        let status = Status::from_buf_read(&self.buf[..]).map_err(to_io)?;
+        let status = Status::from_buf_read(self.bytes()).map_err(to_io)?;
         let cpus_allowed = status.cpus_allowed_list.as_ref().map(|ranges| {
             ranges
                 .iter()
@@ -503,10 +520,10 @@ impl Reader {
         let fd_limit = self
             .read(pid, "limits")
             .ok()
-            .and_then(|()| open_files_limit(&String::from_utf8_lossy(&self.buf)));
+            .and_then(|()| open_files_limit(&String::from_utf8_lossy(self.bytes())));
         let (pss, uss) = match self.read(pid, "smaps_rollup") {
             Ok(()) => {
-                let text = String::from_utf8_lossy(&self.buf);
+                let text = String::from_utf8_lossy(self.bytes());
                 let private = |name| kib_field(&text, name).unwrap_or(0);
                 let uss = kib_field(&text, "Pss:")
                     .map(|_| private("Private_Clean:") + private("Private_Dirty:"));
@@ -529,11 +546,38 @@ impl Reader {
         &self.path
     }
 
+    /// Reads a whole proc file into the reused buffer with plain reads: std's `read_to_end`
+    /// adds an fstat and an lseek per file to size its buffer, which for the one file every
+    /// process costs (comm) doubles the syscalls of the scan. Proc files report size 0 anyway.
+    /// The buffer stays allocated and zeroed at its full size; `len` marks what this read
+    /// filled, so no read clears or grows memory it does not need.
     fn read(&mut self, pid: i32, file: &str) -> io::Result<()> {
         self.file(pid, file);
-        self.buf.clear();
-        fs::File::open(&self.path)?.read_to_end(&mut self.buf)?;
-        Ok(())
+        self.len = 0;
+        let mut f = fs::File::open(&self.path)?;
+        loop {
+            if self.len == self.space.len() {
+                self.space.resize(self.space.len() * 2, 0);
+            }
+            match f.read(&mut self.space[self.len..]) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    self.len += n;
+                    // comm comes whole in one read; the short read says so, which saves the
+                    // read that would return 0
+                    if file == "comm" && self.len < self.space.len() {
+                        return Ok(());
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// What the last [`Reader::read`] filled.
+    fn bytes(&self) -> &[u8] {
+        &self.space[..self.len]
     }
 }
 
@@ -567,4 +611,26 @@ fn to_io(e: procfs::ProcError) -> io::Error {
 /// ENOENT and ESRCH both mean the process exited between listing and reading.
 fn vanished(e: &io::Error) -> bool {
     e.kind() == ErrorKind::NotFound || e.raw_os_error() == Some(3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_names() {
+        assert_eq!(pid_of(b"1"), Some(1));
+        assert_eq!(pid_of(b"4194304"), Some(4_194_304));
+        for not_a_pid in [
+            &b""[..],
+            b"self",
+            b"0",
+            b"12a",
+            b"-1",
+            b"99999999999",
+            b"2147483648",
+        ] {
+            assert_eq!(pid_of(not_a_pid), None, "{not_a_pid:?}");
+        }
+    }
 }
