@@ -25,9 +25,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::cargo_bin;
+use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::fixture::{copy_executable, cpu_heavy, is_root, skip};
+use crate::fixture::{copy_executable, cpu_heavy, is_root, skip, unique};
 
 const NRPE: &str = "/usr/sbin/nrpe";
 const CHECK_NRPE: &str = "/usr/lib/nagios/plugins/check_nrpe";
@@ -82,8 +83,12 @@ fn ready(test: &str, binaries: &[&str]) -> bool {
     true
 }
 
-/// uid and gid of the `nagios` user that the Debian packages create.
-fn nagios_user(test: &str) -> Option<(u32, u32)> {
+/// [`ready`], and the uid and gid of the `nagios` user that the Debian packages create; or a
+/// SKIPPED line and None.
+fn ready_as_nagios(test: &str, binaries: &[&str]) -> Option<(u32, u32)> {
+    if !ready(test, binaries) {
+        return None;
+    }
     match nix::unistd::User::from_name("nagios") {
         Ok(Some(u)) => Some((u.uid.as_raw(), u.gid.as_raw())),
         _ => {
@@ -93,16 +98,21 @@ fn nagios_user(test: &str) -> Option<(u32, u32)> {
     }
 }
 
+/// Makes `path` mode 0755 and, when given, owned by `owner`.
+fn open_to_all(path: &Path, owner: Option<(u32, u32)>) {
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+    }
+}
+
 /// A temporary directory every user may enter, owned by `owner` when given.
 fn work_dir(owner: Option<(u32, u32)>) -> TempDir {
     let dir = tempfile::Builder::new()
         .prefix("cw-daemons")
         .tempdir()
         .unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
-    }
+    open_to_all(dir.path(), owner);
     dir
 }
 
@@ -110,27 +120,21 @@ fn work_dir(owner: Option<(u32, u32)>) -> TempDir {
 fn sub_dir(dir: &Path, name: &str, owner: Option<(u32, u32)>) -> PathBuf {
     let path = dir.join(name);
     fs::create_dir_all(&path).unwrap();
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
-    }
+    open_to_all(&path, owner);
     path
+}
+
+/// A copy of the executable `from` at `to` (mode 0755) that any user may run.
+fn install_executable(from: &Path, to: &Path) {
+    copy_executable(from, to);
+    open_to_all(to, None);
 }
 
 /// A copy of the built binary that the nagios user may run (the target dir may be private).
 fn install_binary(dir: &Path) -> PathBuf {
     let exe = dir.join("check_workers");
-    copy_executable(&cargo_bin("check_workers"), &exe);
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    install_executable(&cargo_bin("check_workers"), &exe);
     exe
-}
-
-/// A name unique to this test run, at most 15 bytes so the kernel keeps it whole.
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", std::process::id())
-        .chars()
-        .take(15)
-        .collect()
 }
 
 /// A port that was free a moment ago, on 127.0.0.1.
@@ -212,6 +216,15 @@ impl Daemon {
             fs::read_to_string(&self.log).unwrap_or_default()
         )
     }
+
+    /// The log so far and the file `other` (the daemon's own log file).
+    fn log_and(&self, other: &Path) -> String {
+        format!(
+            "{}\n{}",
+            self.log(),
+            fs::read_to_string(other).unwrap_or_default()
+        )
+    }
 }
 
 impl Drop for Daemon {
@@ -240,8 +253,7 @@ struct Sleepers {
 impl Sleepers {
     fn spawn(dir: &Path, name: &str, count: usize, user: Option<(u32, u32)>) -> Sleepers {
         let exe = dir.join(name);
-        copy_executable(std::path::Path::new("/bin/sleep"), &exe);
-        fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+        install_executable(Path::new("/bin/sleep"), &exe);
         let children = (0..count)
             .map(|_| {
                 let mut cmd = StdCommand::new(&exe);
@@ -308,14 +320,23 @@ fn perf_value(line: &str, label: &str) -> Option<f64> {
         .ok()
 }
 
+/// The first of [`LABELS`] that `have` lacks.
+fn missing_label(have: &[String]) -> Option<&'static str> {
+    LABELS
+        .into_iter()
+        .find(|label| !have.iter().any(|h| h == label))
+}
+
 fn assert_every_label(line: &str, context: &str) {
-    let labels = perf_labels(line);
-    for label in LABELS {
-        assert!(
-            labels.iter().any(|l| l == label),
-            "no {label} in the perfdata: {line}\n{context}"
-        );
+    if let Some(label) = missing_label(&perf_labels(line)) {
+        panic!("no {label} in the perfdata: {line}\n{context}");
     }
+}
+
+/// Asserts the exit code of a run, showing the whole run when it differs.
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", text(out));
 }
 
 /// `text` with `from` replaced, asserting it was there.
@@ -355,10 +376,7 @@ fn name_option(line: &str) -> String {
 #[test]
 fn nrpe_round_trip_with_the_contrib_commands() {
     const TEST: &str = "nrpe_round_trip_with_the_contrib_commands";
-    if !ready(TEST, &[NRPE, CHECK_NRPE]) {
-        return;
-    }
-    let Some(nagios) = nagios_user(TEST) else {
+    let Some(nagios) = ready_as_nagios(TEST, &[NRPE, CHECK_NRPE]) else {
         return;
     };
     let _serial = cpu_heavy();
@@ -426,20 +444,19 @@ fn nrpe_round_trip_with_the_contrib_commands() {
     let mut nrpe = Daemon::start("nrpe", cmd, &dir.join("nrpe.out"));
     assert!(
         wait_for(Duration::from_secs(10), || port_open(port)),
-        "nrpe does not listen on {port}\n{}\n{}",
-        nrpe.log(),
-        fs::read_to_string(dir.join("nrpe.log")).unwrap_or_default()
+        "nrpe does not listen on {port}\n{}",
+        nrpe.log_and(&dir.join("nrpe.log"))
     );
 
     // the handshake (TLS) and the version
     let out = check_nrpe(port, None);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_exit(&out, 0);
     assert!(first_line(&out).starts_with("NRPE v4"), "{}", text(&out));
 
     // two workers where three are wanted: WARNING, through nrpe and back
     let out = check_nrpe(port, Some("check_workers_test"));
     let line = first_line(&out);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_exit(&out, 1);
     assert!(
         line.starts_with(&format!("WORKERS WARNING - {name}: 2 workers < 3, cpu ")),
         "{}",
@@ -580,15 +597,49 @@ fn icinga2_check_command_covers_every_option() {
     }
 }
 
-/// The points of one InfluxDB query, as JSON.
-fn influx_query(port: u16, query: &str) -> json::Json {
+/// The items of a JSON array; none when `value` is not an array (or absent: `Value::Null`).
+fn items(value: &Value) -> &[Value] {
+    value.as_array().map_or(&[], Vec::as_slice)
+}
+
+/// One series of an InfluxDB answer: its tags, and the non-null values of its last column.
+type Series = (Vec<(String, String)>, Vec<Value>);
+
+/// Every series of the answer to one InfluxDB query.
+fn influx_series(port: u16, query: &str) -> Vec<Series> {
     let path = format!("/query?db=icinga2&epoch=s&q={}", url_encode(query));
     let (status, body) = http(port, "GET", &path);
     assert_eq!(status, 200, "{query}: {body}");
-    let parsed = json::parse(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
-    let result = &parsed.get("results").map(json::Json::arr).unwrap_or(&[])[0];
+    let parsed: Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{query}: {e}: {body}"));
+    let result = &items(&parsed["results"])[0];
     assert!(result.get("error").is_none(), "{query}: {body}");
-    result.clone()
+    items(&result["series"])
+        .iter()
+        .map(|s| {
+            let tags = match &s["tags"] {
+                Value::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let values = items(&s["values"])
+                .iter()
+                .filter_map(|row| items(row).last().cloned())
+                .filter(|v| !v.is_null())
+                .collect();
+            (tags, values)
+        })
+        .collect()
+}
+
+/// The strings among `values`.
+fn strings<'a>(values: impl IntoIterator<Item = &'a Value>) -> Vec<String> {
+    values
+        .into_iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
 }
 
 fn url_encode(text: &str) -> String {
@@ -625,60 +676,30 @@ fn http(port: u16, method: &str, path: &str) -> (u16, String) {
     (status, body.to_string())
 }
 
-/// One series of an InfluxDB answer: its tags, and the non-null values of its last column.
-type Series = (Vec<(String, String)>, Vec<json::Json>);
-
-/// Every series of a query result.
-fn influx_series(result: &json::Json) -> Vec<Series> {
-    let series = result.get("series").map(json::Json::arr).unwrap_or(&[]);
-    series
-        .iter()
-        .map(|s| {
-            let tags = match s.get("tags") {
-                Some(json::Json::Obj(m)) => m
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.str().unwrap_or_default().to_string()))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            let values = s
-                .get("values")
-                .map(json::Json::arr)
-                .unwrap_or(&[])
-                .iter()
-                .filter_map(|row| row.arr().last().cloned())
-                .filter(|v| *v != json::Json::Null)
-                .collect();
-            (tags, values)
-        })
-        .collect()
-}
-
 /// The dashboard's queries: (what, query), the template variables' first.
-fn dashboard_queries(dashboard: &json::Json) -> Vec<(String, String)> {
+fn dashboard_queries(dashboard: &Value) -> Vec<(String, String)> {
     let mut queries = Vec::new();
-    let templating = dashboard.get("templating").and_then(|t| t.get("list"));
-    for var in templating.map(json::Json::arr).unwrap_or(&[]) {
-        if var.get("type").and_then(json::Json::str) == Some("query") {
-            let name = var.get("name").and_then(json::Json::str).unwrap();
-            let query = var.get("query").and_then(json::Json::str).unwrap();
+    for var in items(&dashboard["templating"]["list"]) {
+        if var["type"].as_str() == Some("query") {
+            let name = var["name"].as_str().unwrap();
+            let query = var["query"].as_str().unwrap();
             queries.push((format!("variable {name}"), query.to_string()));
         }
     }
-    for panel in dashboard.get("panels").map(json::Json::arr).unwrap_or(&[]) {
-        let title = panel.get("title").and_then(json::Json::str).unwrap();
-        for target in panel.get("targets").map(json::Json::arr).unwrap_or(&[]) {
-            let query = target.get("query").and_then(json::Json::str).unwrap();
-            let refid = target.get("refId").and_then(json::Json::str).unwrap();
+    for panel in items(&dashboard["panels"]) {
+        let title = panel["title"].as_str().unwrap();
+        for target in items(&panel["targets"]) {
+            let query = target["query"].as_str().unwrap();
+            let refid = target["refId"].as_str().unwrap();
             queries.push((format!("panel {title:?} {refid}"), query.to_string()));
         }
     }
     queries
 }
 
-fn load_dashboard() -> json::Json {
+fn load_dashboard() -> Value {
     let path = contrib("grafana/check_workers-influxdb.json");
-    json::parse(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(&read(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The dashboard is JSON Grafana can import (an InfluxDB input, raw InfluxQL targets) and its
@@ -686,23 +707,14 @@ fn load_dashboard() -> json::Json {
 #[test]
 fn grafana_dashboard_parses_and_covers_every_label() {
     let dashboard = load_dashboard();
-    let inputs = dashboard.get("__inputs").map(json::Json::arr).unwrap();
-    assert_eq!(
-        inputs[0].get("pluginId").and_then(json::Json::str),
-        Some("influxdb")
-    );
+    let inputs = dashboard["__inputs"].as_array().unwrap();
+    assert_eq!(inputs[0]["pluginId"].as_str(), Some("influxdb"));
     let queries = dashboard_queries(&dashboard);
     assert!(queries.len() >= 6, "{queries:?}");
-    for panel in dashboard.get("panels").map(json::Json::arr).unwrap() {
-        for target in panel.get("targets").map(json::Json::arr).unwrap() {
-            assert_eq!(target.get("rawQuery"), Some(&json::Json::Bool(true)));
-            assert_eq!(
-                target
-                    .get("datasource")
-                    .and_then(|d| d.get("uid"))
-                    .and_then(json::Json::str),
-                Some("${DS_INFLUXDB}")
-            );
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            assert_eq!(target["rawQuery"], Value::Bool(true));
+            assert_eq!(target["datasource"]["uid"].as_str(), Some("${DS_INFLUXDB}"));
         }
     }
     let all: String = queries.iter().map(|(_, q)| q.as_str()).collect();
@@ -820,10 +832,7 @@ fn field<'a>(line: &'a str, key: &str) -> &'a str {
 #[test]
 fn icinga2_validates_and_runs_the_check_command() {
     const TEST: &str = "icinga2_validates_and_runs_the_check_command";
-    if !ready(TEST, &[ICINGA2]) {
-        return;
-    }
-    let Some(nagios) = nagios_user(TEST) else {
+    let Some(nagios) = ready_as_nagios(TEST, &[ICINGA2]) else {
         return;
     };
     let _serial = cpu_heavy();
@@ -905,8 +914,8 @@ object Service "every-argument" {{
         .args(&defines)
         .output()
         .unwrap();
+    assert_exit(&out, 0);
     let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
     // every-argument, and the three examples: local, command_endpoint, nrpe
     assert!(said.contains("Instantiated 4 Services."), "{said}");
 
@@ -1001,7 +1010,7 @@ object Service "every" {{
     let complete = |line: &Option<String>| {
         line.as_deref()
             .map(|l| labels_of(field(l, "SERVICEPERFDATA")))
-            .is_some_and(|labels| LABELS.iter().all(|label| labels.iter().any(|x| x == label)))
+            .is_some_and(|labels| missing_label(&labels).is_none())
     };
     let done = wait_for(Duration::from_secs(30), || {
         complete(&icinga_perfdata(&perf, "live")) && complete(&icinga_perfdata(&perf, "every"))
@@ -1082,30 +1091,26 @@ object Service "every" {{
     };
     let mut seen = Vec::new();
     let points_in = wait_for(Duration::from_secs(15), || {
-        let result = influx_query(
+        let series = influx_series(
             port,
             "SHOW TAG VALUES FROM \"workers\" WITH KEY = \"metric\"",
         );
-        seen = influx_series(&result)
-            .into_iter()
-            .flat_map(|(_, values)| values)
-            .filter_map(|v| v.str().map(str::to_string))
-            .collect();
-        LABELS.iter().all(|l| seen.iter().any(|s| s == l))
+        seen = strings(series.iter().flat_map(|(_, values)| values));
+        missing_label(&seen).is_none()
     });
     assert!(points_in, "metrics in InfluxDB: {seen:?}\n{}", icinga.log());
     drop(icinga);
 
     // Icinga parsed the units: B became bytes, % percent; the count has none
-    let units = influx_series(&influx_query(
+    let units = influx_series(
         port,
         "SELECT last(\"unit\") FROM \"workers\" WHERE \"service\" = 'live' GROUP BY \"metric\"",
-    ));
+    );
     let unit_of = |metric: &str| {
         units
             .iter()
             .find(|(tags, _)| tags.contains(&("metric".to_string(), metric.to_string())))
-            .and_then(|(_, values)| values.last().and_then(|v| v.str().map(str::to_string)))
+            .and_then(|(_, values)| values.last().and_then(|v| v.as_str().map(str::to_string)))
     };
     for label in LABELS {
         let want = match label {
@@ -1121,14 +1126,10 @@ object Service "every" {{
     for (what, query) in dashboard_queries(&dashboard) {
         for service in ["live", "every"] {
             let q = grafana_interpolate(&query, "testnode", service);
-            let series = influx_series(&influx_query(port, &q));
+            let series = influx_series(port, &q);
             if what.starts_with("variable") {
                 // SHOW TAG VALUES: rows of [key, value]
-                let values: Vec<String> = series
-                    .iter()
-                    .flat_map(|(_, v)| v.clone())
-                    .filter_map(|v| v.str().map(str::to_string))
-                    .collect();
+                let values = strings(series.iter().flat_map(|(_, v)| v));
                 let want = if what.ends_with("hostname") {
                     "testnode"
                 } else {
@@ -1163,11 +1164,8 @@ object Service "every" {{
             }
         }
     }
-    for label in LABELS {
-        assert!(
-            shown.iter().any(|s| s == label),
-            "no panel showed {label}: {shown:?}"
-        );
+    if let Some(label) = missing_label(&shown) {
+        panic!("no panel showed {label}: {shown:?}");
     }
 }
 
@@ -1284,10 +1282,7 @@ fn nagios_verify(dir: &Path, commands: &str) -> Output {
 #[test]
 fn nagios4_verifies_the_contrib_commands() {
     const TEST: &str = "nagios4_verifies_the_contrib_commands";
-    if !ready(TEST, &[NAGIOS4]) {
-        return;
-    }
-    let Some(nagios) = nagios_user(TEST) else {
+    let Some(nagios) = ready_as_nagios(TEST, &[NAGIOS4]) else {
         return;
     };
     let work = work_dir(Some(nagios));
@@ -1296,8 +1291,8 @@ fn nagios4_verifies_the_contrib_commands() {
     assert!(with_examples.matches("\ndefine service {").count() >= 2);
 
     let out = nagios_verify(work.path(), &with_examples);
+    assert_exit(&out, 0);
     let said = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(said.contains("Total Errors:   0"), "{said}");
     assert!(said.contains("Total Warnings: 0"), "{said}");
     assert!(said.contains("Checked 2 services."), "{said}");
@@ -1343,6 +1338,11 @@ fn vm_bytes(pid: u32, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {key} for {pid}"));
     let kib: u64 = line.trim().trim_end_matches(" kB").trim().parse().unwrap();
     kib * 1024
+}
+
+/// [`perf_value`], which must be there.
+fn perf_number(line: &str, label: &str) -> f64 {
+    perf_value(line, label).unwrap_or_else(|| panic!("no {label}: {line}"))
 }
 
 fn assert_close(what: &str, got: f64, want: f64, line: &str) {
@@ -1423,26 +1423,24 @@ fn nginx_workers_master_and_memory_match_proc() {
     });
     assert!(
         up,
-        "nginx did not start 3 workers: {workers:?}\n{}\n{}",
-        nginx.log(),
-        fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        "nginx did not start 3 workers: {workers:?}\n{}",
+        nginx.log_and(&dir.join("error.log"))
     );
     let from_pidfile: u32 = read(&pidfile).trim().parse().unwrap();
     assert_eq!(from_pidfile, master, "daemon off: the master is our child");
     workers.sort_unstable();
 
+    // every check measures at once and keeps its state here
     let state = dir.join("state");
-    let state = state.to_str().unwrap();
-    let out = run_check(&["-n", "nginx", "--state-dir", state, "--interval", "0", "-v"]);
+    let check = |args: &[&str]| {
+        let now = ["--state-dir", state.to_str().unwrap(), "--interval", "0"];
+        run_check(&[args, &now].concat())
+    };
+    let three_workers = format!("WORKERS OK - nginx: 3 workers (master {master}), ");
+    let out = check(&["-n", "nginx", "-v"]);
     let line = first_line(&out);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        line.starts_with(&format!(
-            "WORKERS OK - nginx: 3 workers (master {master}), "
-        )),
-        "{}",
-        text(&out)
-    );
+    assert_exit(&out, 0);
+    assert!(line.starts_with(&three_workers), "{}", text(&out));
     assert_eq!(perf_value(&line, "workers"), Some(3.0), "{line}");
     // -v lists exactly the worker pids
     let mut listed: Vec<u32> = String::from_utf8_lossy(&out.stdout)
@@ -1457,37 +1455,22 @@ fn nginx_workers_master_and_memory_match_proc() {
     let rss: Vec<u64> = workers.iter().map(|&p| vm_bytes(p, "VmRSS")).collect();
     let vms: Vec<u64> = workers.iter().map(|&p| vm_bytes(p, "VmSize")).collect();
     let rss_total = rss.iter().sum::<u64>() as f64;
-    let get = |label| perf_value(&line, label).unwrap_or_else(|| panic!("no {label}: {line}"));
-    assert_close("rss_total", get("rss_total"), rss_total, &line);
-    assert_close("rss", get("rss"), rss_total / 3.0, &line);
+    let rss_max = *rss.iter().max().unwrap() as f64;
     assert_close(
-        "rss_max",
-        get("rss_max"),
-        *rss.iter().max().unwrap() as f64,
+        "rss_total",
+        perf_number(&line, "rss_total"),
+        rss_total,
         &line,
     );
-    assert_close(
-        "vms",
-        get("vms"),
-        vms.iter().sum::<u64>() as f64 / 3.0,
-        &line,
-    );
+    assert_close("rss", perf_number(&line, "rss"), rss_total / 3.0, &line);
+    assert_close("rss_max", perf_number(&line, "rss_max"), rss_max, &line);
+    let vms_mean = vms.iter().sum::<u64>() as f64 / 3.0;
+    assert_close("vms", perf_number(&line, "vms"), vms_mean, &line);
 
     // -u with the workers' user still names the root master
-    let out = run_check(&[
-        "-n",
-        "nginx",
-        "-u",
-        "www-data",
-        "--state-dir",
-        state,
-        "--interval",
-        "0",
-    ]);
+    let out = check(&["-n", "nginx", "-u", "www-data"]);
     assert!(
-        first_line(&out).starts_with(&format!(
-            "WORKERS OK - nginx: 3 workers (master {master}), "
-        )),
+        first_line(&out).starts_with(&three_workers),
         "{}",
         text(&out)
     );
@@ -1495,23 +1478,12 @@ fn nginx_workers_master_and_memory_match_proc() {
     // --pidfile, when the binary has it: the master from nginx's own pid file
     let help = run_check(&["--help"]);
     if String::from_utf8_lossy(&help.stdout).contains("--pidfile") {
-        let out = run_check(&[
-            "--pidfile",
-            pidfile.to_str().unwrap(),
-            "--state-dir",
-            state,
-            "--interval",
-            "0",
-        ]);
+        let out = check(&["--pidfile", pidfile.to_str().unwrap()]);
         let line = first_line(&out);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        assert_exit(&out, 0);
         assert_eq!(perf_value(&line, "workers"), Some(3.0), "{}", text(&out));
-        assert_close(
-            "rss_total (--pidfile)",
-            get_from(&line, "rss_total"),
-            rss_total,
-            &line,
-        );
+        let got = perf_number(&line, "rss_total");
+        assert_close("rss_total (--pidfile)", got, rss_total, &line);
     } else {
         skip(
             &format!("{TEST} (its --pidfile part)"),
@@ -1519,227 +1491,4 @@ fn nginx_workers_master_and_memory_match_proc() {
         );
     }
     assert!(nginx.running(), "nginx died\n{}", nginx.log());
-}
-
-fn get_from(line: &str, label: &str) -> f64 {
-    perf_value(line, label).unwrap_or_else(|| panic!("no {label}: {line}"))
-}
-
-// ---------------------------------------------------------------------------------------------
-
-/// Just enough JSON for the dashboard and InfluxDB's answers (the crate has no JSON dependency).
-mod json {
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Json {
-        Null,
-        Bool(bool),
-        Num(f64),
-        Str(String),
-        Arr(Vec<Json>),
-        Obj(Vec<(String, Json)>),
-    }
-
-    impl Json {
-        pub fn get(&self, key: &str) -> Option<&Json> {
-            match self {
-                Json::Obj(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
-                _ => None,
-            }
-        }
-
-        pub fn arr(&self) -> &[Json] {
-            match self {
-                Json::Arr(items) => items,
-                _ => &[],
-            }
-        }
-
-        pub fn str(&self) -> Option<&str> {
-            match self {
-                Json::Str(s) => Some(s),
-                _ => None,
-            }
-        }
-    }
-
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = Parser {
-            b: text.as_bytes(),
-            i: 0,
-        };
-        let value = p.value()?;
-        p.ws();
-        if p.i != p.b.len() {
-            return Err(format!("trailing data at byte {}", p.i));
-        }
-        Ok(value)
-    }
-
-    struct Parser<'a> {
-        b: &'a [u8],
-        i: usize,
-    }
-
-    impl Parser<'_> {
-        fn ws(&mut self) {
-            while self.b.get(self.i).is_some_and(|c| b" \t\r\n".contains(c)) {
-                self.i += 1;
-            }
-        }
-
-        fn peek(&mut self) -> Option<u8> {
-            self.ws();
-            self.b.get(self.i).copied()
-        }
-
-        fn expect(&mut self, c: u8) -> Result<(), String> {
-            if self.peek() == Some(c) {
-                self.i += 1;
-                Ok(())
-            } else {
-                Err(format!("expected {:?} at byte {}", c as char, self.i))
-            }
-        }
-
-        fn value(&mut self) -> Result<Json, String> {
-            match self.peek() {
-                Some(b'{') => {
-                    self.i += 1;
-                    let mut members = Vec::new();
-                    if self.peek() == Some(b'}') {
-                        self.i += 1;
-                        return Ok(Json::Obj(members));
-                    }
-                    loop {
-                        self.ws();
-                        let key = self.string()?;
-                        self.expect(b':')?;
-                        members.push((key, self.value()?));
-                        match self.peek() {
-                            Some(b',') => self.i += 1,
-                            Some(b'}') => {
-                                self.i += 1;
-                                return Ok(Json::Obj(members));
-                            }
-                            _ => return Err(format!("bad object at byte {}", self.i)),
-                        }
-                    }
-                }
-                Some(b'[') => {
-                    self.i += 1;
-                    let mut items = Vec::new();
-                    if self.peek() == Some(b']') {
-                        self.i += 1;
-                        return Ok(Json::Arr(items));
-                    }
-                    loop {
-                        items.push(self.value()?);
-                        match self.peek() {
-                            Some(b',') => self.i += 1,
-                            Some(b']') => {
-                                self.i += 1;
-                                return Ok(Json::Arr(items));
-                            }
-                            _ => return Err(format!("bad array at byte {}", self.i)),
-                        }
-                    }
-                }
-                Some(b'"') => Ok(Json::Str(self.string()?)),
-                Some(b't') => self.word("true", Json::Bool(true)),
-                Some(b'f') => self.word("false", Json::Bool(false)),
-                Some(b'n') => self.word("null", Json::Null),
-                Some(_) => {
-                    let start = self.i;
-                    while self
-                        .b
-                        .get(self.i)
-                        .is_some_and(|c| b"+-0123456789.eE".contains(c))
-                    {
-                        self.i += 1;
-                    }
-                    std::str::from_utf8(&self.b[start..self.i])
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .map(Json::Num)
-                        .ok_or_else(|| format!("bad value at byte {start}"))
-                }
-                None => Err("unexpected end".into()),
-            }
-        }
-
-        fn word(&mut self, word: &str, value: Json) -> Result<Json, String> {
-            if self.b[self.i..].starts_with(word.as_bytes()) {
-                self.i += word.len();
-                Ok(value)
-            } else {
-                Err(format!("bad literal at byte {}", self.i))
-            }
-        }
-
-        fn hex4(&mut self) -> Result<u32, String> {
-            let digits = self.b.get(self.i..self.i + 4).ok_or("short \\u escape")?;
-            self.i += 4;
-            u32::from_str_radix(std::str::from_utf8(digits).map_err(|e| e.to_string())?, 16)
-                .map_err(|e| e.to_string())
-        }
-
-        fn string(&mut self) -> Result<String, String> {
-            self.expect(b'"')?;
-            let mut out = Vec::new();
-            loop {
-                let c = *self.b.get(self.i).ok_or("unterminated string")?;
-                self.i += 1;
-                match c {
-                    b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                    b'\\' => {
-                        let e = *self.b.get(self.i).ok_or("unterminated escape")?;
-                        self.i += 1;
-                        let ch = match e {
-                            b'"' => '"',
-                            b'\\' => '\\',
-                            b'/' => '/',
-                            b'b' => '\u{8}',
-                            b'f' => '\u{c}',
-                            b'n' => '\n',
-                            b'r' => '\r',
-                            b't' => '\t',
-                            b'u' => {
-                                let mut code = self.hex4()?;
-                                if (0xd800..0xdc00).contains(&code)
-                                    && self.b[self.i..].starts_with(b"\\u")
-                                {
-                                    self.i += 2;
-                                    let low = self.hex4()?;
-                                    code = 0x10000 + ((code - 0xd800) << 10) + (low - 0xdc00);
-                                }
-                                char::from_u32(code).unwrap_or('\u{fffd}')
-                            }
-                            _ => return Err(format!("bad escape at byte {}", self.i)),
-                        };
-                        let mut buf = [0; 4];
-                        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                    }
-                    c if c < 0x20 => return Err(format!("control byte in string at {}", self.i)),
-                    c => out.push(c),
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn parses_what_influxdb_sends() {
-        let v = parse(r#"{"results":[{"statement_id":0,"series":[{"name":"w","tags":{"metric":"cpu"},"columns":["time","mean"],"values":[[1,2.5],[2,null]]}]}],"s":"a\"\u00e9\n"}"#).unwrap();
-        let series = &v.get("results").unwrap().arr()[0]
-            .get("series")
-            .unwrap()
-            .arr()[0];
-        assert_eq!(
-            series.get("values").unwrap().arr()[0].arr()[1],
-            Json::Num(2.5)
-        );
-        assert_eq!(v.get("s").unwrap().str(), Some("a\"é\n"));
-        assert!(parse("{\"a\":}").is_err());
-        assert!(parse("[1,2").is_err());
-        assert!(parse("[1] x").is_err());
-    }
 }

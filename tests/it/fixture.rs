@@ -367,3 +367,12 @@ pub fn copy_executable(from: &Path, to: &Path) {
     }
     panic!("{} stayed busy", to.display());
 }
+
+/// A name unique to this test run, at most 15 bytes so the kernel keeps it whole (a process
+/// name, `comm`, is cut at 15).
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", std::process::id())
+        .chars()
+        .take(15)
+        .collect()
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use tempfile::TempDir;
 
-use crate::fixture::{copy_executable, cpu_heavy, state_dir, status_line, stdout_of};
+use crate::fixture::{copy_executable, cpu_heavy, state_dir, status_line, stdout_of, unique};
 
 /// Children under a name no other process has; killed and reaped when dropped.
 struct Spawned {
@@ -62,12 +62,6 @@ impl Drop for Spawned {
             let _ = child.wait();
         }
     }
-}
-
-/// A name unique to this test run, at most 15 bytes so the kernel keeps it whole.
-fn unique(prefix: &str) -> String {
-    let name = format!("{prefix}{}", std::process::id());
-    name.chars().take(15).collect()
 }
 
 fn real_check(state: &Path) -> Command {
