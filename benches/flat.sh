@@ -14,10 +14,12 @@ command -v hyperfine >/dev/null || { echo "needs hyperfine" >&2; exit 2; }
 
 tmp=$(mktemp -d /tmp/cwflat.XXXXXX)
 pids=()
+unit_dir=
 cleanup() {
     trap - EXIT INT TERM
     ((${#pids[@]})) && kill -KILL "${pids[@]}" 2>/dev/null || true
     wait 2>/dev/null || true
+    [[ -z $unit_dir ]] || { rmdir "$unit_dir" "${unit_dir%/*}" 2>/dev/null || true; }
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -39,8 +41,18 @@ done
 # shellcheck disable=SC2206
 pids+=($kids)
 
-echo "| processes on the host | --ppid (ms) | -n, full scan (ms) |"
-echo "|---:|---:|---:|"
+# --unit: put the family in a cgroup v2 "unit" of its own, where we may (root, v2 mounted)
+v2=
+for mount in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+    [[ -f $mount/cgroup.procs && -w $mount ]] && [[ $(stat -fc %T "$mount") == cgroup2fs ]] && v2=$mount && break
+done
+if [[ -n $v2 ]] && mkdir -p "$v2/system.slice/cwflat.service" 2>/dev/null; then
+    unit_dir=$v2/system.slice/cwflat.service
+    for pid in "$master" $kids; do echo "$pid" >"$unit_dir/cgroup.procs"; done
+fi
+
+echo "| processes on the host | --ppid (ms) | --unit (ms) | -n, full scan (ms) |"
+echo "|---:|---:|---:|---:|"
 have=0
 for n in "$@"; do
     while ((have < n)); do
@@ -52,13 +64,17 @@ for n in "$@"; do
     total=$(ls -d /proc/[0-9]* | wc -l)
     mkdir -p "$tmp/state-$n"
     export_json="$tmp/result-$n.json"
+    unit_cmd="$bin --ppid $master --interval 0 --state-dir $tmp/state-$n"
+    [[ -z $unit_dir ]] || unit_cmd="$bin --unit cwflat.service --interval 0 --state-dir $tmp/state-$n"
     hyperfine -N --warmup 3 --runs 30 --export-json "$export_json" \
         "$bin --ppid $master --interval 0 --state-dir $tmp/state-$n" \
+        "$unit_cmd" \
         "$bin -n cwfkid --interval 0 --state-dir $tmp/state-$n" >"$tmp/hyperfine.log" 2>&1 ||
         { cat "$tmp/hyperfine.log" >&2; exit 1; }
-    read -r ppid scan < <(python3 -c '
+    read -r ppid unit scan < <(python3 -c '
 import json, sys
 r = json.load(open(sys.argv[1]))["results"]
 print(" ".join("%.2f" % (x["median"] * 1000) for x in r))' "$export_json")
-    echo "| $total | $ppid | $scan |"
+    [[ -n $unit_dir ]] || unit="n/a (no writable cgroup v2)"
+    echo "| $total | $ppid | $unit | $scan |"
 done

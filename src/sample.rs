@@ -165,18 +165,24 @@ pub fn scan(
 /// cgroup v2's `cgroup.procs`. None when the cgroup cannot be found there (v1, a glob, a unit
 /// in an unusual slice): the caller then scans.
 fn cgroup_procs(sys_root: &Path, filter: &CgroupFilter) -> Option<Vec<i32>> {
-    let base = sys_root.join("fs/cgroup");
-    let dir = match filter {
-        CgroupFilter::Unit(unit) => ["system.slice", ""]
-            .iter()
-            .map(|slice| base.join(slice).join(unit))
-            .find(|dir| dir.join("cgroup.procs").is_file())?,
+    // the unified (v2) hierarchy, or on hybrid hosts its `unified` mount and systemd's own
+    // named v1 hierarchy, which both mirror the units
+    let bases = ["fs/cgroup", "fs/cgroup/unified", "fs/cgroup/systemd"].map(|b| sys_root.join(b));
+    let path = match filter {
+        CgroupFilter::Unit(unit) => ["system.slice/", ""].map(|slice| format!("{slice}{unit}")),
         CgroupFilter::Glob(pattern) if !pattern.contains(['*', '?']) => {
-            let dir = base.join(pattern.trim_start_matches('/'));
-            dir.join("cgroup.procs").is_file().then_some(dir)?
+            [pattern.trim_start_matches('/').to_string(), String::new()]
         }
         CgroupFilter::Glob(_) => return None,
     };
+    let dir = bases
+        .iter()
+        .flat_map(|base| {
+            path.iter()
+                .filter(|p| !p.is_empty())
+                .map(move |p| base.join(p))
+        })
+        .find(|dir| dir.join("cgroup.procs").is_file())?;
     let mut pids = Vec::new();
     let mut pending = vec![dir];
     while let Some(dir) = pending.pop() {
