@@ -13,4 +13,5 @@ pub mod output;
 pub mod sample;
 pub mod select;
 pub mod state;
+pub mod text;
 pub mod thresholds;
