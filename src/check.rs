@@ -232,6 +232,7 @@ pub struct Outcome {
 /// its state says so as UNKNOWN instead of silently losing the next baseline.
 pub fn run(config: &Config) -> Result<Outcome> {
     let root = config.proc_root.as_path();
+    crate::visibility::ensure_visible(root, config.selector.uid)?;
     config.state_dir.ensure(config.euid)?;
     let tick_path = config
         .state_dir

@@ -15,3 +15,4 @@ pub mod select;
 pub mod state;
 pub mod text;
 pub mod thresholds;
+pub mod visibility;

@@ -3,6 +3,7 @@
 mod daemons;
 mod fixture;
 mod fixture_runs;
+mod hidden_proc;
 mod privileges;
 mod proc_reads;
 mod real_processes;

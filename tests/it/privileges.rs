@@ -14,10 +14,10 @@ use crate::fixture::{
 };
 
 /// The unprivileged user the tests switch to.
-const NOBODY: u32 = 65534;
+pub(crate) const NOBODY: u32 = 65534;
 
 /// A copy of the binary in a directory every user may enter.
-fn public_binary() -> (TempDir, PathBuf) {
+pub(crate) fn public_binary() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let exe = dir.path().join("check_workers");
@@ -26,7 +26,7 @@ fn public_binary() -> (TempDir, PathBuf) {
     (dir, exe)
 }
 
-fn setpriv_available() -> bool {
+pub(crate) fn setpriv_available() -> bool {
     StdCommand::new("setpriv")
         .arg("--version")
         .output()
@@ -57,7 +57,7 @@ fn run_as(uid: Option<u32>, exe: &Path, mp_state_path: &Path, args: &[&str]) -> 
         .unwrap()
 }
 
-struct Sleeper {
+pub(crate) struct Sleeper {
     child: Child,
     /// holds the renamed copy of sleep until the child is gone
     _dir: TempDir,
@@ -70,7 +70,7 @@ impl Drop for Sleeper {
     }
 }
 
-fn sleeper(name: &str) -> Sleeper {
+pub(crate) fn sleeper(name: &str) -> Sleeper {
     let dir = tempfile::tempdir().unwrap();
     let exe = dir.path().join(name);
     copy_executable(std::path::Path::new("/bin/sleep"), &exe);
