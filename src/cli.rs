@@ -12,6 +12,7 @@ use clap::{ArgAction, Parser};
 use crate::extra_opts;
 use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
 use crate::state::StateDir;
+use crate::text;
 use crate::thresholds::Thresholds;
 
 const EXAMPLES: &str = "\
@@ -241,9 +242,11 @@ pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
 }
 
-/// The UNKNOWN line every failure ends in; one line whatever the error says.
+/// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics): one
+/// line with no `|`, whatever the error says. The reason quotes paths, options and OS messages,
+/// so it is escaped here, where every one of them passes.
 pub fn unknown(why: &str) -> String {
-    format!("WORKERS UNKNOWN - {}\n", why.replace('\n', " "))
+    format!("WORKERS UNKNOWN - {}\n", text::shown(why))
 }
 
 /// clap's first error line without its "error: " prefix, plus a pointer to --help.
@@ -451,6 +454,22 @@ mod tests {
             );
             assert_eq!(e.text.lines().count(), 1, "{args:?}: {}", e.text);
         }
+    }
+
+    // Regression (issue 9.5): a `|` or line break in an option or an OS error split the line.
+    #[test]
+    fn unknown_lines_escape_outside_text() {
+        assert_eq!(
+            unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists"),
+            "WORKERS UNKNOWN - cannot create state dir /tmp/a\\x7cb\\x0aWORKERS OK: File exists\n"
+        );
+        let e = parse_err(&["-n", "x", "-w", "cpu=a|b"]);
+        assert_eq!(
+            e.text,
+            "WORKERS UNKNOWN - bad -w \"cpu=a\\x7cb\": \"a\\x7cb\" is not a number\n"
+        );
+        let e = parse_err(&["-n", "x", "--bogus|x"]);
+        assert!(!e.text.contains('|'), "{}", e.text);
     }
 
     #[test]
