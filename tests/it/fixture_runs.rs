@@ -991,3 +991,57 @@ fn unusable_state_dir_with_a_pipe_is_escaped() {
     assert!(!text.contains('|'), "{text:?}");
     assert_eq!(text.lines().count(), 1);
 }
+
+// Regression (issue 9.7): --extra-opts was read before the watchdog started and without
+// limits: a FIFO hung the check forever, /dev/zero grew its memory without bound and a huge
+// file was read whole. Now only a regular file of at most 1 MiB is read, within -t.
+#[test]
+fn extra_opts_reads_only_small_regular_files() {
+    let state = state_dir();
+    let fifo = state.path().join("fifo.ini");
+    nix_mkfifo(&fifo);
+    let big = state.path().join("big.ini");
+    let mut text = String::from("[check_workers]\nname=nginx\ninterval=0\n");
+    text.push_str(&"# padding\n".repeat(110_000));
+    fs::write(&big, text).unwrap();
+    for (ini, why) in [
+        (fifo.as_path(), "is not a regular file"),
+        (Path::new("/dev/zero"), "is not a regular file"),
+        (big.as_path(), "is larger than 1024 KiB"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = check(&committed("t0"), &state.path().join("s"))
+            .arg(format!("--extra-opts=@{}", ini.display()))
+            .args(["-t", "3"])
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", ini.display());
+        assert_eq!(
+            stdout_of(&out),
+            format!("WORKERS UNKNOWN - --extra-opts: {} {why}\n", ini.display())
+        );
+        assert!(started.elapsed().as_secs_f64() < 3.0, "{}", ini.display());
+    }
+}
+
+// Regression (issue 9.7): `-t 1` alone was always UNKNOWN, as the default --interval 1 was not
+// shorter than the timeout; the default interval now fits inside any timeout.
+#[test]
+fn timeout_of_1s_alone_works() {
+    let state = state_dir();
+    let out = check(&committed("t0"), state.path())
+        .args(["-n", "nginx", "-t", "1"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // a fixture tree's uptime does not move during the in-run interval
+    assert_eq!(
+        text,
+        format!(
+            "{T0_LINE}\nno baseline (first run), and last run less than 2 clock ticks ago: \
+             cpu not measured\n"
+        )
+    );
+}
