@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
 use crate::cli::{self, Config, CpuScale};
+use crate::deadline::Deadline;
 use crate::metrics::{self, Capacity, Figures};
 use crate::sample::{self, Pidfile, Snapshot};
 use crate::select::{self, Master, ParentSpec, Selection};
@@ -229,8 +230,9 @@ pub struct Outcome {
 
 /// One check: sample, measure against the previous ticks (or over `--interval`), save the new
 /// ticks, render. The tick file is written before anything is printed: a run that cannot save
-/// its state says so as UNKNOWN instead of silently losing the next baseline.
-pub fn run(config: &Config) -> Result<Outcome> {
+/// its state says so as UNKNOWN instead of silently losing the next baseline. The lock wait and
+/// the in-run interval are cut to what is left before `deadline`.
+pub fn run(config: &Config, deadline: Deadline) -> Result<Outcome> {
     let root = config.proc_root.as_path();
     crate::visibility::ensure_visible(root, config.selector.uid)?;
     config.state_dir.ensure(config.euid)?;
@@ -239,7 +241,9 @@ pub fn run(config: &Config) -> Result<Outcome> {
         .path
         .join(state::tick_file_name(&config.selector));
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
-    let lock_wait = (config.timeout / 4).min(LOCK_WAIT);
+    let lock_wait = (config.timeout / 4)
+        .min(LOCK_WAIT)
+        .min(deadline.remaining());
     let lock = state::lock(&tick_path, lock_wait)?;
     let loaded = match lock {
         Some(_) => state::load(&tick_path),
@@ -262,13 +266,21 @@ pub fn run(config: &Config) -> Result<Outcome> {
         let selection = select::select(candidates, &config.selector, own, &master);
         Ok((snapshot, selection, problem))
     };
+    let scan_started = Instant::now();
     let (mut snapshot, mut selection, mut parent_problem) = take_sample()?;
+    let scan_cost = scan_started.elapsed();
     let mut notes = Vec::new();
     let previous = match loaded.and_then(|prev| metrics::check_baseline(prev, &snapshot)) {
         Ok(prev) => Some(prev),
-        Err(reason) if !config.interval.is_zero() => {
+        Err(reason) if !config.interval.is_zero() => 'measured: {
+            let Some(pause) = deadline.pause(config.interval, scan_cost) else {
+                notes.push(format!(
+                    "no baseline ({reason}); cpu not measured: no time left within -t"
+                ));
+                break 'measured None;
+            };
             let first = TickState::new(&snapshot, &selection);
-            thread::sleep(config.interval);
+            thread::sleep(pause);
             (snapshot, selection, parent_problem) = take_sample()?;
             match metrics::check_baseline(first, &snapshot) {
                 Ok(first) => {

@@ -12,6 +12,7 @@ use clap::{ArgAction, Parser};
 use crate::extra_opts;
 use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
 use crate::state::StateDir;
+use crate::text;
 use crate::thresholds::Thresholds;
 
 const EXAMPLES: &str = "\
@@ -30,6 +31,12 @@ rss_total (bytes; units K, M, G, T are powers of 1024). With no -c workers=..., 
 workers at all is CRITICAL.
 
 Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.";
+
+/// `-t` when none is given, seconds.
+const DEFAULT_TIMEOUT_SECS: u64 = 10;
+
+/// `--interval` when none is given (and the timeout leaves room for it).
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The options as the operator typed them.
 #[derive(Debug, Parser)]
@@ -98,9 +105,10 @@ struct Args {
     critical: Vec<String>,
 
     /// When there is no usable tick file, measure CPU over this many seconds within the run
-    /// (fractions allowed); 0 leaves CPU out of such a run
-    #[arg(long = "interval", value_name = "SECONDS", default_value = "1")]
-    interval: f64,
+    /// (fractions allowed); 0 leaves CPU out of such a run [default: 1, or a quarter of the
+    /// timeout when that is shorter]
+    #[arg(long = "interval", value_name = "SECONDS")]
+    interval: Option<f64>,
 
     /// Directory for tick files [default: $MP_STATE_PATH/<euid>/check_workers, else
     /// /var/tmp/check_workers/<euid>]
@@ -112,7 +120,7 @@ struct Args {
         short = 't',
         long = "timeout",
         value_name = "SECONDS",
-        default_value = "10"
+        default_value_t = DEFAULT_TIMEOUT_SECS
     )]
     timeout: u64,
 
@@ -241,9 +249,11 @@ pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
 }
 
-/// The UNKNOWN line every failure ends in; one line whatever the error says.
+/// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics): one
+/// line with no `|`, whatever the error says. The reason quotes paths, options and OS messages,
+/// so it is escaped here, where every one of them passes.
 pub fn unknown(why: &str) -> String {
-    format!("WORKERS UNKNOWN - {}\n", why.replace('\n', " "))
+    format!("WORKERS UNKNOWN - {}\n", text::shown(why))
 }
 
 /// clap's first error line without its "error: " prefix, plus a pointer to --help.
@@ -294,22 +304,11 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         );
     }
     let uid = args.user.as_deref().map(resolve_user).transpose()?;
-    if !args.interval.is_finite() || args.interval < 0.0 {
-        bail!(
-            "--interval {} must be 0 or a positive number of seconds",
-            args.interval
-        );
-    }
     if args.timeout == 0 {
         bail!("-t 0: the timeout must be at least 1 second");
     }
-    if args.interval >= args.timeout as f64 {
-        bail!(
-            "--interval {} must be shorter than the timeout (-t {})",
-            args.interval,
-            args.timeout
-        );
-    }
+    let timeout = Duration::from_secs(args.timeout);
+    let interval = interval(args.interval, timeout)?;
     let thresholds = Thresholds::from_args(&args.warning, &args.critical)?;
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
@@ -332,15 +331,56 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         selector,
         label,
         thresholds,
-        interval: Duration::from_secs_f64(args.interval),
+        interval,
         state_dir,
-        timeout: Duration::from_secs(args.timeout),
+        timeout,
         verbosity: args.verbose,
         proc_root: args.proc_root,
         sys_root: args.sys_root,
         cpu_scale: args.cpu_scale,
         euid,
     })
+}
+
+/// The in-run CPU interval. The default fits inside any timeout (a quarter of it when that is
+/// shorter than a second), so `-t 1` alone works; only an `--interval` the operator gave that
+/// does not fit the timeout is a usage error.
+fn interval(given: Option<f64>, timeout: Duration) -> Result<Duration> {
+    let Some(seconds) = given else {
+        return Ok(DEFAULT_INTERVAL.min(timeout / 4));
+    };
+    let interval = Duration::try_from_secs_f64(seconds).ok().with_context(|| {
+        format!("--interval {seconds} must be 0 or a positive number of seconds")
+    })?;
+    if interval >= timeout {
+        bail!(
+            "--interval {seconds} must be shorter than the timeout (-t {})",
+            timeout.as_secs()
+        );
+    }
+    Ok(interval)
+}
+
+/// `-t` as the command line gives it, found before anything else is read: the watchdog must
+/// already run while `--extra-opts` reads its file, which can hang (a FIFO, a stuck NFS mount).
+/// `-t N`, `-tN`, `--timeout N` and `--timeout=N` count; anything else (a value clap will
+/// refuse, a timeout that only the ini file sets) gets the default until the options are read.
+pub fn timeout_in_argv(args: &[OsString]) -> Duration {
+    let mut found = None;
+    let mut rest = args.iter().skip(1).map(|a| a.to_str());
+    while let Some(arg) = rest.next() {
+        let value = match arg {
+            Some("--") => break,
+            Some("-t" | "--timeout") => rest.next().flatten(),
+            Some(a) if a.starts_with("--timeout=") => a.strip_prefix("--timeout="),
+            Some(a) if a.starts_with("-t") => a.strip_prefix("-t"),
+            _ => continue,
+        };
+        if let Some(secs) = value.and_then(|v| v.parse::<u64>().ok()).filter(|&s| s > 0) {
+            found = Some(secs);
+        }
+    }
+    Duration::from_secs(found.unwrap_or(DEFAULT_TIMEOUT_SECS))
 }
 
 /// `-s RSD` or `-s R,S,D`: the state letters `ps` shows.
@@ -451,6 +491,76 @@ mod tests {
             );
             assert_eq!(e.text.lines().count(), 1, "{args:?}: {}", e.text);
         }
+    }
+
+    // Regression (issue 9.5): a `|` or line break in an option or an OS error split the line.
+    #[test]
+    fn unknown_lines_escape_outside_text() {
+        assert_eq!(
+            unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists"),
+            "WORKERS UNKNOWN - cannot create state dir /tmp/a\\x7cb\\x0aWORKERS OK: File exists\n"
+        );
+        let e = parse_err(&["-n", "x", "-w", "cpu=a|b"]);
+        assert_eq!(
+            e.text,
+            "WORKERS UNKNOWN - bad -w \"cpu=a\\x7cb\": \"a\\x7cb\" is not a number\n"
+        );
+        let e = parse_err(&["-n", "x", "--bogus|x"]);
+        assert!(!e.text.contains('|'), "{}", e.text);
+    }
+
+    // Regression (issue 9.7): `-t 1` alone was always UNKNOWN, its default --interval 1 not
+    // being shorter than the timeout.
+    #[test]
+    fn default_interval_fits_any_timeout() {
+        let c = parse_ok(&["-n", "x", "-t", "1"]);
+        assert_eq!(c.timeout, Duration::from_secs(1));
+        assert_eq!(c.interval, Duration::from_millis(250));
+        assert_eq!(
+            parse_ok(&["-n", "x", "-t", "3"]).interval,
+            Duration::from_millis(750)
+        );
+        assert_eq!(
+            parse_ok(&["-n", "x", "-t", "4"]).interval,
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            parse_ok(&["-n", "x", "-t", "1", "--interval", "0.9"]).interval,
+            Duration::from_millis(900)
+        );
+        // only an explicit interval that does not fit is the operator's mistake
+        let e = parse_err(&["-n", "x", "-t", "1", "--interval", "1"]);
+        assert_eq!(
+            e.text,
+            "WORKERS UNKNOWN - --interval 1 must be shorter than the timeout (-t 1)\n"
+        );
+        for bad in ["-1", "NaN", "inf", "1e300"] {
+            let e = parse_err(&["-n", "x", &format!("--interval={bad}")]);
+            assert!(
+                e.text.contains("must be 0 or a positive number"),
+                "{bad}: {}",
+                e.text
+            );
+        }
+    }
+
+    #[test]
+    fn timeout_is_found_in_argv_before_parsing() {
+        let scan = |args: &[&str]| {
+            let mut all = vec![OsString::from("check_workers")];
+            all.extend(args.iter().map(OsString::from));
+            timeout_in_argv(&all)
+        };
+        let secs = Duration::from_secs;
+        assert_eq!(scan(&["-n", "x"]), secs(10));
+        assert_eq!(scan(&["-t", "3"]), secs(3));
+        assert_eq!(scan(&["-t3"]), secs(3));
+        assert_eq!(scan(&["--timeout", "4"]), secs(4));
+        assert_eq!(scan(&["--timeout=5", "--extra-opts=@/x.ini"]), secs(5));
+        assert_eq!(scan(&["-t", "abc"]), secs(10));
+        assert_eq!(scan(&["-t", "0"]), secs(10));
+        assert_eq!(scan(&["-t"]), secs(10));
+        assert_eq!(scan(&["--", "-t", "3"]), secs(10));
     }
 
     #[test]

@@ -7,9 +7,15 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+/// Largest ini file read, bytes: option files are a few KiB; a bigger one is a mistake (or
+/// `/dev/zero` behind a link), and reading it all would cost memory and time.
+const MAX_INI_BYTES: u64 = 1 << 20;
 
 /// The section read when `--extra-opts` names none: the plugin's name.
 const DEFAULT_SECTION: &str = "check_workers";
@@ -88,8 +94,7 @@ fn default_file(config_path: Option<&OsStr>) -> Result<PathBuf> {
 /// The options of one `[section]` as long options: `key=value` becomes `--key=value`, a bare
 /// `key` becomes `--key`.
 fn read_section(file: &Path, section: &str) -> Result<Vec<OsString>> {
-    let text = fs::read_to_string(file)
-        .with_context(|| format!("--extra-opts: cannot read {}", file.display()))?;
+    let text = read_ini(file)?;
     let mut options = Vec::new();
     let mut in_section = false;
     let mut found = false;
@@ -130,6 +135,43 @@ fn read_section(file: &Path, section: &str) -> Result<Vec<OsString>> {
         bail!("--extra-opts: no [{section}] section in {}", file.display());
     }
     Ok(options)
+}
+
+/// The whole ini file, which must be a regular file of at most [`MAX_INI_BYTES`]. It is opened
+/// non-blocking, so a FIFO (which would wait for a writer forever) or a device is refused by
+/// the fstat of the opened file rather than read.
+fn read_ini(file: &Path) -> Result<String> {
+    let cannot_read = || format!("--extra-opts: cannot read {}", file.display());
+    let opened = fs::File::options()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+        .open(file)
+        .with_context(cannot_read)?;
+    let meta = opened.metadata().with_context(cannot_read)?;
+    if !meta.is_file() {
+        bail!("--extra-opts: {} is not a regular file", file.display());
+    }
+    let too_big = || {
+        format!(
+            "--extra-opts: {} is larger than {} KiB",
+            file.display(),
+            MAX_INI_BYTES / 1024
+        )
+    };
+    if meta.len() > MAX_INI_BYTES {
+        bail!(too_big());
+    }
+    // the file may grow after the fstat: read one byte past the limit to notice
+    let mut bytes = Vec::new();
+    opened
+        .take(MAX_INI_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(cannot_read)?;
+    if bytes.len() as u64 > MAX_INI_BYTES {
+        bail!(too_big());
+    }
+    String::from_utf8(bytes)
+        .with_context(|| format!("--extra-opts: {} is not UTF-8", file.display()))
 }
 
 #[cfg(test)]
@@ -203,6 +245,44 @@ mod tests {
         let (_d2, bad) = ini("[check_workers\nname=x\n");
         let spec = format!("--extra-opts=@{}", bad.display());
         assert!(expand(os(&["c", &spec]), None).is_err());
+    }
+
+    // Regression (issue 9.7): a FIFO hung the check before its timeout started, /dev/zero
+    // grew its memory without limit, and a huge file was read whole.
+    #[test]
+    fn only_small_regular_files_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo.ini");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let expand_with = |file: &Path| {
+            let spec = format!("--extra-opts=@{}", file.display());
+            expand(os(&["c", &spec]), None).unwrap_err().to_string()
+        };
+        let err = expand_with(&fifo);
+        assert_eq!(
+            err,
+            format!("--extra-opts: {} is not a regular file", fifo.display())
+        );
+        let err = expand_with(Path::new("/dev/zero"));
+        assert_eq!(err, "--extra-opts: /dev/zero is not a regular file");
+        let big = dir.path().join("big.ini");
+        let mut text = String::from("[check_workers]\nname=nginx\n");
+        text.push_str(&"# padding\n".repeat(110_000));
+        fs::write(&big, text).unwrap();
+        let err = expand_with(&big);
+        assert_eq!(
+            err,
+            format!("--extra-opts: {} is larger than 1024 KiB", big.display())
+        );
+        // just under the limit is fine
+        let mut text = String::from("[check_workers]\nname=nginx\n");
+        text.push_str(&"#".repeat(MAX_INI_BYTES as usize - text.len()));
+        fs::write(&big, text).unwrap();
+        let spec = format!("--extra-opts=@{}", big.display());
+        assert_eq!(
+            expand(os(&["c", &spec]), None).unwrap(),
+            os(&["c", "--name=nginx"])
+        );
     }
 
     #[test]

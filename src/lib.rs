@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod deadline;
 pub mod extra_opts;
 pub mod metrics;
 pub mod output;

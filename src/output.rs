@@ -2,10 +2,17 @@
 //!
 //! Perfdata is built only here, from [`MetricResult`], so every metric has its unit, its
 //! thresholds in its own unit, and min/max the same way.
+//!
+//! This is also the one place outside text is made safe: Nagios reads a `|` in any line as the
+//! start of perfdata and a line break as the end of the status line, and process names, paths,
+//! the operator's filters and OS errors all reach the status text, the notes and the per-worker
+//! lines. Each of those is escaped here as a whole with [`text::shown`], so the only `|` printed
+//! is the one before perfdata, whatever a caller forgot to escape.
 
 use std::fmt::Write as _;
 
 use crate::check::{MetricResult, Report};
+use crate::text;
 use crate::thresholds::{format_number, format_plain, human_bytes, MetricName, Range, Unit};
 
 /// At most this many per-worker lines with -v; the rest are counted.
@@ -14,16 +21,27 @@ const MAX_WORKER_LINES: usize = 20;
 /// The whole text a run prints: status line with perfdata, then notes, then (with -v) one line
 /// per worker.
 pub fn render(report: &Report, verbosity: u8) -> String {
-    let mut out = format!(
-        "WORKERS {} - {}: {} | {}\n",
+    let status = format!(
+        "WORKERS {} - {}: {}",
         report.state,
         report.label,
-        summary(report),
-        perfdata(&report.results)
+        summary(report)
     );
-    for note in &report.notes {
-        let _ = writeln!(out, "{note}");
+    let mut out = format!("{} | {}\n", text::shown(&status), perfdata(&report.results));
+    for line in report
+        .notes
+        .iter()
+        .cloned()
+        .chain(worker_lines(report, verbosity))
+    {
+        let _ = writeln!(out, "{}", text::shown(&line));
     }
+    out
+}
+
+/// With -v, one line per worker, busiest first, then how many more there are.
+fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
+    let mut out = Vec::new();
     if verbosity > 0 {
         let workers = &report.figures.per_worker;
         for w in workers.iter().take(MAX_WORKER_LINES) {
@@ -40,22 +58,20 @@ pub fn render(report: &Report, verbosity: u8) -> String {
                 .pss
                 .map(|p| format!(" pss {}", human_bytes(p as f64)))
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
+            out.push(format!(
                 "pid {} {user} {} cpu {cpu} rss {}{pss} vms {} age {}",
                 w.pid,
                 w.state,
                 human_bytes(w.rss as f64),
                 human_bytes(w.vms as f64),
                 age(w.age)
-            );
+            ));
         }
         if workers.len() > MAX_WORKER_LINES {
-            let _ = writeln!(
-                out,
+            out.push(format!(
                 "... and {} more workers",
                 workers.len() - MAX_WORKER_LINES
-            );
+            ));
         }
     }
     out
@@ -188,6 +204,137 @@ fn age(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{Figures, WorkerFigures};
+    use crate::thresholds::{Pair, Verdict};
+    use nagiosplugin::ServiceState;
+    use std::collections::BTreeMap;
+
+    /// A report whose every piece of outside text is given: the label, the problem, the notes
+    /// and the per-worker user names.
+    fn report(label: &str, problem: Option<&str>, notes: &[String], user: &str) -> Report {
+        let alert = Range {
+            start: 1.0,
+            end: f64::INFINITY,
+            inverted: false,
+        };
+        let per_worker = |pid| WorkerFigures {
+            pid,
+            uid: 4242,
+            cpu: Some(1.5),
+            rss: 4096,
+            vms: 8192,
+            age: 61.0,
+            state: 'S',
+            pss: None,
+        };
+        Report {
+            state: ServiceState::Critical,
+            label: label.to_string(),
+            figures: Figures {
+                workers: 0,
+                per_worker: vec![per_worker(10), per_worker(11)],
+                ..Figures::default()
+            },
+            results: vec![MetricResult {
+                name: MetricName::Workers,
+                value: 0.0,
+                max: None,
+                pair: Pair {
+                    warning: None,
+                    critical: Some(alert),
+                },
+                verdict: Verdict {
+                    state: ServiceState::Critical,
+                    range: Some(alert),
+                },
+            }],
+            masters: vec![812],
+            include_master: false,
+            problem: problem.map(str::to_string),
+            notes: notes.to_vec(),
+            user_names: BTreeMap::from([(4242, user.to_string())]),
+        }
+    }
+
+    /// Nagios's reading of the output holds: line 1 is the status line and the only `|` in
+    /// the whole output is the one before its perfdata.
+    fn assert_one_pipe_on_line_1(out: &str) {
+        assert!(out.starts_with("WORKERS "), "{out:?}");
+        assert_eq!(out.matches('|').count(), 1, "{out:?}");
+        assert!(out.lines().next().unwrap().contains(" | "), "{out:?}");
+    }
+
+    // Regression (issue 9.5): outside text split the status line and started perfdata early.
+    #[test]
+    fn outside_text_is_escaped_everywhere() {
+        let notes = ["pid 7 x|y\nWORKERS OK - fake | a=1: candidate".to_string()];
+        let out = render(
+            &report(
+                "cmdline /sleep 300|sleep 200/",
+                Some("pidfile /run/a|b\nWORKERS OK is missing"),
+                &notes,
+                "ev|il\n",
+            ),
+            1,
+        );
+        assert_eq!(
+            out,
+            "WORKERS CRITICAL - cmdline /sleep 300\\x7csleep 200/: 0 workers < 1 (master 812) \
+             (pidfile /run/a\\x7cb\\x0aWORKERS OK is missing), cpu n/a | workers=0;;1:;0;\n\
+             pid 7 x\\x7cy\\x0aWORKERS OK - fake \\x7c a=1: candidate\n\
+             pid 10 ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n\
+             pid 11 ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n"
+        );
+        assert_one_pipe_on_line_1(&out);
+    }
+
+    #[test]
+    fn plain_text_is_unchanged() {
+        let out = render(&report("nginx", None, &["a note".into()], "www-data"), 0);
+        assert_eq!(
+            out,
+            "WORKERS CRITICAL - nginx: 0 workers < 1 (master 812), cpu n/a | workers=0;;1:;0;\n\
+             a note\n"
+        );
+    }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any text, with the characters that matter to Nagios often.
+        fn outside_text() -> impl Strategy<Value = String> {
+            proptest::collection::vec(
+                prop_oneof![
+                    Just('|'),
+                    Just('\n'),
+                    Just('\r'),
+                    Just('\u{2028}'),
+                    Just('\\'),
+                    any::<char>()
+                ],
+                0..24,
+            )
+            .prop_map(String::from_iter)
+        }
+
+        proptest! {
+            #[test]
+            fn any_report_has_one_pipe_on_line_1(
+                label in outside_text(),
+                problem in proptest::option::of(outside_text()),
+                notes in proptest::collection::vec(outside_text(), 0..4),
+                user in outside_text(),
+                verbosity in 0u8..4,
+            ) {
+                let out = render(&report(&label, problem.as_deref(), &notes, &user), verbosity);
+                assert_one_pipe_on_line_1(&out);
+                let workers = if verbosity > 0 { 2 } else { 0 };
+                prop_assert_eq!(out.lines().count(), 1 + notes.len() + workers);
+                prop_assert!(!out.contains('\r'));
+            }
+        }
+    }
 
     #[test]
     fn ages() {

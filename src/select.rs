@@ -4,7 +4,7 @@
 //! processes that cannot match cost one small read; everything else here is a pure function
 //! over the sampled processes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::sample::ProcSample;
 
@@ -84,6 +84,14 @@ pub struct Selector {
     pub states: Option<String>,
     /// `--unit` or `--cgroup`
     pub cgroup: Option<CgroupFilter>,
+}
+
+impl Selector {
+    /// True when a filter says which service the processes belong to (not only whose they
+    /// are or what state they are in): only then can a master be told from its workers.
+    pub fn names_the_service(&self) -> bool {
+        self.name.is_some() || self.cmdline.is_some() || self.exe.is_some() || self.cgroup.is_some()
+    }
 }
 
 /// Where the master comes from when the operator names it.
@@ -231,6 +239,11 @@ pub struct Selection {
 /// figures would distort the workers' averages. It is found before the user and state filters,
 /// so that `-u www-data` can still name the root master. With `--ppid`/`--pidfile` the master
 /// is the named process and the workers are its children.
+///
+/// Pid 1 is never a master: it reaps every orphan on the host, so its reaped-children time
+/// (which the metrics add to the workers' CPU as recovered from exited workers) is the whole
+/// host's, not the service's. With `--ppid 1` or a pidfile holding 1 its children are still
+/// the workers, but pid 1 is neither named nor counted (not even with `--include-master`).
 pub fn select(
     candidates: Vec<ProcSample>,
     selector: &Selector,
@@ -249,9 +262,11 @@ pub fn select(
     match master {
         Master::Missing => {}
         Master::Given(parent) => {
-            selection.masters.push((**parent).clone());
-            if selector.include_master && worker_ok(parent) {
-                selection.workers.push((**parent).clone());
+            if parent.pid != INIT {
+                selection.masters.push((**parent).clone());
+                if selector.include_master && worker_ok(parent) {
+                    selection.workers.push((**parent).clone());
+                }
             }
             selection.workers.extend(
                 matched
@@ -260,17 +275,9 @@ pub fn select(
             );
         }
         Master::Detect => {
-            let pids: HashSet<i32> = matched.iter().map(|p| p.pid).collect();
-            let mut children: HashMap<i32, usize> = HashMap::new();
-            for p in &matched {
-                if pids.contains(&p.ppid) {
-                    *children.entry(p.ppid).or_default() += 1;
-                }
-            }
-            let is_master =
-                |p: &ProcSample| !pids.contains(&p.ppid) && children.contains_key(&p.pid);
+            let masters = detect_masters(&matched, selector);
             for p in matched {
-                let master = is_master(&p);
+                let master = masters.contains(&p.pid);
                 if master {
                     selection.masters.push(p.clone());
                 }
@@ -281,6 +288,34 @@ pub fn select(
         }
     }
     selection
+}
+
+/// The pid of init, which reaps every orphan on the host.
+const INIT: i32 = 1;
+
+/// The masters among the matched processes: those whose parent is not matched but which
+/// have matched children.
+///
+/// A master must belong to the same service as its workers, so it must have passed a filter
+/// that says which service that is (name, command line, executable, cgroup); `-u` and `-s`
+/// alone say nothing about the service (a root master's workers run as another user). With
+/// only those, every process of the user is matched and pid 1, their common parent, would be
+/// taken for the master of them all: so then there is no master.
+fn detect_masters(matched: &[ProcSample], selector: &Selector) -> HashSet<i32> {
+    if !selector.names_the_service() {
+        return HashSet::new();
+    }
+    let pids: HashSet<i32> = matched.iter().map(|p| p.pid).collect();
+    let parents: HashSet<i32> = matched
+        .iter()
+        .filter(|p| pids.contains(&p.ppid))
+        .map(|p| p.ppid)
+        .collect();
+    matched
+        .iter()
+        .filter(|p| p.pid != INIT && !pids.contains(&p.ppid) && parents.contains(&p.pid))
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[cfg(test)]
@@ -381,6 +416,106 @@ mod tests {
         );
         assert_eq!(pids(&s.workers), [813, 900]);
         assert_eq!(pids(&s.masters), [812]);
+    }
+
+    // Regression (issue 9.3): with -u alone, pid 1 was "master 1" and its reaped-children
+    // time of every orphan on the host was added to the workers' CPU.
+    #[test]
+    fn user_alone_has_no_master() {
+        let procs = vec![
+            proc(1, 0, 0),
+            proc(640, 1, 65534),
+            proc(641, 640, 65534),
+            proc(700, 1, 65534),
+        ];
+        let s = select(
+            procs,
+            &Selector {
+                uid: Some(65534),
+                ..Selector::default()
+            },
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
+        assert_eq!(pids(&s.workers), [640, 641, 700]);
+        assert!(s.masters.is_empty(), "{:?}", pids(&s.masters));
+        // -s does not name the service either
+        let s = select(
+            vec![proc(1, 0, 0), proc(640, 1, 0)],
+            &Selector {
+                states: Some("S".into()),
+                ..Selector::default()
+            },
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
+        assert!(s.masters.is_empty());
+    }
+
+    #[test]
+    fn service_filters_allow_a_master() {
+        let procs = || vec![proc(812, 1, 0), proc(813, 812, 33)];
+        let with = |selector: Selector| {
+            let s = select(procs(), &selector, OwnProcesses::default(), &Master::Detect);
+            pids(&s.masters)
+        };
+        let filters = [
+            Selector {
+                cmdline: Some(CmdlineFilter::new("nginx").unwrap()),
+                ..Selector::default()
+            },
+            Selector {
+                exe: Some("/usr/sbin/nginx".into()),
+                ..Selector::default()
+            },
+            Selector {
+                cgroup: Some(CgroupFilter::Unit("nginx.service".into())),
+                ..Selector::default()
+            },
+            Selector {
+                uid: Some(33),
+                ..selector()
+            },
+        ];
+        for filter in filters {
+            assert_eq!(with(filter.clone()), [812], "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn pid_1_is_never_a_master() {
+        // `-n systemd`: init and the user managers it started are all just processes named so
+        let procs = vec![proc(1, 0, 0), proc(900, 1, 1000), proc(901, 1, 1001)];
+        let s = select(
+            procs,
+            &Selector {
+                name: Some(NameFilter::new("systemd")),
+                include_master: true,
+                ..Selector::default()
+            },
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
+        assert_eq!(pids(&s.workers), [1, 900, 901]);
+        assert!(s.masters.is_empty());
+    }
+
+    #[test]
+    fn given_pid_1_has_workers_but_is_no_master() {
+        // --ppid 1 or a pidfile holding 1: the children are the workers, but init's
+        // reaped-children time is the host's, so it must not be a master to recover from
+        let procs = vec![proc(1, 0, 0), proc(640, 1, 33), proc(641, 1, 33)];
+        let s = select(
+            procs,
+            &Selector {
+                include_master: true,
+                ..selector()
+            },
+            OwnProcesses::default(),
+            &Master::Given(Box::new(proc(1, 0, 0))),
+        );
+        assert_eq!(pids(&s.workers), [640, 641]);
+        assert!(s.masters.is_empty());
     }
 
     #[test]

@@ -243,8 +243,18 @@ fn parse_number(text: &str, unit: Unit) -> Result<f64> {
         Unit::Count if suffix.is_empty() => 1.0,
         _ => bail!("{text:?}: this metric takes no unit"),
     };
-    Ok(number * multiplier)
+    let value = number * multiplier;
+    if value.is_nan() || value.abs() > MAX_THRESHOLD {
+        bail!("{text:?} is too large for perfdata (at most {MAX_THRESHOLD}, 64 TiB)");
+    }
+    Ok(value)
 }
+
+/// The largest magnitude of a threshold, in the metric's base unit: 2^46, 64 TiB for memory.
+/// Perfdata prints thresholds with two decimals ([`format_plain`] rounds the value times 100),
+/// which is exact only while that product is an integer a double holds exactly (below 2^53);
+/// beyond, a threshold would show as a different number, or as `inf`.
+pub const MAX_THRESHOLD: f64 = 70_368_744_177_664.0;
 
 /// Binary multiples for sizes: `512k`, `300MiB`, `2G` and `2GB` all mean powers of 1024,
 /// as memory is counted in pages, never in powers of ten.
@@ -507,6 +517,41 @@ mod tests {
         }
     }
 
+    // Regression (issue 9.7): `-w cpu=<300 digits>` printed `inf` in perfdata.
+    #[test]
+    fn numbers_perfdata_cannot_print_exactly_are_refused() {
+        let huge = "9".repeat(300);
+        for (text, unit) in [
+            (huge.as_str(), Unit::Percent),
+            (&format!("{huge}:"), Unit::Count),
+            (&format!("~:{huge}"), Unit::Count),
+            (&format!("-{huge}:0"), Unit::Count),
+            (&"1".repeat(20), Unit::Count),
+            ("70368744177665", Unit::Count),
+            ("65T", Unit::Bytes),
+            ("814453058d", Unit::Seconds),
+        ] {
+            let err = Range::parse(text, unit).unwrap_err().to_string();
+            assert!(err.contains("is too large for perfdata"), "{text}: {err}");
+        }
+        let err = Thresholds::from_args(&[format!("cpu={huge}")], &[]).unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            format!(
+                "bad -w \"cpu={huge}\": \"{huge}\" is too large for perfdata \
+                 (at most 70368744177664, 64 TiB)"
+            )
+        );
+        // the edge itself is fine, and prints as typed
+        let edge = Range::parse("64T", Unit::Bytes).unwrap();
+        assert_eq!(edge.perfdata(), "70368744177664");
+        assert_eq!(
+            r("-70368744177664:70368744177664").perfdata(),
+            "-70368744177664:70368744177664"
+        );
+        assert_eq!(r("70368744177663.99").perfdata(), "70368744177663.99");
+    }
+
     #[test]
     fn byte_units_are_binary_multiples() {
         let parse = |t: &str| Range::parse(t, Unit::Bytes).unwrap().end;
@@ -715,6 +760,19 @@ mod tests {
             }
 
             #[test]
+            fn accepted_numbers_print_back_exactly(digits in "[1-9][0-9]{0,30}", unit in unit()) {
+                // an integer threshold is accepted only when perfdata shows it as typed
+                let text = match unit {
+                    Unit::Seconds => format!("{digits}s"),
+                    _ => digits.clone(),
+                };
+                match Range::parse(&text, unit) {
+                    Ok(range) => prop_assert_eq!(format_plain(range.end), digits),
+                    Err(e) => prop_assert!(e.to_string().contains("too large"), "{}", e),
+                }
+            }
+
+            #[test]
             fn byte_units_multiply(n in 0u32..100_000, unit in 0usize..5, style in 0usize..3) {
                 let letter = ["", "k", "M", "G", "T"][unit];
                 let suffix = match (unit, style) {
@@ -724,8 +782,11 @@ mod tests {
                     (_, 1) => format!("{letter}B"),
                     _ => format!("{}iB", letter.to_uppercase()),
                 };
-                let parsed = Range::parse(&format!("{n}{suffix}"), Unit::Bytes).unwrap();
-                prop_assert_eq!(parsed.end, f64::from(n) * 1024f64.powi(unit as i32));
+                let bytes = f64::from(n) * 1024f64.powi(unit as i32);
+                match Range::parse(&format!("{n}{suffix}"), Unit::Bytes) {
+                    Ok(parsed) => prop_assert_eq!(parsed.end, bytes),
+                    Err(_) => prop_assert!(bytes > MAX_THRESHOLD),
+                }
             }
         }
     }

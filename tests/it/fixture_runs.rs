@@ -782,3 +782,266 @@ fn extra_opts_reads_an_ini_section() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Nagios reads line 1 as the status line and a `|` in any line as the start of perfdata: the
+/// only `|` of the whole output must be the one before perfdata, on line 1.
+fn assert_one_pipe_on_line_1(text: &str) {
+    assert!(text.starts_with("WORKERS "), "{text:?}");
+    assert_eq!(text.matches('|').count(), 1, "{text:?}");
+    assert!(text.lines().next().unwrap().contains(" | "), "{text:?}");
+}
+
+/// `text` as the output escapes it: `|` and line breaks as `\xNN`.
+fn escaped(text: &str) -> String {
+    text.replace('|', "\\x7c").replace('\n', "\\x0a")
+}
+
+/// A process name that would forge a status line and start perfdata.
+const FORGED: &str = "x|y\nWORKERS OK";
+
+/// Master 812 with one child, 813, named [`FORGED`] (the kernel takes any bytes from
+/// PR_SET_NAME; its `status` escapes the line break, `stat` and `comm` do not).
+fn forged_name_tree() -> ProcTree {
+    let tree = ProcTree::new(5000.0);
+    let mut master = FakeProc::new(812, 1, "nginx", 0);
+    master.children = vec![813];
+    tree.put(&master)
+        .put(&FakeProc::new(813, 812, FORGED, 4242).started(1100));
+    let status = tree.path().join("813/status");
+    let text = fs::read_to_string(&status).unwrap();
+    fs::write(&status, text.replacen(FORGED, "x|y\\nWORKERS OK", 1)).unwrap();
+    tree
+}
+
+// Regression (issue 9.5): a process name in the -vvv trace turned the rest of the long output
+// into perfdata and added a fake status line.
+#[test]
+fn forged_process_name_is_escaped_at_vvv() {
+    let tree = forged_name_tree();
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["--ppid", "812", "--interval", "0", "-vvv"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "WORKERS OK - children of 812: 1 worker (master 812), cpu n/a, rss 4.0 MiB avg, \
+             vms 100.0 MiB avg | workers=1;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
+             pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; \
+             vms_max=104857600B;;;0; rss_total=4194304B;;;0; rss_pct=0.1%;;;0;100 \
+             threads=1;;;0; fds=8;;;0; fd_pct_max=0.78%;;;0;100 age_min=4989s;;;0; \
+             age_max=4989s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\n\
+             selection: children of 812; master not counted\n\
+             skipped: 0 exited while being read, 0 unreadable\n\
+             tick file: {}\n\
+             pid 813 x\\x7cy\\x0aWORKERS OK: candidate\n\
+             pid 813 4242 S cpu n/a rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h23m\n",
+            tick_file(state.path()).display()
+        )
+    );
+    assert_one_pipe_on_line_1(&text);
+}
+
+// Regression (issue 9.5): the reused-pidfile message quotes the process name in the status
+// text, which split the status line and started perfdata early.
+#[test]
+fn forged_process_name_is_escaped_in_the_reused_pidfile_message() {
+    let tree = forged_name_tree();
+    let state = state_dir();
+    let pidfile = state.path().join("nginx.pid");
+    fs::write(&pidfile, "813\n").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&pidfile)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(BTIME + 5))
+        .unwrap();
+    let out = check(tree.path(), &state.path().join("s"))
+        .args(["--interval", "0", "--pidfile"])
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "WORKERS CRITICAL - pidfile {0}: 0 workers < 1 (pid 813 from {0} is another \
+             process (x\\x7cy\\x0aWORKERS OK), started after the pidfile was written), cpu n/a \
+             | workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
+             zombies=0;;;0; uninterruptible=0;;;0;\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\n",
+            pidfile.display()
+        )
+    );
+    assert_one_pipe_on_line_1(&text);
+}
+
+// Regression (issue 9.5): an ordinary regex alternation is a `|` in the label and in -vv.
+#[test]
+fn regex_alternation_is_escaped_in_the_label_and_at_vv() {
+    let tree = ProcTree::new(5000.0);
+    for (pid, seconds) in [(700, "300"), (701, "200"), (702, "100")] {
+        let mut sleeper = FakeProc::new(pid, 1, "sleep", 4242);
+        sleeper.cmdline = format!("sleep\0{seconds}\0");
+        tree.put(&sleeper);
+    }
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-a", "sleep 300|sleep 200", "--interval", "0", "-vv"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "WORKERS OK - cmdline /sleep 300\\x7csleep 200/: 2 workers, cpu n/a, \
+             rss 4.0 MiB avg, vms 100.0 MiB avg | workers=2;;1:;0; rss=4194304B;;;0; \
+             vms=104857600B;;;0; pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; \
+             vms_max=104857600B;;;0; rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 \
+             threads=2;;;0; fds=16;;;0; fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; \
+             age_max=4990s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\n\
+             selection: cmdline /sleep 300\\x7csleep 200/; master not counted\n\
+             skipped: 0 exited while being read, 0 unreadable\n\
+             tick file: {}\n\
+             pid 700 4242 S cpu n/a rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h23m\n\
+             pid 701 4242 S cpu n/a rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h23m\n",
+            tick_file(state.path()).display()
+        )
+    );
+    assert_one_pipe_on_line_1(&text);
+}
+
+#[test]
+fn pipe_in_a_name_filter_is_escaped() {
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(700, 1, "a|b", 4242));
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "a|b", "--interval", "0"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        text,
+        "WORKERS OK - a\\x7cb: 1 worker, cpu n/a, rss 4.0 MiB avg, vms 100.0 MiB avg | \
+         workers=1;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; pss=2097152B;;;0; \
+         uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=4194304B;;;0; rss_pct=0.1%;;;0;100 threads=1;;;0; fds=8;;;0; \
+         fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; age_max=4990s;;;0; zombies=0;;;0; \
+         uninterruptible=0;;;0;\n\
+         no baseline (first run) and --interval 0: cpu not measured in this run\n"
+    );
+    assert_one_pipe_on_line_1(&text);
+}
+
+// Regression (issue 9.5): a path named by the operator is outside text too.
+#[test]
+fn missing_pidfile_with_a_pipe_and_a_line_break_is_escaped() {
+    let tree = ProcTree::new(5000.0);
+    let state = state_dir();
+    let pidfile = state.path().join("run|x\nWORKERS OK.pid");
+    let out = check(tree.path(), &state.path().join("s"))
+        .args(["--interval", "0", "--pidfile"])
+        .arg(&pidfile)
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    let shown = escaped(&pidfile.display().to_string());
+    assert_eq!(
+        text,
+        format!(
+            "WORKERS CRITICAL - pidfile {shown}: 0 workers < 1 (pidfile {shown} is missing), \
+             cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
+             zombies=0;;;0; uninterruptible=0;;;0;\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\n"
+        )
+    );
+    assert_one_pipe_on_line_1(&text);
+}
+
+// Regression (issue 9.5): an unusable state dir ends in an UNKNOWN line that quotes its path.
+#[test]
+fn unusable_state_dir_with_a_pipe_is_escaped() {
+    let tree = ProcTree::new(5000.0);
+    let parent = state_dir();
+    let blocked = parent.path().join("st|ate\nWORKERS OK");
+    fs::write(&blocked, "not a directory").unwrap();
+    let out = check(tree.path(), &blocked)
+        .args(["-n", "nginx", "--interval", "0"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "WORKERS UNKNOWN - cannot create state dir {}: File exists (os error 17)\n",
+            escaped(&blocked.display().to_string())
+        )
+    );
+    assert!(!text.contains('|'), "{text:?}");
+    assert_eq!(text.lines().count(), 1);
+}
+
+// Regression (issue 9.7): --extra-opts was read before the watchdog started and without
+// limits: a FIFO hung the check forever, /dev/zero grew its memory without bound and a huge
+// file was read whole. Now only a regular file of at most 1 MiB is read, within -t.
+#[test]
+fn extra_opts_reads_only_small_regular_files() {
+    let state = state_dir();
+    let fifo = state.path().join("fifo.ini");
+    nix_mkfifo(&fifo);
+    let big = state.path().join("big.ini");
+    let mut text = String::from("[check_workers]\nname=nginx\ninterval=0\n");
+    text.push_str(&"# padding\n".repeat(110_000));
+    fs::write(&big, text).unwrap();
+    for (ini, why) in [
+        (fifo.as_path(), "is not a regular file"),
+        (Path::new("/dev/zero"), "is not a regular file"),
+        (big.as_path(), "is larger than 1024 KiB"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = check(&committed("t0"), &state.path().join("s"))
+            .arg(format!("--extra-opts=@{}", ini.display()))
+            .args(["-t", "3"])
+            .timeout(std::time::Duration::from_secs(10))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", ini.display());
+        assert_eq!(
+            stdout_of(&out),
+            format!("WORKERS UNKNOWN - --extra-opts: {} {why}\n", ini.display())
+        );
+        assert!(started.elapsed().as_secs_f64() < 3.0, "{}", ini.display());
+    }
+}
+
+// Regression (issue 9.7): `-t 1` alone was always UNKNOWN, as the default --interval 1 was not
+// shorter than the timeout; the default interval now fits inside any timeout.
+#[test]
+fn timeout_of_1s_alone_works() {
+    let state = state_dir();
+    let out = check(&committed("t0"), state.path())
+        .args(["-n", "nginx", "-t", "1"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // a fixture tree's uptime does not move during the in-run interval
+    assert_eq!(
+        text,
+        format!(
+            "{T0_LINE}\nno baseline (first run), and last run less than 2 clock ticks ago: \
+             cpu not measured\n"
+        )
+    );
+}

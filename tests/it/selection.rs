@@ -465,3 +465,71 @@ fn unit_reads_its_cgroup_procs_instead_of_scanning() {
     .into();
     assert_eq!(looked_at, expected, "{text}");
 }
+
+// Regression (issue 9.3): with -u alone, pid 1 was "master 1" and every orphan it reaped was
+// added to the workers' CPU as recovered (cpu 37 % with all of nobody's processes asleep).
+#[test]
+fn user_alone_has_no_master_and_recovers_nothing_from_pid_1() {
+    const NOBODY: u32 = 65534;
+    let tree = ProcTree::new(5000.0);
+    let state = state_dir();
+    let put = |init_children_ticks: (u64, u64)| {
+        let (user, system) = init_children_ticks;
+        tree.put(&FakeProc::new(1, 0, "systemd", 0).children_ticks(user, system))
+            .put(&FakeProc::new(640, 1, "bash", NOBODY))
+            .put(&FakeProc::new(700, 640, "sleep", NOBODY));
+    };
+    let run = || {
+        check(tree.path(), state.path())
+            .args(["-u", "65534", "--interval", "0"])
+            .output()
+            .unwrap()
+    };
+    put((0, 0));
+    run();
+    // a minute later init has reaped 2220 ticks' worth of orphans; nobody's processes slept
+    tree.set_uptime(5060.0);
+    put((2000, 220));
+    let out = run();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout_of(&out),
+        "WORKERS OK - user 65534: 2 workers, cpu 0.0%, rss 4.0 MiB avg, vms 100.0 MiB avg | \
+         workers=2;;1:;0; cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 \
+         cpu_max=0%;;;0;200 rss=4194304B;;;0; vms=104857600B;;;0; pss=2097152B;;;0; \
+         uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         fd_pct_max=0.78%;;;0;100 age_min=5050s;;;0; age_max=5050s;;;0; zombies=0;;;0; \
+         uninterruptible=0;;;0;\n"
+    );
+}
+
+// --ppid 1: init's children are the workers, but init reaps every orphan on the host, so its
+// reaped-children time is never recovered as the workers' CPU and it is named as no master.
+#[test]
+fn ppid_1_has_workers_but_no_master_to_recover_from() {
+    let tree = ProcTree::new(5000.0);
+    let state = state_dir();
+    let put = |init_user_children_ticks: u64| {
+        tree.put(&FakeProc::new(1, 0, "systemd", 0).children_ticks(init_user_children_ticks, 0))
+            .put(&FakeProc::new(640, 1, "bash", WWW))
+            .put(&FakeProc::new(641, 1, "bash", WWW));
+    };
+    let run = || {
+        check(tree.path(), state.path())
+            .args(["--ppid", "1", "--interval", "0", "--include-master"])
+            .output()
+            .unwrap()
+    };
+    put(0);
+    run();
+    tree.set_uptime(5060.0);
+    put(3000);
+    let out = run();
+    let line = status_line(&out);
+    assert!(
+        line.starts_with("WORKERS OK - children of 1: 2 workers, cpu 0.0%, "),
+        "{line}"
+    );
+    assert!(line.contains(" cpu=0%;;;0;200 "), "{line}");
+}

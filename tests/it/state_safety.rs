@@ -214,3 +214,41 @@ fn lock_held_by_a_peer_is_waited_for_only_briefly() {
     assert!(waited.as_secs_f64() < 3.0, "waited {waited:?}");
     assert!(waited.as_secs_f64() >= 1.0, "waited {waited:?}");
 }
+
+// Regression (issue 9.7): the lock wait and the in-run interval were each bounded, but not
+// together: with `-t 2 --interval 1.9` and a held lock the run overran and timed out. The run
+// now plans both against one deadline inside -t and still gives a proper answer.
+#[test]
+fn held_lock_and_interval_fit_inside_the_timeout() {
+    let tree = tree();
+    let state = state_dir();
+    check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "0"])
+        .assert()
+        .code(0);
+    let lock_path = tick_file(state.path()).with_extension("lock");
+    let held = fs::File::options().write(true).open(&lock_path).unwrap();
+    held.lock().unwrap();
+    let started = std::time::Instant::now();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "--interval", "1.9", "-t", "2"])
+        .timeout(std::time::Duration::from_secs(10))
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("WORKERS OK - nginx: 2 workers (master 812), cpu n/a, "),
+        "{text}"
+    );
+    // a fixture tree's uptime does not move while the check sleeps
+    assert!(
+        text.contains(
+            "\nno baseline (another check of the same workers is running), and last run less \
+             than 2 clock ticks ago: cpu not measured\n"
+        ),
+        "{text}"
+    );
+    assert!(waited.as_secs_f64() < 2.0, "waited {waited:?}");
+}
