@@ -232,16 +232,15 @@ pub struct Outcome {
 /// its state says so as UNKNOWN instead of silently losing the next baseline.
 pub fn run(config: &Config) -> Result<Outcome> {
     let root = config.proc_root.as_path();
-    config.state_dir.ensure(config.euid)?;
-    let tick_path = config
-        .state_dir
-        .path
-        .join(state::tick_file_name(&config.selector));
+    let tick_name = state::tick_file_name(&config.selector);
+    let tick_path = config.state_dir.path.join(&tick_name);
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
     let lock_wait = (config.timeout / 4).min(LOCK_WAIT);
-    let lock = state::lock(&tick_path, lock_wait)?;
+    // every later step goes through this descriptor, never through the path again
+    let dir = config.state_dir.open(config.euid)?;
+    let lock = state::lock(&dir, &tick_name, lock_wait)?;
     let loaded = match lock {
-        Some(_) => state::load(&tick_path),
+        Some(_) => state::load(&dir, &tick_name),
         None => Err(NoBaseline::Busy),
     };
 
@@ -325,7 +324,7 @@ pub fn run(config: &Config) -> Result<Outcome> {
         }
     }
     if lock.is_some() {
-        state::save(&tick_path, &new_state)?;
+        state::save(&dir, &tick_name, &new_state)?;
     } else {
         // the peer holding the lock writes a fresh file; writing ours would race with it
         report
@@ -333,7 +332,7 @@ pub fn run(config: &Config) -> Result<Outcome> {
             .push("tick file not updated: another check of the same workers holds it".into());
     }
     drop(lock);
-    state::remove_stale(&config.state_dir.path, std::time::SystemTime::now());
+    state::remove_stale(&dir, std::time::SystemTime::now());
     Ok(Outcome {
         text: crate::output::render(&report, config.verbosity),
         code: report.state.exit_code(),

@@ -2,9 +2,13 @@
 //! These need root (to switch users and chown); elsewhere they skip with a message.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use assert_cmd::cargo::cargo_bin;
 use tempfile::TempDir;
@@ -190,4 +194,151 @@ fn state_dir_of_another_user_is_refused() {
         )),
         "{text}"
     );
+}
+
+/// `fs.protected_symlinks` is off on some hosts, so the check applies its rule itself: an
+/// explicit `--state-dir` that is another user's link in a sticky world-writable directory is
+/// not followed; the operator's own link is.
+#[test]
+fn state_dir_link_of_another_user_in_a_sticky_dir_is_refused() {
+    if !is_root() {
+        skip(
+            "state_dir_link_of_another_user_in_a_sticky_dir_is_refused",
+            "needs root to chown a link",
+        );
+        return;
+    }
+    let tree = ProcTree::new(100.0);
+    tree.put(&FakeProc::new(10, 1, "nginx", 0));
+    let sticky = tempfile::tempdir().unwrap();
+    fs::set_permissions(sticky.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let real = state_dir();
+    let link = sticky.path().join("state");
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = || {
+        crate::fixture::check(tree.path(), &link)
+            .args(["-n", "nginx", "--interval", "0"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(
+        text,
+        format!(
+            "WORKERS UNKNOWN - state dir {} is a link of uid {NOBODY} in a sticky \
+             world-writable directory: refusing to follow it\n",
+            link.display()
+        )
+    );
+    assert_eq!(fs::read_dir(real.path()).unwrap().count(), 0);
+
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+    assert!(fs::read_dir(real.path()).unwrap().count() > 0);
+}
+
+/// True when running as root with `unshare`, which the private-namespace tests need.
+fn namespaces_available() -> bool {
+    is_root()
+        && StdCommand::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// `sh -c script` as root in a private mount namespace with its own tmpfs of `size` at
+/// /var/tmp, so the host's /var/tmp never changes whatever the script does there.
+fn with_private_var_tmp(size: &str, script: &str) -> StdCommand {
+    let mut cmd = StdCommand::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-uc"])
+        .arg(format!(
+            "mount -t tmpfs -o size={size},mode=1777 check-workers-test /var/tmp || exit 99\n\
+             {script}"
+        ))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .current_dir("/");
+    cmd
+}
+
+/// Flips a link at `name` in `dir` to `target` and back to nothing until `stop`, as an
+/// unprivileged user would: this thread alone takes `NOBODY`'s file-system identity
+/// (setfsuid), so the links are its and it can only do what that user can. Returns the flips.
+fn flip_link(dir: OwnedFd, name: &str, target: &str, stop: &AtomicBool) -> u64 {
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(NOBODY));
+    let mut flips = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if nix::unistd::symlinkat(target, &dir, name).is_ok() {
+            flips += 1;
+        }
+        let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+    flips
+}
+
+/// Issue 9, item 1: the shared parent was checked by name, created, then chmod'ed 1777 by name.
+/// A local user flipping a link at that name made root chmod any directory 1777 (seen after 8
+/// runs). Root runs the check hundreds of times, each with the shared parent gone, while a
+/// racer flips a link there to a root-owned 0755 directory; its mode must never change.
+#[test]
+fn link_flipped_at_the_shared_parent_never_changes_a_mode() {
+    if !namespaces_available() {
+        skip(
+            "link_flipped_at_the_shared_parent_never_changes_a_mode",
+            "needs root and unshare",
+        );
+        return;
+    }
+    let _serial = crate::fixture::cpu_heavy();
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(812, 1, "nginx", 0))
+        .put(&FakeProc::new(813, 812, "nginx", 33));
+    let script = r#"
+        mkdir -m 0755 /var/tmp/target
+        echo ready
+        read go
+        i=0
+        while [ $i -lt 400 ] && [ "$(stat -c %a /var/tmp/target)" = 755 ]; do
+            i=$((i + 1))
+            rm -rf /var/tmp/check_workers
+            MP_STATE_PATH=/var/tmp/check_workers "$EXE" --proc-root "$T" --sys-root "$T/sys" \
+                -n nginx --interval 0 >/dev/null
+        done
+        echo "$i runs, target mode $(stat -c %a /var/tmp/target)"
+    "#;
+    let mut child = with_private_var_tmp("1m", script)
+        .env("EXE", cargo_bin("check_workers"))
+        .env("T", tree.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // the namespace's own /var/tmp, seen from outside through the script's root
+    let var_tmp = nix::fcntl::open(
+        format!("/proc/{}/root/var/tmp", child.id()).as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || flip_link(var_tmp, "check_workers", "/var/tmp/target", &stop))
+    };
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let flips = racer.join().unwrap();
+    assert_eq!(rest, "400 runs, target mode 755\n");
+    assert!(flips > 400, "the racer flipped only {flips} times");
 }
