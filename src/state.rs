@@ -196,6 +196,8 @@ pub enum NoBaseline {
     TooShort,
     /// another check with the same selection holds the tick file
     Busy,
+    /// the state dir or the lock file cannot be used (the run says why)
+    Unusable,
 }
 
 impl fmt::Display for NoBaseline {
@@ -207,6 +209,7 @@ impl fmt::Display for NoBaseline {
             NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
             NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
             NoBaseline::Busy => write!(f, "another check of the same workers is running"),
+            NoBaseline::Unusable => write!(f, "no usable state dir"),
         }
     }
 }
@@ -415,6 +418,65 @@ fn age(stat: &FileStat, now: SystemTime) -> Duration {
     let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
     let modified = SystemTime::UNIX_EPOCH + Duration::new(secs, stat.st_mtime_nsec as u32);
     now.duration_since(modified).unwrap_or_default()
+}
+
+/// One run's use of its tick file: the open state dir and the lock on the file, or why the run
+/// has to do without. Whatever goes wrong with the state, the run still measures and reports.
+#[derive(Debug)]
+pub struct TickStore {
+    name: String,
+    held: Result<(OpenStateDir, Option<TickLock>), String>,
+}
+
+/// What became of the new ticks at the end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Saved {
+    Written,
+    /// a peer holds the lock and writes a fresh file itself
+    LeftToPeer,
+    /// the state dir or the file could not be used: why, one line
+    Failed(String),
+}
+
+impl TickStore {
+    /// Opens the state dir and takes the lock of the tick file `name`, waiting at most `wait`.
+    pub fn open(dir: &StateDir, euid: u32, name: String, wait: Duration) -> TickStore {
+        let held = dir
+            .open(euid)
+            .and_then(|open| {
+                let lock = lock(&open, &name, wait)?;
+                Ok((open, lock))
+            })
+            .map_err(|e| format!("{e:#}"));
+        TickStore { name, held }
+    }
+
+    /// The previous ticks, or why there are none.
+    pub fn load(&self) -> Result<TickState, NoBaseline> {
+        match &self.held {
+            Ok((dir, Some(_))) => load(dir, &self.name),
+            Ok((_, None)) => Err(NoBaseline::Busy),
+            Err(_) => Err(NoBaseline::Unusable),
+        }
+    }
+
+    /// Saves the new ticks (when holding the lock), releases the lock, sweeps stale files.
+    pub fn finish(self, state: &TickState, now: SystemTime) -> Saved {
+        let (dir, lock) = match self.held {
+            Ok(held) => held,
+            Err(why) => return Saved::Failed(why),
+        };
+        let saved = match &lock {
+            None => Saved::LeftToPeer,
+            Some(_) => match save(&dir, &self.name, state) {
+                Ok(()) => Saved::Written,
+                Err(e) => Saved::Failed(format!("{e:#}")),
+            },
+        };
+        drop(lock);
+        remove_stale(&dir, now);
+        saved
+    }
 }
 
 /// One tick file per selection, so two services that watch different things never share

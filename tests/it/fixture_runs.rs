@@ -485,6 +485,7 @@ fn in_run_interval_on_a_frozen_fixture_is_too_short() {
     );
 }
 
+/// A state dir that cannot be made is UNKNOWN, never hiding what was measured.
 #[test]
 fn unwritable_state_dir_is_unknown() {
     let tree = nginx_tree();
@@ -497,13 +498,20 @@ fn unwritable_state_dir_is_unknown() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("WORKERS UNKNOWN - nginx: 4 workers (master 812), cpu n/a, "),
+        "{text}"
+    );
+    assert!(lines[0].contains(" | workers=4;;1:;0; "), "{text}");
     assert_eq!(
-        text,
+        lines[1],
         format!(
-            "WORKERS UNKNOWN - state dir {} is not a directory\n",
+            "UNKNOWN: tick file not saved: state dir {} is not a directory",
             blocked.display()
         )
     );
+    assert_eq!(lines.len(), 3, "{text}");
 }
 
 #[test]

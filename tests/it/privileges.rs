@@ -226,10 +226,10 @@ fn state_dir_link_of_another_user_in_a_sticky_dir_is_refused() {
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
     assert_eq!(
-        text,
+        text.lines().nth(1).unwrap(),
         format!(
-            "WORKERS UNKNOWN - state dir {} is a link of uid {NOBODY} in a sticky \
-             world-writable directory: refusing to follow it\n",
+            "UNKNOWN: tick file not saved: state dir {} is a link of uid {NOBODY} in a sticky \
+             world-writable directory: refusing to follow it",
             link.display()
         )
     );
@@ -239,6 +239,79 @@ fn state_dir_link_of_another_user_in_a_sticky_dir_is_refused() {
     let out = run();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
     assert!(fs::read_dir(real.path()).unwrap().count() > 0);
+}
+
+/// Any local user can pre-create another user's directory below a shared parent
+/// (`/var/tmp/check_workers/<uid of nagios>`). The check then keeps no state, but a down
+/// service must still page as CRITICAL, and a healthy one shows its figures as UNKNOWN.
+#[test]
+fn squatted_state_dir_does_not_hide_a_critical() {
+    if !is_root() {
+        skip(
+            "squatted_state_dir_does_not_hide_a_critical",
+            "needs root to chown",
+        );
+        return;
+    }
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(812, 1, "nginx", 0))
+        .put(&FakeProc::new(813, 812, "nginx", 33))
+        .put(&FakeProc::new(814, 812, "nginx", 33));
+    let base = tempfile::tempdir().unwrap();
+    let mp = base.path().join("mp");
+    fs::create_dir(&mp).unwrap();
+    fs::set_permissions(&mp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let squatted = mp.join("0");
+    fs::create_dir(&squatted).unwrap();
+    std::os::unix::fs::chown(&squatted, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = |name: &str| {
+        let root = tree.path().to_str().unwrap();
+        let sys = format!("{root}/sys");
+        let args = [
+            "--proc-root",
+            root,
+            "--sys-root",
+            &sys,
+            "-n",
+            name,
+            "--interval",
+            "0",
+        ];
+        run_as(None, &cargo_bin("check_workers"), &mp, &args)
+    };
+    let why = format!(
+        "UNKNOWN: tick file not saved: state dir {} belongs to uid {NOBODY}, not to uid 0: \
+         refusing to use it\n",
+        squatted.display()
+    );
+
+    let down = run("apache2");
+    assert_eq!(down.status.code(), Some(2), "{}", stdout_of(&down));
+    assert_eq!(
+        stdout_of(&down),
+        format!(
+            "WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | \
+             workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
+             zombies=0;;;0; uninterruptible=0;;;0;\n{why}\
+             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n"
+        )
+    );
+
+    let up = run("nginx");
+    assert_eq!(up.status.code(), Some(3), "{}", stdout_of(&up));
+    assert_eq!(
+        stdout_of(&up),
+        format!(
+            "WORKERS UNKNOWN - nginx: 2 workers (master 812), cpu n/a, rss 4.0 MiB avg, \
+             vms 100.0 MiB avg | workers=2;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
+             pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; \
+             vms_max=104857600B;;;0; rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 \
+             threads=2;;;0; fds=16;;;0; fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; \
+             age_max=4990s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n{why}\
+             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n"
+        )
+    );
+    assert_eq!(fs::read_dir(&squatted).unwrap().count(), 0);
 }
 
 /// True when running as root with `unshare`, which the private-namespace tests need.
@@ -263,6 +336,70 @@ fn with_private_var_tmp(size: &str, script: &str) -> StdCommand {
         .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
         .current_dir("/");
     cmd
+}
+
+/// A full disk is the everyday instance of a state dir that cannot be written: the figures are
+/// still measured (here against the previous run's baseline) and reported, and the state is
+/// the worse of theirs and UNKNOWN.
+#[test]
+fn full_disk_still_reports_the_figures() {
+    if !namespaces_available() {
+        skip(
+            "full_disk_still_reports_the_figures",
+            "needs root and unshare",
+        );
+        return;
+    }
+    let t0 = ProcTree::new(5000.0);
+    let t1 = ProcTree::new(5060.0);
+    for (tree, ticks) in [(&t0, 100), (&t1, 400)] {
+        tree.put(&FakeProc::new(812, 1, "nginx", 0))
+            .put(&FakeProc::new(813, 812, "nginx", 33).ticks(ticks, 0));
+    }
+    let script = r#"
+        mkdir -m 0700 /var/tmp/state
+        run() {
+            "$EXE" --proc-root "$1" --sys-root "$1/sys" --state-dir /var/tmp/state -n "$2" \
+                --interval 0
+            echo "exit $?"
+        }
+        run "$T0" nginx
+        cat /dev/zero >/var/tmp/filler 2>/dev/null
+        run "$T1" nginx
+        run "$T1" apache2
+    "#;
+    let out = with_private_var_tmp("64k", script)
+        .env("EXE", cargo_bin("check_workers"))
+        .env("T0", t0.path())
+        .env("T1", t1.path())
+        .output()
+        .unwrap();
+    let full = "UNKNOWN: tick file not saved: cannot write tick file in /var/tmp/state: No space \
+                left on device (os error 28)";
+    let memory = "rss=4194304B;;;0; vms=104857600B;;;0; pss=2097152B;;;0; uss=1048576B;;;0; \
+                  rss_max=4194304B;;;0; vms_max=104857600B;;;0; rss_total=4194304B;;;0; \
+                  rss_pct=0.1%;;;0;100 threads=1;;;0; fds=8;;;0; fd_pct_max=0.78%;;;0;100";
+    let rest = "zombies=0;;;0; uninterruptible=0;;;0;";
+    let ages = |age: u32| format!("age_min={age}s;;;0; age_max={age}s;;;0;");
+    let nginx = "nginx: 1 worker (master 812)";
+    let sizes = "rss 4.0 MiB avg, vms 100.0 MiB avg";
+    // the second run: 300 ticks over 60 s is 5 % of a core, against the first run's tick file
+    let cpu = "cpu=5%;;;0;200 cpu_user=5%;;;0;200 cpu_system=0%;;;0;200 cpu_max=5%;;;0;200";
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "WORKERS OK - {nginx}, cpu n/a, {sizes} | workers=1;;1:;0; {memory} {} {rest}\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\n\
+             exit 0\n\
+             WORKERS UNKNOWN - {nginx}, cpu 5.0%, {sizes} | workers=1;;1:;0; {cpu} {memory} {} \
+             {rest}\n{full}\nexit 3\n\
+             WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | workers=0;;1:;0; \
+             rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; {rest}\n{full}\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\nexit 2\n",
+            ages(4990),
+            ages(5050),
+        )
+    );
 }
 
 /// Flips a link at `name` in `dir` to `target` and back to nothing until `stop`, as an

@@ -106,13 +106,19 @@ fn planted_symlink_at_the_lock_file_is_refused() {
     let lock = tick_file(state.path()).with_extension("lock");
     fs::remove_file(&lock).unwrap();
     symlink(&victim, &lock).unwrap();
+    // no read-modify-write without the lock: measured within the run, and UNKNOWN says why
     check(tree.path(), state.path())
         .args(["-n", "nginx", "--interval", "0"])
         .assert()
         .code(3)
         .stdout(predicate::str::starts_with(
-            "WORKERS UNKNOWN - cannot open lock file ",
+            "WORKERS UNKNOWN - nginx: 2 workers (master 812), cpu n/a, ",
         ))
+        .stdout(predicate::str::contains(format!(
+            "\nUNKNOWN: tick file not saved: cannot open lock file {}: Too many levels of \
+             symbolic links (os error 40)\n",
+            lock.display()
+        )))
         .stderr("");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
 }
