@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::FileStat;
 
-pub use dir::{OpenStateDir, Parent, StateDir};
+pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
 use crate::sample::{ProcSample, Snapshot};
 use crate::select::{CgroupFilter, ParentSpec, Selection, Selector};

@@ -9,8 +9,9 @@
 //! file operation goes through it: a link swapped in after the checks changes nothing.
 
 use std::ffi::{OsStr, OsString};
-use std::fs::File;
+use std::fs::{self, File};
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -20,7 +21,12 @@ use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag, AT_FDCWD};
 use nix::sys::stat::{fstat, fstatat, mkdirat, umask, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, fsync, unlinkat, Gid, Uid, UnlinkatFlags};
 
-/// The shared default, below a world-writable place.
+/// The package's state directory: root's and closed to everyone else, so no local user can
+/// squat another user's directory in it as they can in `/var/tmp`. The package's postinst makes
+/// the `<uid>` directories of `nagios` and `icinga`; root makes its own on its first run.
+pub const PACKAGED_DIR: &str = "/var/lib/check-workers";
+
+/// The shared default below a world-writable place, for installs without the package.
 const SHARED_DIR: &str = "/var/tmp/check_workers";
 
 /// Most symlinks one walk follows (the kernel's own limit is 40).
@@ -34,6 +40,8 @@ pub enum Parent {
     /// shared by all users (`/var/tmp/check_workers`, `$MP_STATE_PATH`): created sticky and
     /// world-writable like /tmp; root takes over one an unprivileged user created
     Shared(PathBuf),
+    /// the package's directory: must be root's and closed to group and others; never created
+    Packaged(PathBuf),
 }
 
 /// Where the tick files of this user live.
@@ -45,9 +53,20 @@ pub struct StateDir {
 
 impl StateDir {
     /// `--state-dir`, else `$MP_STATE_PATH/<euid>/check_workers` (the monitoring-plugins
-    /// convention), else `/var/tmp/check_workers/<euid>`. Per-euid directories let root run a
-    /// check by hand and the `nagios` user run it from the scheduler without fighting over files.
+    /// convention), else `/var/lib/check-workers/<euid>` where the package made it, else
+    /// `/var/tmp/check_workers/<euid>`. Per-euid directories let root run a check by hand and
+    /// the `nagios` user run it from the scheduler without fighting over files.
     pub fn resolve(explicit: Option<&Path>, mp_state_path: Option<&Path>, euid: u32) -> StateDir {
+        StateDir::resolve_with(explicit, mp_state_path, euid, Path::new(PACKAGED_DIR))
+    }
+
+    /// [`StateDir::resolve`] with the package's directory at `packaged` (tests move it).
+    pub fn resolve_with(
+        explicit: Option<&Path>,
+        mp_state_path: Option<&Path>,
+        euid: u32,
+        packaged: &Path,
+    ) -> StateDir {
         let mine = euid.to_string();
         if let Some(dir) = explicit {
             return StateDir {
@@ -61,6 +80,12 @@ impl StateDir {
                 parent: Parent::Shared(base.to_path_buf()),
             };
         }
+        if packaged_is_there(packaged, euid) {
+            return StateDir {
+                path: packaged.join(&mine),
+                parent: Parent::Packaged(packaged.to_path_buf()),
+            };
+        }
         let base = Path::new(SHARED_DIR);
         StateDir {
             path: base.join(&mine),
@@ -69,8 +94,8 @@ impl StateDir {
     }
 
     /// Opens the directory, creating what is missing (0700), and refuses one another user could
-    /// tamper with. Below a shared parent every level must be a real directory of `euid`,
-    /// never a link. An operator's `--state-dir` may be reached through links, as long
+    /// tamper with. Below a shared or packaged parent every level must be a real directory of
+    /// `euid`, never a link. An operator's `--state-dir` may be reached through links, as long
     /// as the kernel's `fs.protected_symlinks` rule would follow them (checked here too, as that
     /// setting is off on some hosts); the directory itself must be `euid`'s and closed to others.
     pub fn open(&self, euid: u32) -> Result<OpenStateDir> {
@@ -81,6 +106,11 @@ impl StateDir {
             }
             Parent::Shared(parent) => (
                 open_shared(parent, euid)?,
+                parent.clone(),
+                self.below(parent),
+            ),
+            Parent::Packaged(parent) => (
+                open_packaged(parent, euid)?,
                 parent.clone(),
                 self.below(parent),
             ),
@@ -103,6 +133,16 @@ impl StateDir {
     fn below<'a>(&'a self, parent: &Path) -> &'a Path {
         self.path.strip_prefix(parent).unwrap_or(Path::new(""))
     }
+}
+
+/// Whether to use the package's directory: it must be there as root's and closed to others,
+/// and hold this user's directory unless the user is root (only root can make one there). A
+/// user the package made no directory for falls back to `/var/tmp`. Only a choice: `open`
+/// checks it all again on descriptors.
+fn packaged_is_there(base: &Path, euid: u32) -> bool {
+    let closed =
+        fs::metadata(base).is_ok_and(|m| m.is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0);
+    closed && (euid == 0 || fs::symlink_metadata(base.join(euid.to_string())).is_ok())
 }
 
 /// An open state directory. Every file operation of the state step goes through its
@@ -370,8 +410,22 @@ fn trust_shared(
     )
 }
 
-/// Opens (creating it 0700 when missing) one level below a shared parent: a real directory of
-/// `euid`, never a link.
+/// Opens the package's directory, which must be root's and closed to group and others: then
+/// only root can have made or changed what is in it.
+fn open_packaged(parent: &Path, euid: u32) -> Result<OwnedFd> {
+    let (fd, stat) = walk(parent, euid, None)
+        .with_context(|| format!("cannot open state dir {}", parent.display()))?;
+    if stat.st_uid != 0 || stat.st_mode & 0o022 != 0 {
+        bail!(
+            "state dir {} must be root's and not writable by group or others: refusing to use it",
+            parent.display()
+        );
+    }
+    Ok(fd)
+}
+
+/// Opens (creating it 0700 when missing) one level below a shared or packaged parent: a real
+/// directory of `euid`, never a link.
 fn open_private(dir: &OwnedFd, name: &OsStr, shown: &Path, euid: u32) -> Result<OwnedFd> {
     if let Err(Errno::ENOENT) = openat(dir, name, dir_flags(), Mode::empty()) {
         make_dir(dir, name, Mode::from_bits_truncate(0o700), shown)?;
@@ -407,8 +461,7 @@ fn check_private(dir: &Path, stat: &FileStat, euid: u32) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
-    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     fn euid() -> u32 {
         nix::unistd::geteuid().as_raw()
@@ -431,12 +484,43 @@ mod tests {
 
     #[test]
     fn default_locations_are_per_euid() {
-        let d = StateDir::resolve(None, None, 110);
+        let none = Path::new("/nonexistent/check-workers");
+        let d = StateDir::resolve_with(None, None, 110, none);
         assert_eq!(d.path, Path::new("/var/tmp/check_workers/110"));
-        let d = StateDir::resolve(None, Some(Path::new("/var/lib/mp")), 0);
+        let d = StateDir::resolve_with(None, Some(Path::new("/var/lib/mp")), 0, none);
         assert_eq!(d.path, Path::new("/var/lib/mp/0/check_workers"));
-        let d = StateDir::resolve(Some(Path::new("/x")), Some(Path::new("/y")), 0);
+        let d = StateDir::resolve_with(Some(Path::new("/x")), Some(Path::new("/y")), 0, none);
         assert_eq!(d.path, Path::new("/x"));
+    }
+
+    /// The package's directory is used when it is root's and closed, by root always and by
+    /// another user only when the package made that user's directory.
+    #[test]
+    fn packaged_dir_when_root_made_it() {
+        if !root_or_skip("packaged_dir_when_root_made_it") {
+            return;
+        }
+        let base = tempfile::tempdir().unwrap();
+        let pkg = base.path().join("check-workers");
+        fs::create_dir(&pkg).unwrap();
+        fs::set_permissions(&pkg, fs::Permissions::from_mode(0o755)).unwrap();
+        let root = StateDir::resolve_with(None, None, 0, &pkg);
+        assert_eq!(root.path, pkg.join("0"));
+        root.open(0).unwrap();
+        assert_eq!(mode(&pkg.join("0")), 0o700);
+        let other = StateDir::resolve_with(None, None, 110, &pkg);
+        assert_eq!(other.path, Path::new("/var/tmp/check_workers/110"));
+        fs::create_dir(pkg.join("110")).unwrap();
+        let other = StateDir::resolve_with(None, None, 110, &pkg);
+        assert_eq!(other.path, pkg.join("110"));
+        // opened later, a directory others can write to is refused
+        fs::set_permissions(&pkg, fs::Permissions::from_mode(0o775)).unwrap();
+        let err = format!("{:#}", root.open(0).unwrap_err());
+        assert!(err.contains("must be root's and not writable"), "{err}");
+        assert_eq!(
+            StateDir::resolve_with(None, None, 0, &pkg).parent,
+            Parent::Shared(SHARED_DIR.into())
+        );
     }
 
     #[test]
