@@ -14,7 +14,7 @@ use crate::deadline::Deadline;
 use crate::metrics::{self, Capacity, Figures};
 use crate::sample::{self, Pidfile, Snapshot};
 use crate::select::{self, Master, ParentSpec, Selection};
-use crate::state::{self, NoBaseline, TickState};
+use crate::state::{self, NoBaseline, Saved, TickState};
 use crate::thresholds::{MetricName, Pair, Thresholds, Verdict};
 
 /// Longest wait for a peer's lock on the tick file.
@@ -229,26 +229,21 @@ pub struct Outcome {
 }
 
 /// One check: sample, measure against the previous ticks (or over `--interval`), save the new
-/// ticks, render. The tick file is written before anything is printed: a run that cannot save
-/// its state says so as UNKNOWN instead of silently losing the next baseline. The lock wait and
-/// the in-run interval are cut to what is left before `deadline`.
+/// ticks, render. The tick file is written before anything is printed: a run that cannot use or
+/// save its state still reports its figures, at least UNKNOWN and saying why, so a broken state
+/// dir neither hides a CRITICAL nor silently loses the next baseline. The lock wait and the
+/// in-run interval are cut to what is left before `deadline`.
 pub fn run(config: &Config, deadline: Deadline) -> Result<Outcome> {
     let root = config.proc_root.as_path();
     crate::visibility::ensure_visible(root, config.selector.uid)?;
-    config.state_dir.ensure(config.euid)?;
-    let tick_path = config
-        .state_dir
-        .path
-        .join(state::tick_file_name(&config.selector));
+    let tick_name = state::tick_file_name(&config.selector);
+    let tick_path = config.state_dir.path.join(&tick_name);
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
     let lock_wait = (config.timeout / 4)
         .min(LOCK_WAIT)
         .min(deadline.remaining());
-    let lock = state::lock(&tick_path, lock_wait)?;
-    let loaded = match lock {
-        Some(_) => state::load(&tick_path),
-        None => Err(NoBaseline::Busy),
-    };
+    let store = state::TickStore::open(&config.state_dir, config.euid, tick_name, lock_wait);
+    let loaded = store.load();
 
     let (named, mut problem) = named_parent(config)?;
     let parent_pid = named.map(|(pid, _)| pid);
@@ -337,16 +332,21 @@ pub fn run(config: &Config, deadline: Deadline) -> Result<Outcome> {
                 .or_insert_with(|| cli::user_name(w.uid));
         }
     }
-    if lock.is_some() {
-        state::save(&tick_path, &new_state)?;
-    } else {
+    match store.finish(&new_state, std::time::SystemTime::now()) {
+        Saved::Written => {}
         // the peer holding the lock writes a fresh file; writing ours would race with it
-        report
+        Saved::LeftToPeer => report
             .notes
-            .push("tick file not updated: another check of the same workers holds it".into());
+            .push("tick file not updated: another check of the same workers holds it".into()),
+        // a full disk or a squatted dir must not hide what the figures say: the worst of both
+        Saved::Failed(why) => {
+            report.state = report.state.max(ServiceState::Unknown);
+            let why = crate::text::shown(&why);
+            report
+                .notes
+                .insert(0, format!("UNKNOWN: tick file not saved: {why}"));
+        }
     }
-    drop(lock);
-    state::remove_stale(&config.state_dir.path, std::time::SystemTime::now());
     Ok(Outcome {
         text: crate::output::render(&report, config.verbosity),
         code: report.state.exit_code(),

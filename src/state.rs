@@ -5,16 +5,21 @@
 //! then one line per process. Anything that does not parse is "no baseline", never an error:
 //! a corrupt file must not fail every run after it.
 
+mod dir;
+
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
-use std::fs;
+use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write as _};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::MetadataExt;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
+use nix::fcntl::OFlag;
+use nix::sys::stat::FileStat;
+
+pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
 use crate::sample::{ProcSample, Snapshot};
 use crate::select::{CgroupFilter, ParentSpec, Selection, Selector};
@@ -191,6 +196,8 @@ pub enum NoBaseline {
     TooShort,
     /// another check with the same selection holds the tick file
     Busy,
+    /// the state dir or the lock file cannot be used (the run says why)
+    Unusable,
 }
 
 impl fmt::Display for NoBaseline {
@@ -202,6 +209,7 @@ impl fmt::Display for NoBaseline {
             NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
             NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
             NoBaseline::Busy => write!(f, "another check of the same workers is running"),
+            NoBaseline::Unusable => write!(f, "no usable state dir"),
         }
     }
 }
@@ -211,22 +219,30 @@ impl fmt::Display for NoBaseline {
 /// Released when dropped (or when the process exits).
 #[derive(Debug)]
 pub struct TickLock {
-    _file: fs::File,
+    _file: File,
 }
 
-/// Takes the lock beside `tick_path`, waiting at most `wait`. `Ok(None)` when another check
-/// kept it that long: the caller goes on without the baseline rather than block.
-pub fn lock(tick_path: &Path, wait: Duration) -> Result<Option<TickLock>> {
-    let path = tick_path.with_extension("lock");
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+/// The lock file beside a tick file: `nginx-<hash>.ticks` -> `nginx-<hash>.lock`.
+fn lock_name(tick_name: &str) -> String {
+    format!(
+        "{}.lock",
+        tick_name.strip_suffix(".ticks").unwrap_or(tick_name)
+    )
+}
+
+/// Takes the lock beside the tick file `tick_name`, waiting at most `wait`. `Ok(None)` when
+/// another check kept it that long: the caller goes on without the baseline rather than block.
+pub fn lock(dir: &OpenStateDir, tick_name: &str, wait: Duration) -> Result<Option<TickLock>> {
+    let name = lock_name(tick_name);
+    let shown = || dir.path().join(&name).display().to_string();
+    let file = dir
+        .open_file(
+            &name,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NONBLOCK,
+            0o600,
+        )
+        .and_then(regular_file)
+        .with_context(|| format!("cannot open lock file {}", shown()))?;
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {
@@ -236,28 +252,31 @@ pub fn lock(tick_path: &Path, wait: Duration) -> Result<Option<TickLock>> {
             }
             Err(fs::TryLockError::WouldBlock) => return Ok(None),
             Err(fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                return Err(e).with_context(|| format!("cannot lock {}", shown()))
             }
         }
     }
 }
 
+/// Only regular files: a FIFO or device planted at one of our names would stall or feed us.
+fn regular_file(file: File) -> std::io::Result<File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::other("not a regular file"))
+    }
+}
+
 /// Reads the previous tick file. Never fails: whatever goes wrong means no baseline. A symlink
-/// planted at the tick file's place is not followed (O_NOFOLLOW) and counts as corrupt.
-pub fn load(path: &Path) -> Result<TickState, NoBaseline> {
-    let opened = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(path);
-    let file = match opened {
+/// or FIFO planted at the tick file's place is not followed or waited on (`O_NOFOLLOW`,
+/// `O_NONBLOCK`) and counts as corrupt.
+pub fn load(dir: &OpenStateDir, tick_name: &str) -> Result<TickState, NoBaseline> {
+    let file = match dir.open_file(tick_name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Err(NoBaseline::FirstRun),
         Err(e) => return Err(NoBaseline::Corrupt(e.to_string())),
     };
-    match file.metadata() {
-        Ok(meta) if meta.is_file() => {}
-        _ => return Err(NoBaseline::Corrupt("not a regular file".into())),
-    }
+    let file = regular_file(file).map_err(|e| NoBaseline::Corrupt(e.to_string()))?;
     let mut bytes = Vec::new();
     if let Err(e) = file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes) {
         return Err(NoBaseline::Corrupt(e.to_string()));
@@ -269,27 +288,49 @@ pub fn load(path: &Path) -> Result<TickState, NoBaseline> {
     TickState::parse(text).map_err(|e| NoBaseline::Corrupt(format!("{e:#}")))
 }
 
-/// Writes the tick file atomically: a temp file in the same directory, flushed to disk, then
-/// renamed over the old one, so a run killed at any instant leaves the old or the new file.
-pub fn save(path: &Path, state: &TickState) -> Result<()> {
-    let dir = path.parent().context("tick file has no directory")?;
-    let mut temp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write tick file in {}", dir.display()))?;
-    let written = (|| -> std::io::Result<()> {
-        temp.write_all(state.to_string().as_bytes())?;
-        temp.as_file().sync_all()
-    })();
-    written.with_context(|| format!("cannot write tick file in {}", dir.display()))?;
-    temp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write tick file {}", path.display()))?;
-    // make the rename itself durable; failing that only risks the old file after a crash
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
+/// Prefix of temp files; a killed run's leftovers are swept a day later.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// Writes the tick file atomically: a temp file in the same directory (`O_CREAT|O_EXCL`), flushed
+/// to disk, then renamed over the old one and the directory synced, so a run killed at any
+/// instant leaves the old or the new file.
+pub fn save(dir: &OpenStateDir, tick_name: &str, state: &TickState) -> Result<()> {
+    let shown = dir.path().display();
+    let (temp, mut file) =
+        create_temp(dir).with_context(|| format!("cannot write tick file in {shown}"))?;
+    let written = file
+        .write_all(state.to_string().as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write tick file in {shown}"))
+        .and_then(|()| {
+            dir.rename(&temp, tick_name)
+                .with_context(|| format!("cannot write tick file {shown}/{tick_name}"))
+        });
+    if written.is_err() {
+        let _ = dir.remove(&temp);
     }
+    written?;
+    // make the rename itself durable; failing that only risks the old file after a crash
+    let _ = dir.sync();
     Ok(())
+}
+
+/// A new 0600 temp file under a fresh name; `O_EXCL` makes a name someone else took an error,
+/// never a file of theirs we write into.
+fn create_temp(dir: &OpenStateDir) -> std::io::Result<(String, File)> {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
+    let mut attempt = 0;
+    loop {
+        let name = format!("{TEMP_PREFIX}{}-{nanos:08x}-{attempt}", std::process::id());
+        match dir.open_file(&name, flags, 0o600) {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && attempt < 100 => attempt += 1,
+            opened => return opened.map(|file| (name, file)),
+        }
+    }
 }
 
 /// Tick files nobody has updated for this long belong to selections nobody checks any more.
@@ -303,200 +344,139 @@ const SWEEP_MARKER: &str = ".last-sweep";
 
 /// Removes tick files untouched for 7 days (with their lock files) and temp files a killed run
 /// left behind. Cheap enough for every run: unless the marker is a day old, it costs one stat.
-/// A tick file whose lock another run holds is left alone. Returns how many tick and temp files went.
-pub fn remove_stale(dir: &Path, now: SystemTime) -> usize {
-    let marker = dir.join(SWEEP_MARKER);
-    let age = |meta: &fs::Metadata| {
-        meta.modified()
-            .ok()
-            .and_then(|m| now.duration_since(m).ok())
-            .unwrap_or_default()
-    };
-    if let Ok(meta) = fs::symlink_metadata(&marker) {
-        if age(&meta) < SWEEP_EVERY {
+/// A tick file whose lock another run holds is left alone. Returns how many tick and temp files
+/// went.
+///
+/// An explicit `--state-dir` may be shared with other programs, so only files this check wrote
+/// go: regular files of our user, under our names, that start with our format line.
+pub fn remove_stale(dir: &OpenStateDir, now: SystemTime) -> usize {
+    if let Ok(marker) = dir.stat(SWEEP_MARKER) {
+        if age(&marker, now) < SWEEP_EVERY {
             return 0;
         }
     }
-    let touched = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(&marker)
+    let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NONBLOCK;
+    let touched = dir
+        .open_file(SWEEP_MARKER, flags, 0o600)
+        .and_then(regular_file)
         .and_then(|f| f.set_modified(now));
     if touched.is_err() {
         return 0;
     }
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !meta.is_file() {
-            continue;
-        }
-        if name.starts_with(".tmp-") && age(&meta) >= SWEEP_EVERY {
-            removed += usize::from(fs::remove_file(&path).is_ok());
-        } else if name.ends_with(".ticks") && age(&meta) >= STALE_AFTER {
+    for name in dir.names() {
+        if name.starts_with(TEMP_PREFIX) && written_by_us(dir, &name, now, SWEEP_EVERY, true) {
+            removed += usize::from(dir.remove(&name).is_ok());
+        } else if name.ends_with(".ticks") && written_by_us(dir, &name, now, STALE_AFTER, false) {
             // hold the selection's lock while removing, so a run in progress keeps its files
-            if let Ok(Some(_lock)) = lock(&path, Duration::ZERO) {
-                removed += usize::from(fs::remove_file(&path).is_ok());
-                let _ = fs::remove_file(path.with_extension("lock"));
+            if let Ok(Some(_lock)) = lock(dir, &name, Duration::ZERO) {
+                removed += usize::from(dir.remove(&name).is_ok());
+                let _ = dir.remove(&lock_name(&name));
             }
         }
     }
     removed
 }
 
-/// Where the tick files of this user live.
+/// Whether `name` is a regular file of our user, at least `min_age` old, starting with our
+/// format line (or, for a temp file a run was killed while writing, with part of it).
+fn written_by_us(
+    dir: &OpenStateDir,
+    name: &str,
+    now: SystemTime,
+    min_age: Duration,
+    partial: bool,
+) -> bool {
+    let Ok(file) = dir.open_file(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK, 0) else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let old = meta
+        .modified()
+        .ok()
+        .and_then(|m| now.duration_since(m).ok())
+        .unwrap_or_default();
+    if !meta.is_file() || meta.uid() != dir.euid() || old < min_age {
+        return false;
+    }
+    let expected = format!("{FORMAT_LINE}\n");
+    let mut head = Vec::new();
+    if file
+        .take(expected.len() as u64)
+        .read_to_end(&mut head)
+        .is_err()
+    {
+        return false;
+    }
+    head == expected.as_bytes() || (partial && expected.as_bytes().starts_with(&head))
+}
+
+/// How long ago a file was modified (zero for one from the future).
+fn age(stat: &FileStat, now: SystemTime) -> Duration {
+    let secs = u64::try_from(stat.st_mtime).unwrap_or(0);
+    let modified = SystemTime::UNIX_EPOCH + Duration::new(secs, stat.st_mtime_nsec as u32);
+    now.duration_since(modified).unwrap_or_default()
+}
+
+/// One run's use of its tick file: the open state dir and the lock on the file, or why the run
+/// has to do without. Whatever goes wrong with the state, the run still measures and reports.
+#[derive(Debug)]
+pub struct TickStore {
+    name: String,
+    held: Result<(OpenStateDir, Option<TickLock>), String>,
+}
+
+/// What became of the new ticks at the end of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateDir {
-    pub path: PathBuf,
-    /// a parent shared by all users (created sticky and world-writable, like /tmp)
-    pub shared_parent: Option<PathBuf>,
+pub enum Saved {
+    Written,
+    /// a peer holds the lock and writes a fresh file itself
+    LeftToPeer,
+    /// the state dir or the file could not be used: why, one line
+    Failed(String),
 }
 
-impl StateDir {
-    /// `--state-dir`, else `$MP_STATE_PATH/<euid>/check_workers` (the monitoring-plugins
-    /// convention), else `/var/tmp/check_workers/<euid>`. Per-euid directories let root run a
-    /// check by hand and the `nagios` user run it from the scheduler without fighting over files.
-    pub fn resolve(explicit: Option<&Path>, mp_state_path: Option<&Path>, euid: u32) -> StateDir {
-        match (explicit, mp_state_path) {
-            (Some(dir), _) => StateDir {
-                path: dir.to_path_buf(),
-                shared_parent: None,
-            },
-            (None, Some(base)) => StateDir {
-                path: base.join(euid.to_string()).join("check_workers"),
-                shared_parent: Some(base.to_path_buf()),
-            },
-            (None, None) => {
-                let base = Path::new("/var/tmp/check_workers");
-                StateDir {
-                    path: base.join(euid.to_string()),
-                    shared_parent: Some(base.to_path_buf()),
-                }
-            }
+impl TickStore {
+    /// Opens the state dir and takes the lock of the tick file `name`, waiting at most `wait`.
+    pub fn open(dir: &StateDir, euid: u32, name: String, wait: Duration) -> TickStore {
+        let held = dir
+            .open(euid)
+            .and_then(|open| {
+                let lock = lock(&open, &name, wait)?;
+                Ok((open, lock))
+            })
+            .map_err(|e| format!("{e:#}"));
+        TickStore { name, held }
+    }
+
+    /// The previous ticks, or why there are none.
+    pub fn load(&self) -> Result<TickState, NoBaseline> {
+        match &self.held {
+            Ok((dir, Some(_))) => load(dir, &self.name),
+            Ok((_, None)) => Err(NoBaseline::Busy),
+            Err(_) => Err(NoBaseline::Unusable),
         }
     }
 
-    /// Creates the directory (0700) when missing, and refuses one that another user could
-    /// tamper with.
-    ///
-    /// Below a shared parent (`/var/tmp/check_workers`, `$MP_STATE_PATH`) every level must be
-    /// a real directory of ours, never a symlink someone planted, and the shared parent itself
-    /// must be root's or ours and, if world-writable, sticky like /tmp. An operator's own
-    /// `--state-dir` may be a symlink; the directory it leads to must still be ours and 0700-ish.
-    pub fn ensure(&self, euid: u32) -> Result<()> {
-        let Some(parent) = &self.shared_parent else {
-            create_private(&self.path)?;
-            let meta = fs::metadata(&self.path)
-                .with_context(|| format!("cannot read state dir {}", self.path.display()))?;
-            return check_private(&self.path, &meta, euid);
+    /// Saves the new ticks (when holding the lock), releases the lock, sweeps stale files.
+    pub fn finish(self, state: &TickState, now: SystemTime) -> Saved {
+        let (dir, lock) = match self.held {
+            Ok(held) => held,
+            Err(why) => return Saved::Failed(why),
         };
-        if fs::symlink_metadata(parent).is_err() {
-            match fs::DirBuilder::new().recursive(true).create(parent) {
-                Ok(()) => fs::set_permissions(parent, fs::Permissions::from_mode(0o1777))
-                    .with_context(|| format!("cannot make {} sticky", parent.display()))?,
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("cannot create state dir {}", parent.display()))
-                }
-            }
-        }
-        trust_shared_parent(parent, euid)?;
-        let below = self.path.strip_prefix(parent).unwrap_or(&self.path);
-        let mut level = parent.clone();
-        for part in below.components() {
-            level.push(part);
-            create_private(&level)?;
-            let meta = fs::symlink_metadata(&level)
-                .with_context(|| format!("cannot read state dir {}", level.display()))?;
-            check_private(&level, &meta, euid)?;
-        }
-        Ok(())
+        let saved = match &lock {
+            None => Saved::LeftToPeer,
+            Some(_) => match save(&dir, &self.name, state) {
+                Ok(()) => Saved::Written,
+                Err(e) => Saved::Failed(format!("{e:#}")),
+            },
+        };
+        drop(lock);
+        remove_stale(&dir, now);
+        saved
     }
-}
-
-/// A shared parent is safe when nobody but root and us can rename what is in it: it must be
-/// root's or ours and, if world-writable, sticky. When an unprivileged user created it first
-/// (the scheduler's `nagios` user before root ran the check by hand), root takes it over, so
-/// "root first" and "nagios first" both keep working.
-fn trust_shared_parent(parent: &Path, euid: u32) -> Result<()> {
-    let dir = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_DIRECTORY)
-        .open(parent)
-        .with_context(|| format!("state dir {} is not a directory", parent.display()))?;
-    let meta = dir
-        .metadata()
-        .with_context(|| format!("cannot read state dir {}", parent.display()))?;
-    let world_writable = meta.mode() & 0o002 != 0;
-    let sticky = meta.mode() & 0o1000 != 0;
-    if world_writable && !sticky {
-        bail!(
-            "state dir {} is world-writable but not sticky (mode {:o}): refusing to use it",
-            parent.display(),
-            meta.mode() & 0o7777
-        );
-    }
-    if meta.uid() == 0 || meta.uid() == euid {
-        return Ok(());
-    }
-    if euid == 0 && sticky {
-        // chown the inode we opened, then make sure the name still leads to it
-        std::os::unix::fs::fchown(&dir, Some(0), Some(0))
-            .with_context(|| format!("cannot take over state dir {}", parent.display()))?;
-        let now = fs::symlink_metadata(parent)
-            .with_context(|| format!("cannot read state dir {}", parent.display()))?;
-        if now.ino() == meta.ino() && now.dev() == meta.dev() {
-            return Ok(());
-        }
-    }
-    bail!(
-        "state dir {} belongs to uid {}: refusing to use it (chown it to root, or use --state-dir)",
-        parent.display(),
-        meta.uid()
-    )
-}
-
-/// mkdir 0700 (with missing parents), accepting one that exists.
-fn create_private(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("cannot create state dir {}", dir.display()))
-}
-
-/// A state dir must be a directory of `euid` that nobody else can write to.
-fn check_private(dir: &Path, meta: &fs::Metadata, euid: u32) -> Result<()> {
-    if !meta.is_dir() {
-        bail!("state dir {} is not a directory", dir.display());
-    }
-    if meta.uid() != euid {
-        bail!(
-            "state dir {} belongs to uid {}, not to uid {euid}: refusing to use it",
-            dir.display(),
-            meta.uid()
-        );
-    }
-    if meta.mode() & 0o022 != 0 {
-        bail!(
-            "state dir {} is writable by group or others (mode {:o}): refusing to use it",
-            dir.display(),
-            meta.mode() & 0o7777
-        );
-    }
-    Ok(())
 }
 
 /// One tick file per selection, so two services that watch different things never share
@@ -567,6 +547,7 @@ pub fn tick_file_name(selector: &Selector) -> String {
 mod tests {
     use super::*;
     use crate::select::NameFilter;
+    use std::path::{Path, PathBuf};
 
     fn sample_state() -> TickState {
         TickState {
@@ -628,17 +609,35 @@ mod tests {
         }
     }
 
+    /// A fresh state dir of ours, opened.
+    fn opened() -> (tempfile::TempDir, OpenStateDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let euid = nix::unistd::geteuid().as_raw();
+        let open = StateDir::resolve(Some(dir.path()), None, euid)
+            .open(euid)
+            .unwrap();
+        (dir, open)
+    }
+
     #[test]
     fn load_reports_why() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, open) = opened();
         let path = dir.path().join("x.ticks");
-        assert_eq!(load(&path), Err(NoBaseline::FirstRun));
+        assert_eq!(load(&open, "x.ticks"), Err(NoBaseline::FirstRun));
         fs::write(&path, b"\xff\xfe").unwrap();
-        assert!(matches!(load(&path), Err(NoBaseline::Corrupt(_))));
-        save(&path, &sample_state()).unwrap();
-        assert_eq!(load(&path), Ok(sample_state()));
+        assert!(matches!(
+            load(&open, "x.ticks"),
+            Err(NoBaseline::Corrupt(_))
+        ));
+        save(&open, "x.ticks", &sample_state()).unwrap();
+        assert_eq!(load(&open, "x.ticks"), Ok(sample_state()));
         let mode = fs::metadata(&path).unwrap().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 
     #[test]
@@ -675,29 +674,6 @@ mod tests {
             ..base
         };
         assert!(tick_file_name(&odd).starts_with("a_.._b_c-"));
-    }
-
-    #[test]
-    fn default_locations_are_per_euid() {
-        let d = StateDir::resolve(None, None, 110);
-        assert_eq!(d.path, Path::new("/var/tmp/check_workers/110"));
-        let d = StateDir::resolve(None, Some(Path::new("/var/lib/mp")), 0);
-        assert_eq!(d.path, Path::new("/var/lib/mp/0/check_workers"));
-        let d = StateDir::resolve(Some(Path::new("/x")), Some(Path::new("/y")), 0);
-        assert_eq!(d.path, Path::new("/x"));
-    }
-
-    #[test]
-    fn refuses_group_writable_dir() {
-        let dir = tempfile::tempdir().unwrap();
-        let euid = nix::unistd::geteuid().as_raw();
-        let state = StateDir::resolve(Some(dir.path()), None, euid);
-        state.ensure(euid).unwrap();
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
-        let err = state.ensure(euid).unwrap_err().to_string();
-        assert!(err.contains("writable by group or others"), "{err}");
-        let err = state.ensure(euid + 1).unwrap_err().to_string();
-        assert!(err.contains("refusing"), "{err}");
     }
 
     mod fuzz {
@@ -783,76 +759,109 @@ mod tests {
         assert!(err.contains("repeated pid 5"), "{err}");
     }
 
+    /// Writes `name` in `dir` with `text`, last modified `age` before `now`.
+    fn aged(dir: &Path, name: &str, text: &str, now: SystemTime, age: Duration) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(now - age)
+            .unwrap();
+        path
+    }
+
     #[test]
     fn stale_files_go_once_a_day() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, open) = opened();
         let now = SystemTime::now();
         let day = Duration::from_secs(24 * 3600);
-        let file = |name: &str, age: Duration| {
-            let path = dir.path().join(name);
-            fs::write(&path, "x").unwrap();
-            fs::File::options()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_modified(now - age)
-                .unwrap();
-            path
-        };
+        let ours = sample_state().to_string();
+        let file = |name: &str, age: Duration| aged(dir.path(), name, &ours, now, age);
         let old = file("old-0.ticks", 8 * day);
         let old_lock = file("old-0.lock", 8 * day);
         let fresh = file("fresh-0.ticks", 6 * day);
-        let temp = file(".tmp-abc", 2 * day);
-        let young_temp = file(".tmp-def", Duration::from_secs(60));
+        let temp = aged(dir.path(), ".tmp-abc", "", now, 2 * day);
+        let young_temp = aged(
+            dir.path(),
+            ".tmp-def",
+            "check_work",
+            now,
+            Duration::from_secs(60),
+        );
         let other = file("notes.txt", 30 * day);
-        assert_eq!(remove_stale(dir.path(), now), 2);
+        assert_eq!(remove_stale(&open, now), 2);
         assert!(!old.exists() && !old_lock.exists() && !temp.exists());
         assert!(fresh.exists() && young_temp.exists() && other.exists());
         // within a day of the last sweep nothing is looked at
         let later = file("later-0.ticks", 9 * day);
-        assert_eq!(remove_stale(dir.path(), now + Duration::from_secs(3600)), 0);
+        assert_eq!(remove_stale(&open, now + Duration::from_secs(3600)), 0);
         assert!(later.exists());
         // a day on, the 6-day-old file is 7 days old and the young temp file a day old
-        assert_eq!(remove_stale(dir.path(), now + day), 3);
+        assert_eq!(remove_stale(&open, now + day), 3);
         assert!(!later.exists() && !fresh.exists() && !young_temp.exists());
+    }
+
+    /// An explicit --state-dir may be shared: only files this check wrote are swept.
+    #[test]
+    fn sweep_removes_only_what_the_check_wrote() {
+        let (dir, open) = opened();
+        let now = SystemTime::now();
+        let old = Duration::from_secs(30 * 24 * 3600);
+        let theirs = aged(dir.path(), "theirs.ticks", "my own notes\n", now, old);
+        let their_temp = aged(dir.path(), ".tmp-theirs", "scratch\n", now, old);
+        let outside = tempfile::tempdir().unwrap();
+        let target = aged(
+            outside.path(),
+            "x.ticks",
+            &sample_state().to_string(),
+            now,
+            old,
+        );
+        std::os::unix::fs::symlink(&target, dir.path().join("link.ticks")).unwrap();
+        fs::create_dir(dir.path().join("sub.ticks")).unwrap();
+        let fifo = dir.path().join("fifo.ticks");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let not_mine = aged(
+            dir.path(),
+            "nobody.ticks",
+            &sample_state().to_string(),
+            now,
+            old,
+        );
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&not_mine, Some(65534), None).unwrap();
+        } else {
+            fs::remove_file(&not_mine).unwrap();
+        }
+        assert_eq!(remove_stale(&open, now), 0);
+        assert!(theirs.exists() && their_temp.exists() && target.exists());
+        assert_eq!(not_mine.exists(), nix::unistd::geteuid().is_root());
+        assert!(fs::symlink_metadata(dir.path().join("link.ticks")).is_ok());
+        assert!(dir.path().join("sub.ticks").is_dir() && fifo.exists());
     }
 
     #[test]
     fn stale_file_in_use_is_kept() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, open) = opened();
         let path = dir.path().join("busy-0.ticks");
-        fs::write(&path, "x").unwrap();
+        fs::write(&path, sample_state().to_string()).unwrap();
         let now = SystemTime::now() + Duration::from_secs(30 * 24 * 3600);
-        let _held = lock(&path, Duration::ZERO).unwrap().unwrap();
-        assert_eq!(remove_stale(dir.path(), now), 0);
+        let _held = lock(&open, "busy-0.ticks", Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        assert_eq!(remove_stale(&open, now), 0);
         assert!(path.exists());
     }
 
+    /// A FIFO at the sweep marker used to block the run until its timeout.
     #[test]
-    fn shared_parent_is_created_sticky_and_checked_level_by_level() {
-        let base = tempfile::tempdir().unwrap();
-        let euid = nix::unistd::geteuid().as_raw();
-        let mp = base.path().join("mp");
-        let dir = StateDir::resolve(None, Some(&mp), euid);
-        dir.ensure(euid).unwrap();
-        assert_eq!(fs::metadata(&mp).unwrap().mode() & 0o7777, 0o1777);
-        let mine = mp.join(euid.to_string());
-        assert_eq!(fs::metadata(&mine).unwrap().mode() & 0o777, 0o700);
-        assert_eq!(fs::metadata(&dir.path).unwrap().mode() & 0o777, 0o700);
-
-        // a symlink planted where our per-euid dir should be is refused, not followed
-        fs::remove_dir_all(&mine).unwrap();
-        let elsewhere = base.path().join("elsewhere");
-        fs::create_dir(&elsewhere).unwrap();
-        std::os::unix::fs::symlink(&elsewhere, &mine).unwrap();
-        let err = format!("{:#}", dir.ensure(euid).unwrap_err());
-        assert!(err.contains("is not a directory"), "{err}");
-        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
-
-        // a world-writable shared parent without the sticky bit is refused
-        fs::remove_file(&mine).unwrap();
-        fs::set_permissions(&mp, fs::Permissions::from_mode(0o777)).unwrap();
-        let err = format!("{:#}", dir.ensure(euid).unwrap_err());
-        assert!(err.contains("world-writable but not sticky"), "{err}");
+    fn fifo_at_the_sweep_marker_is_skipped() {
+        let (dir, open) = opened();
+        let marker = dir.path().join(SWEEP_MARKER);
+        nix::unistd::mkfifo(&marker, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(30 * 24 * 3600);
+        assert_eq!(remove_stale(&open, later), 0);
     }
 }

@@ -485,6 +485,7 @@ fn in_run_interval_on_a_frozen_fixture_is_too_short() {
     );
 }
 
+/// A state dir that cannot be made is UNKNOWN, never hiding what was measured.
 #[test]
 fn unwritable_state_dir_is_unknown() {
     let tree = nginx_tree();
@@ -497,11 +498,20 @@ fn unwritable_state_dir_is_unknown() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     let text = stdout_of(&out);
+    let lines: Vec<&str> = text.lines().collect();
     assert!(
-        text.starts_with("WORKERS UNKNOWN - cannot create state dir "),
+        lines[0].starts_with("WORKERS UNKNOWN - nginx: 4 workers (master 812), cpu n/a, "),
         "{text}"
     );
-    assert_eq!(text.lines().count(), 1);
+    assert!(lines[0].contains(" | workers=4;;1:;0; "), "{text}");
+    assert_eq!(
+        lines[1],
+        format!(
+            "UNKNOWN: tick file not saved: state dir {} is not a directory",
+            blocked.display()
+        )
+    );
+    assert_eq!(lines.len(), 3, "{text}");
 }
 
 #[test]
@@ -980,16 +990,20 @@ fn unusable_state_dir_with_a_pipe_is_escaped() {
         .output()
         .unwrap();
     let text = stdout_of(&out);
-    assert_eq!(out.status.code(), Some(3), "{text}");
+    // no workers is CRITICAL, and the unusable state dir must not hide it (issue 9.6)
+    assert_eq!(out.status.code(), Some(2), "{text}");
     assert_eq!(
         text,
         format!(
-            "WORKERS UNKNOWN - cannot create state dir {}: File exists (os error 17)\n",
+            "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; \
+             rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
+             UNKNOWN: tick file not saved: state dir {} is not a directory\n\
+             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n",
             escaped(&blocked.display().to_string())
         )
     );
-    assert!(!text.contains('|'), "{text:?}");
-    assert_eq!(text.lines().count(), 1);
+    assert_eq!(text.matches('|').count(), 1, "{text:?}");
+    assert!(text.lines().next().unwrap().contains('|'));
 }
 
 // Regression (issue 9.7): --extra-opts was read before the watchdog started and without

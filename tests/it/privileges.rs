@@ -2,9 +2,13 @@
 //! These need root (to switch users and chown); elsewhere they skip with a message.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use assert_cmd::cargo::cargo_bin;
 use tempfile::TempDir;
@@ -190,4 +194,288 @@ fn state_dir_of_another_user_is_refused() {
         )),
         "{text}"
     );
+}
+
+/// `fs.protected_symlinks` is off on some hosts, so the check applies its rule itself: an
+/// explicit `--state-dir` that is another user's link in a sticky world-writable directory is
+/// not followed; the operator's own link is.
+#[test]
+fn state_dir_link_of_another_user_in_a_sticky_dir_is_refused() {
+    if !is_root() {
+        skip(
+            "state_dir_link_of_another_user_in_a_sticky_dir_is_refused",
+            "needs root to chown a link",
+        );
+        return;
+    }
+    let tree = ProcTree::new(100.0);
+    tree.put(&FakeProc::new(10, 1, "nginx", 0));
+    let sticky = tempfile::tempdir().unwrap();
+    fs::set_permissions(sticky.path(), fs::Permissions::from_mode(0o1777)).unwrap();
+    let real = state_dir();
+    let link = sticky.path().join("state");
+    std::os::unix::fs::symlink(real.path(), &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = || {
+        crate::fixture::check(tree.path(), &link)
+            .args(["-n", "nginx", "--interval", "0"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    assert_eq!(
+        text.lines().nth(1).unwrap(),
+        format!(
+            "UNKNOWN: tick file not saved: state dir {} is a link of uid {NOBODY} in a sticky \
+             world-writable directory: refusing to follow it",
+            link.display()
+        )
+    );
+    assert_eq!(fs::read_dir(real.path()).unwrap().count(), 0);
+
+    std::os::unix::fs::lchown(&link, Some(0), Some(0)).unwrap();
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+    assert!(fs::read_dir(real.path()).unwrap().count() > 0);
+}
+
+/// Any local user can pre-create another user's directory below a shared parent
+/// (`/var/tmp/check_workers/<uid of nagios>`). The check then keeps no state, but a down
+/// service must still page as CRITICAL, and a healthy one shows its figures as UNKNOWN.
+#[test]
+fn squatted_state_dir_does_not_hide_a_critical() {
+    if !is_root() {
+        skip(
+            "squatted_state_dir_does_not_hide_a_critical",
+            "needs root to chown",
+        );
+        return;
+    }
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(812, 1, "nginx", 0))
+        .put(&FakeProc::new(813, 812, "nginx", 33))
+        .put(&FakeProc::new(814, 812, "nginx", 33));
+    let base = tempfile::tempdir().unwrap();
+    let mp = base.path().join("mp");
+    fs::create_dir(&mp).unwrap();
+    fs::set_permissions(&mp, fs::Permissions::from_mode(0o1777)).unwrap();
+    let squatted = mp.join("0");
+    fs::create_dir(&squatted).unwrap();
+    std::os::unix::fs::chown(&squatted, Some(NOBODY), Some(NOBODY)).unwrap();
+    let run = |name: &str| {
+        let root = tree.path().to_str().unwrap();
+        let sys = format!("{root}/sys");
+        let args = [
+            "--proc-root",
+            root,
+            "--sys-root",
+            &sys,
+            "-n",
+            name,
+            "--interval",
+            "0",
+        ];
+        run_as(None, &cargo_bin("check_workers"), &mp, &args)
+    };
+    let why = format!(
+        "UNKNOWN: tick file not saved: state dir {} belongs to uid {NOBODY}, not to uid 0: \
+         refusing to use it\n",
+        squatted.display()
+    );
+
+    let down = run("apache2");
+    assert_eq!(down.status.code(), Some(2), "{}", stdout_of(&down));
+    assert_eq!(
+        stdout_of(&down),
+        format!(
+            "WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | \
+             workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
+             zombies=0;;;0; uninterruptible=0;;;0;\n{why}\
+             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n"
+        )
+    );
+
+    let up = run("nginx");
+    assert_eq!(up.status.code(), Some(3), "{}", stdout_of(&up));
+    assert_eq!(
+        stdout_of(&up),
+        format!(
+            "WORKERS UNKNOWN - nginx: 2 workers (master 812), cpu n/a, rss 4.0 MiB avg, \
+             vms 100.0 MiB avg | workers=2;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
+             pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; \
+             vms_max=104857600B;;;0; rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 \
+             threads=2;;;0; fds=16;;;0; fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; \
+             age_max=4990s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n{why}\
+             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n"
+        )
+    );
+    assert_eq!(fs::read_dir(&squatted).unwrap().count(), 0);
+}
+
+/// True when running as root with `unshare`, which the private-namespace tests need.
+fn namespaces_available() -> bool {
+    is_root()
+        && StdCommand::new("unshare")
+            .args(["-m", "--propagation", "private", "true"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// `sh -c script` as root in a private mount namespace with its own tmpfs of `size` at
+/// /var/tmp, so the host's /var/tmp never changes whatever the script does there.
+fn with_private_var_tmp(size: &str, script: &str) -> StdCommand {
+    let mut cmd = StdCommand::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-uc"])
+        .arg(format!(
+            "mount -t tmpfs -o size={size},mode=1777 check-workers-test /var/tmp || exit 99\n\
+             {script}"
+        ))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .current_dir("/");
+    cmd
+}
+
+/// A full disk is the everyday instance of a state dir that cannot be written: the figures are
+/// still measured (here against the previous run's baseline) and reported, and the state is
+/// the worse of theirs and UNKNOWN.
+#[test]
+fn full_disk_still_reports_the_figures() {
+    if !namespaces_available() {
+        skip(
+            "full_disk_still_reports_the_figures",
+            "needs root and unshare",
+        );
+        return;
+    }
+    let t0 = ProcTree::new(5000.0);
+    let t1 = ProcTree::new(5060.0);
+    for (tree, ticks) in [(&t0, 100), (&t1, 400)] {
+        tree.put(&FakeProc::new(812, 1, "nginx", 0))
+            .put(&FakeProc::new(813, 812, "nginx", 33).ticks(ticks, 0));
+    }
+    let script = r#"
+        mkdir -m 0700 /var/tmp/state
+        run() {
+            "$EXE" --proc-root "$1" --sys-root "$1/sys" --state-dir /var/tmp/state -n "$2" \
+                --interval 0
+            echo "exit $?"
+        }
+        run "$T0" nginx
+        cat /dev/zero >/var/tmp/filler 2>/dev/null
+        run "$T1" nginx
+        run "$T1" apache2
+    "#;
+    let out = with_private_var_tmp("64k", script)
+        .env("EXE", cargo_bin("check_workers"))
+        .env("T0", t0.path())
+        .env("T1", t1.path())
+        .output()
+        .unwrap();
+    let full = "UNKNOWN: tick file not saved: cannot write tick file in /var/tmp/state: No space \
+                left on device (os error 28)";
+    let memory = "rss=4194304B;;;0; vms=104857600B;;;0; pss=2097152B;;;0; uss=1048576B;;;0; \
+                  rss_max=4194304B;;;0; vms_max=104857600B;;;0; rss_total=4194304B;;;0; \
+                  rss_pct=0.1%;;;0;100 threads=1;;;0; fds=8;;;0; fd_pct_max=0.78%;;;0;100";
+    let rest = "zombies=0;;;0; uninterruptible=0;;;0;";
+    let ages = |age: u32| format!("age_min={age}s;;;0; age_max={age}s;;;0;");
+    let nginx = "nginx: 1 worker (master 812)";
+    let sizes = "rss 4.0 MiB avg, vms 100.0 MiB avg";
+    // the second run: 300 ticks over 60 s is 5 % of a core, against the first run's tick file
+    let cpu = "cpu=5%;;;0;200 cpu_user=5%;;;0;200 cpu_system=0%;;;0;200 cpu_max=5%;;;0;200";
+    assert_eq!(
+        stdout_of(&out),
+        format!(
+            "WORKERS OK - {nginx}, cpu n/a, {sizes} | workers=1;;1:;0; {memory} {} {rest}\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\n\
+             exit 0\n\
+             WORKERS UNKNOWN - {nginx}, cpu 5.0%, {sizes} | workers=1;;1:;0; {cpu} {memory} {} \
+             {rest}\n{full}\nexit 3\n\
+             WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | workers=0;;1:;0; \
+             rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; {rest}\n{full}\n\
+             no baseline (first run) and --interval 0: cpu not measured in this run\nexit 2\n",
+            ages(4990),
+            ages(5050),
+        )
+    );
+}
+
+/// Flips a link at `name` in `dir` to `target` and back to nothing until `stop`, as an
+/// unprivileged user would: this thread alone takes `NOBODY`'s file-system identity
+/// (setfsuid), so the links are its and it can only do what that user can. Returns the flips.
+fn flip_link(dir: OwnedFd, name: &str, target: &str, stop: &AtomicBool) -> u64 {
+    nix::unistd::setfsuid(nix::unistd::Uid::from_raw(NOBODY));
+    let mut flips = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if nix::unistd::symlinkat(target, &dir, name).is_ok() {
+            flips += 1;
+        }
+        let _ = nix::unistd::unlinkat(&dir, name, nix::unistd::UnlinkatFlags::NoRemoveDir);
+    }
+    flips
+}
+
+/// Issue 9, item 1: the shared parent was checked by name, created, then chmod'ed 1777 by name.
+/// A local user flipping a link at that name made root chmod any directory 1777 (seen after 8
+/// runs). Root runs the check hundreds of times, each with the shared parent gone, while a
+/// racer flips a link there to a root-owned 0755 directory; its mode must never change.
+#[test]
+fn link_flipped_at_the_shared_parent_never_changes_a_mode() {
+    if !namespaces_available() {
+        skip(
+            "link_flipped_at_the_shared_parent_never_changes_a_mode",
+            "needs root and unshare",
+        );
+        return;
+    }
+    let _serial = crate::fixture::cpu_heavy();
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(812, 1, "nginx", 0))
+        .put(&FakeProc::new(813, 812, "nginx", 33));
+    let script = r#"
+        mkdir -m 0755 /var/tmp/target
+        echo ready
+        read go
+        i=0
+        while [ $i -lt 400 ] && [ "$(stat -c %a /var/tmp/target)" = 755 ]; do
+            i=$((i + 1))
+            rm -rf /var/tmp/check_workers
+            MP_STATE_PATH=/var/tmp/check_workers "$EXE" --proc-root "$T" --sys-root "$T/sys" \
+                -n nginx --interval 0 >/dev/null
+        done
+        echo "$i runs, target mode $(stat -c %a /var/tmp/target)"
+    "#;
+    let mut child = with_private_var_tmp("1m", script)
+        .env("EXE", cargo_bin("check_workers"))
+        .env("T", tree.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    // the namespace's own /var/tmp, seen from outside through the script's root
+    let var_tmp = nix::fcntl::open(
+        format!("/proc/{}/root/var/tmp", child.id()).as_str(),
+        nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let racer = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || flip_link(var_tmp, "check_workers", "/var/tmp/target", &stop))
+    };
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let flips = racer.join().unwrap();
+    assert_eq!(rest, "400 runs, target mode 755\n");
+    assert!(flips > 400, "the racer flipped only {flips} times");
 }

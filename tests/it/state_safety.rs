@@ -7,7 +7,9 @@ use std::process::{Command as StdCommand, Stdio};
 use assert_cmd::cargo::cargo_bin;
 use predicates::prelude::*;
 
-use crate::fixture::{check, cpu_heavy, state_dir, status_line, tick_file, FakeProc, ProcTree};
+use crate::fixture::{
+    check, cpu_heavy, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree,
+};
 
 fn tree() -> ProcTree {
     let tree = ProcTree::new(5000.0);
@@ -104,13 +106,19 @@ fn planted_symlink_at_the_lock_file_is_refused() {
     let lock = tick_file(state.path()).with_extension("lock");
     fs::remove_file(&lock).unwrap();
     symlink(&victim, &lock).unwrap();
+    // no read-modify-write without the lock: measured within the run, and UNKNOWN says why
     check(tree.path(), state.path())
         .args(["-n", "nginx", "--interval", "0"])
         .assert()
         .code(3)
         .stdout(predicate::str::starts_with(
-            "WORKERS UNKNOWN - cannot open lock file ",
+            "WORKERS UNKNOWN - nginx: 2 workers (master 812), cpu n/a, ",
         ))
+        .stdout(predicate::str::contains(format!(
+            "\nUNKNOWN: tick file not saved: cannot open lock file {}: Too many levels of \
+             symbolic links (os error 40)\n",
+            lock.display()
+        )))
         .stderr("");
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
 }
@@ -135,6 +143,53 @@ fn fifo_at_the_tick_file_does_not_hang() {
         .assert()
         .code(0)
         .stdout(predicate::str::contains("not a regular file"));
+}
+
+/// A FIFO at the sweep marker, older than a day, used to stall every run into its timeout:
+/// the marker is opened like the tick file (`O_NOFOLLOW|O_NONBLOCK`, regular files only).
+#[test]
+fn fifo_at_the_sweep_marker_does_not_hang() {
+    let tree = tree();
+    let state = state_dir();
+    let run = || {
+        check(tree.path(), state.path())
+            .args(["-n", "nginx", "--interval", "0", "-t", "5"])
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0));
+    let marker = state.path().join(".last-sweep");
+    fs::remove_file(&marker).unwrap();
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::unistd::mkfifo(&marker, mode).unwrap();
+    let two_days_ago = nix::sys::time::TimeSpec::new(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 2 * 24 * 3600,
+        0,
+    );
+    nix::sys::stat::utimensat(
+        nix::fcntl::AT_FDCWD,
+        &marker,
+        &two_days_ago,
+        &two_days_ago,
+        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    )
+    .unwrap();
+    tree.set_uptime(5060.0);
+    let started = std::time::Instant::now();
+    let out = run();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+    assert!(
+        status_line(&out).starts_with("WORKERS OK - nginx: 2 workers (master 812), cpu 0.0%, "),
+        "{}",
+        stdout_of(&out)
+    );
+    assert!(took.as_secs_f64() < 3.0, "took {took:?}");
 }
 
 /// A run killed at any instant (the scheduler's own timeout, OOM, a reboot) leaves the old or
