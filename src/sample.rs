@@ -2,28 +2,68 @@
 //! plain [`ProcSample`] values. This is the only module that reads `/proc` or uses `procfs`.
 //!
 //! Every process costs one read of its `comm`; only processes whose name can match get their
-//! `stat` and `status` read. Time and boot time come from the tree's own `uptime` and `stat`, so
-//! a fixture tree fixes them and tests can assert exact CPU figures.
+//! `stat` and `status` read. Names, command lines and links are bytes, not UTF-8: `stat` and
+//! `status` are parsed by hand. Time and boot time come from the tree's own `uptime` and
+//! `stat`, so a fixture tree fixes them and tests can assert exact CPU figures.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, ErrorKind, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use procfs::process::{Stat, Status};
-use procfs::{FromBufRead, FromRead, Uptime};
+use procfs::{FromRead, Uptime};
 
 use crate::select::{exe_matches, CgroupFilter, CommMatch, OwnProcesses, Selector};
+use crate::text::shown_bytes;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// A process name as the kernel keeps it: at most 15 bytes, in no particular encoding (a long
+/// UTF-8 name is cut inside a character as readily as between two). Compared as bytes;
+/// displayed with anything unprintable or not UTF-8 escaped.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Comm(Vec<u8>);
+
+impl Comm {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Comm {
+    fn from(bytes: &[u8]) -> Comm {
+        Comm(bytes.to_vec())
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(name: &str) -> Comm {
+        Comm(name.as_bytes().to_vec())
+    }
+}
+
+/// Escaped: a name is outside text, and `{}` is how it reaches the output.
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shown_bytes(&self.0))
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Comm({:?})", shown_bytes(&self.0))
+    }
+}
 
 /// One process as the check needs it; no `procfs` handle is kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcSample {
     pub pid: i32,
     pub ppid: i32,
-    pub comm: String,
+    pub comm: Comm,
     /// state letter from `stat` (R, S, D, Z, ...)
     pub state: char,
     pub kernel_thread: bool,
@@ -333,7 +373,8 @@ pub fn own_processes(root: &Path) -> OwnProcesses {
         .ok()
         .and_then(|target| target.to_str().and_then(|s| s.parse::<i32>().ok()));
     let parent = pid
-        .and_then(|pid| Stat::from_file(root.join(pid.to_string()).join("stat")).ok())
+        .and_then(|pid| fs::read(root.join(pid.to_string()).join("stat")).ok())
+        .and_then(|bytes| parse_stat(&bytes).ok())
         .map(|stat| stat.ppid);
     OwnProcesses { pid, parent }
 }
@@ -448,11 +489,10 @@ impl Reader {
                     // exe is unreadable for other users' processes unless we are root;
                     // argv[0] is the fallback
                     let exe = fs::read_link(self.file(pid, "exe")).ok();
-                    let exe = exe.as_deref().and_then(Path::to_str);
+                    let exe = exe.as_ref().map(|e| e.as_os_str().as_bytes());
                     self.read(pid, "cmdline")?;
                     let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
-                    let argv0 = std::str::from_utf8(argv0).ok();
-                    if !filter.check_full_name(argv0, exe) {
+                    if !filter.check_full_name(Some(argv0), exe) {
                         return Ok(Verdict::Rejected("name"));
                     }
                 }
@@ -475,7 +515,7 @@ impl Reader {
         }
         if let Some(want) = &selector.exe {
             let link = fs::read_link(self.file(pid, "exe"))?;
-            if !exe_matches(want, &link.to_string_lossy()) {
+            if !exe_matches(want, link.as_os_str().as_bytes()) {
                 return Ok(Verdict::Rejected("executable"));
             }
         }
@@ -489,31 +529,25 @@ impl Reader {
     /// `stat` and `status` of one process, whatever the filters say.
     fn whole(&mut self, pid: i32) -> io::Result<ProcSample> {
         self.read(pid, "stat")?;
-        let stat = Stat::from_read(self.bytes()).map_err(to_io)?;
+        let stat = parse_stat(self.bytes())?;
         self.read(pid, "status")?;
-        let status = Status::from_buf_read(self.bytes()).map_err(to_io)?;
-        let cpus_allowed = status.cpus_allowed_list.as_ref().map(|ranges| {
-            ranges
-                .iter()
-                .map(|&(first, last)| last.saturating_sub(first) + 1)
-                .sum()
-        });
+        let status = parse_status(self.bytes())?;
         Ok(ProcSample {
             pid: stat.pid,
             ppid: stat.ppid,
             comm: stat.comm,
             state: stat.state,
             kernel_thread: stat.flags & PF_KTHREAD != 0,
-            uid: status.ruid,
+            uid: status.uid,
             starttime: stat.starttime,
             utime: stat.utime,
             stime: stat.stime,
             cutime: stat.cutime.max(0) as u64,
             cstime: stat.cstime.max(0) as u64,
-            rss: status.vmrss.unwrap_or(0).saturating_mul(1024),
-            vms: status.vmsize.unwrap_or(0).saturating_mul(1024),
+            rss: status.rss,
+            vms: status.vms,
             threads: status.threads,
-            cpus_allowed,
+            cpus_allowed: status.cpus_allowed,
             cgroup: None,
             details: None,
         })
@@ -587,6 +621,119 @@ impl Reader {
     }
 }
 
+/// The fields of `/proc/PID/stat` the check uses.
+struct StatFields {
+    pid: i32,
+    comm: Comm,
+    state: char,
+    ppid: i32,
+    flags: u32,
+    utime: u64,
+    stime: u64,
+    cutime: i64,
+    cstime: i64,
+    starttime: u64,
+}
+
+/// `/proc/PID/stat` as bytes. The comm sits between the first `(` and the last `)` and may
+/// hold any byte (spaces, parentheses, half a UTF-8 character); the fields after it are ASCII.
+/// procfs's parser wants the whole line as UTF-8, which made such a process unreadable.
+fn parse_stat(bytes: &[u8]) -> io::Result<StatFields> {
+    let open = bytes.iter().position(|&b| b == b'(');
+    let close = bytes.iter().rposition(|&b| b == b')');
+    let (Some(open), Some(close)) = (open, close) else {
+        return Err(malformed("stat"));
+    };
+    if close < open {
+        return Err(malformed("stat"));
+    }
+    let pid = std::str::from_utf8(&bytes[..open]).ok().map(str::trim);
+    let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|_| malformed("stat"))?;
+    // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+    // cutime cstime priority nice num_threads itrealvalue starttime
+    let f: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+    let parsed = (|| {
+        Some(StatFields {
+            pid: pid?.parse().ok()?,
+            comm: Comm::from(&bytes[open + 1..close]),
+            state: f.first()?.chars().next()?,
+            ppid: f.get(1)?.parse().ok()?,
+            flags: f.get(6)?.parse().ok()?,
+            utime: f.get(11)?.parse().ok()?,
+            stime: f.get(12)?.parse().ok()?,
+            cutime: f.get(13)?.parse().ok()?,
+            cstime: f.get(14)?.parse().ok()?,
+            starttime: f.get(19)?.parse().ok()?,
+        })
+    })();
+    parsed.ok_or_else(|| malformed("stat"))
+}
+
+/// The fields of `/proc/PID/status` the check uses.
+struct StatusFields {
+    /// real uid
+    uid: u32,
+    /// VmRSS, bytes (0 where absent: kernel threads, zombies)
+    rss: u64,
+    /// VmSize, bytes
+    vms: u64,
+    threads: u64,
+    cpus_allowed: Option<u32>,
+}
+
+/// `/proc/PID/status` line by line as bytes: its `Name:` line holds the raw comm, which need
+/// not be UTF-8, and the lines we read are ASCII. Uid and Threads are always there; a file
+/// without them is malformed.
+fn parse_status(bytes: &[u8]) -> io::Result<StatusFields> {
+    let (mut uid, mut threads) = (None, None);
+    let mut fields = StatusFields {
+        uid: 0,
+        rss: 0,
+        vms: 0,
+        threads: 0,
+        cpus_allowed: None,
+    };
+    for line in bytes.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = (&line[..colon], &line[colon + 1..]);
+        // the five lines we want, found before any of the ~55 is decoded
+        if !matches!(
+            key,
+            b"Uid" | b"VmRSS" | b"VmSize" | b"Threads" | b"Cpus_allowed_list"
+        ) {
+            continue;
+        }
+        let value = std::str::from_utf8(value).map_err(|_| malformed("status"))?;
+        let first = value.split_ascii_whitespace().next();
+        let kib = || first?.parse::<u64>().ok().map(|k| k.saturating_mul(1024));
+        match key {
+            b"Uid" => uid = first.and_then(|u| u.parse().ok()),
+            b"VmRSS" => fields.rss = kib().unwrap_or(0),
+            b"VmSize" => fields.vms = kib().unwrap_or(0),
+            b"Threads" => threads = first.and_then(|t| t.parse().ok()),
+            _ => fields.cpus_allowed = cpu_count(value.trim()),
+        }
+    }
+    fields.uid = uid.ok_or_else(|| malformed("status"))?;
+    fields.threads = threads.ok_or_else(|| malformed("status"))?;
+    Ok(fields)
+}
+
+/// CPUs in a list like `0-3,8,10-11`; None when it does not parse.
+fn cpu_count(list: &str) -> Option<u32> {
+    list.split(',').try_fold(0u32, |sum, range| {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
+        sum.checked_add(last.checked_sub(first)? + 1)
+    })
+}
+
+fn malformed(file: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, format!("malformed {file}"))
+}
+
 /// The soft limit of `Max open files` in `/proc/PID/limits`; None when unlimited.
 fn open_files_limit(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
@@ -603,15 +750,6 @@ fn v2_path(cgroup: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
-}
-
-fn to_io(e: procfs::ProcError) -> io::Error {
-    match e {
-        procfs::ProcError::NotFound(_) => io::Error::from(ErrorKind::NotFound),
-        procfs::ProcError::PermissionDenied(_) => io::Error::from(ErrorKind::PermissionDenied),
-        procfs::ProcError::Io(e, _) => e,
-        other => io::Error::new(ErrorKind::InvalidData, other.to_string()),
-    }
 }
 
 /// ENOENT and ESRCH both mean the process exited between listing and reading.
@@ -638,5 +776,48 @@ mod tests {
         ] {
             assert_eq!(pid_of(not_a_pid), None, "{not_a_pid:?}");
         }
+    }
+
+    #[test]
+    fn stat_comm_is_bytes_between_the_first_and_last_parenthesis() {
+        let line = b"4242 (a) b\xff (c) R 1 4242 4242 0 -1 4194368 1 0 0 0 11 12 13 -1 20 0 1 0 \
+                     777 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.pid, 4242);
+        assert_eq!(stat.comm.as_bytes(), b"a) b\xff (c");
+        assert_eq!(stat.comm.to_string(), "a) b\\xff (c");
+        assert_eq!((stat.state, stat.ppid, stat.flags), ('R', 1, 4_194_368));
+        assert_eq!(
+            (stat.utime, stat.stime, stat.cutime, stat.cstime),
+            (11, 12, 13, -1)
+        );
+        assert_eq!(stat.starttime, 777);
+        for broken in [
+            &b""[..],
+            b"1 (x",
+            b"1 x) R",
+            b"1 (x) R 1 2 3",
+            b"x (y) R 1 1 1 0 -1 0",
+        ] {
+            assert!(parse_stat(broken).is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn status_fields_whatever_the_name() {
+        let text = b"Name:\tw\xc3\nUmask:\t0022\nUid:\t33\t0\t0\t0\nVmSize:\t 2048 kB\n\
+                     VmRSS:\t 1024 kB\nThreads:\t3\nCpus_allowed_list:\t0-3,8,10-11\n";
+        let status = parse_status(text).unwrap();
+        assert_eq!(status.uid, 33);
+        assert_eq!((status.rss, status.vms), (1024 * 1024, 2048 * 1024));
+        assert_eq!(status.threads, 3);
+        assert_eq!(status.cpus_allowed, Some(7));
+        // kernel threads and zombies have no memory lines
+        let bare = parse_status(b"Name:\tkthreadd\nUid:\t0\t0\t0\t0\nThreads:\t1\n").unwrap();
+        assert_eq!((bare.rss, bare.vms, bare.cpus_allowed), (0, 0, None));
+        assert!(parse_status(b"Name:\tx\nThreads:\t1\n").is_err());
+        assert_eq!(cpu_count("0"), Some(1));
+        assert_eq!(cpu_count("3-1"), None);
+        assert_eq!(cpu_count(""), None);
     }
 }
