@@ -38,7 +38,7 @@ fn proc(pid: i32, ppid: i32, uid: u32, starttime: u64, utime: u64, stime: u64) -
     ProcSample {
         pid,
         ppid,
-        comm: "w".to_string(),
+        comm: "w".into(),
         state: 'S',
         kernel_thread: false,
         uid,

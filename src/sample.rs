@@ -1,29 +1,73 @@
 //! Acquisition step: read a proc tree (the real `/proc` or a fixture shaped like it) into
 //! plain [`ProcSample`] values. This is the only module that reads `/proc` or uses `procfs`.
 //!
-//! Every process costs one read of its `comm`; only processes whose name can match get their
-//! `stat` and `status` read. Time and boot time come from the tree's own `uptime` and `stat`, so
-//! a fixture tree fixes them and tests can assert exact CPU figures.
+//! In a full scan every process costs one read of its `comm` by path; only a process whose name
+//! can match has its directory opened, once, and its `stat`, `status` and the rest read through
+//! that descriptor, so that one row never mixes two processes that had the same pid. Names,
+//! command lines and links are bytes, not UTF-8: `stat` and `status` are parsed by hand.
+//! Time and boot time come from the tree's own `uptime` and `stat`, so a fixture tree fixes
+//! them and tests can assert exact CPU figures.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, ErrorKind, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use procfs::process::{Stat, Status};
-use procfs::{FromBufRead, FromRead, Uptime};
+use procfs::{FromRead, Uptime};
+use rustix::fs::{Mode, OFlags};
 
 use crate::select::{exe_matches, CgroupFilter, CommMatch, OwnProcesses, Selector};
+use crate::text::shown_bytes;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 const PF_KTHREAD: u32 = 0x0020_0000;
+
+/// A process name as the kernel keeps it: at most 15 bytes, in no particular encoding (a long
+/// UTF-8 name is cut inside a character as readily as between two). Compared as bytes;
+/// displayed with anything unprintable or not UTF-8 escaped.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Comm(Vec<u8>);
+
+impl Comm {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Comm {
+    fn from(bytes: &[u8]) -> Comm {
+        Comm(bytes.to_vec())
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(name: &str) -> Comm {
+        Comm(name.as_bytes().to_vec())
+    }
+}
+
+/// Escaped: a name is outside text, and `{}` is how it reaches the output.
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shown_bytes(&self.0))
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Comm({:?})", shown_bytes(&self.0))
+    }
+}
 
 /// One process as the check needs it; no `procfs` handle is kept.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProcSample {
     pub pid: i32,
     pub ppid: i32,
-    pub comm: String,
+    pub comm: Comm,
     /// state letter from `stat` (R, S, D, Z, ...)
     pub state: char,
     pub kernel_thread: bool,
@@ -137,8 +181,9 @@ pub fn scan(
         (None, None) => None,
     };
     if let Some(pids) = shortlist {
+        // these are mostly ours: straight to their directories
         for pid in pids {
-            reader.visit(pid, selector, &mut snapshot);
+            reader.visit(pid, selector, false, &mut snapshot);
         }
         snapshot.trace = reader.trace;
         return Ok(snapshot);
@@ -154,7 +199,7 @@ pub fn scan(
     for entry in dir.iter() {
         let entry = entry.with_context(listing)?;
         if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
-            reader.visit(pid, selector, &mut snapshot);
+            reader.visit(pid, selector, true, &mut snapshot);
         }
     }
     snapshot.trace = reader.trace;
@@ -312,14 +357,24 @@ pub fn cgroup_limits(sys_root: &Path, cgroup: &str) -> Option<CgroupLimits> {
 }
 
 /// Reads the per-worker details of the selected workers: fd count and limit, PSS and USS.
-/// Permission problems leave a detail at None; a worker that exits meanwhile keeps None too.
+/// Permission problems leave a detail at None; a worker that exits meanwhile keeps None too,
+/// and so does one whose pid now belongs to another process (its start time differs): the
+/// details of that process would be another program's.
+///
+/// Each worker's directory is opened again here rather than kept open since the scan: a scan
+/// can pass over thousands of candidates, and holding a descriptor for each would run into
+/// RLIMIT_NOFILE.
 pub fn enrich(root: &Path, workers: &mut [ProcSample]) {
     let mut reader = Reader::new(root, false);
     for w in workers {
-        w.details = Some(reader.details(w.pid));
+        let Some(dir) = reader.reopen(w) else {
+            w.details = Some(Details::default());
+            continue;
+        };
+        w.details = Some(reader.details(&dir));
         if w.cgroup.is_none() {
             w.cgroup = reader
-                .read(w.pid, "cgroup")
+                .read_at(&dir, "cgroup")
                 .ok()
                 .and_then(|()| v2_path(&String::from_utf8_lossy(reader.bytes())));
         }
@@ -333,7 +388,8 @@ pub fn own_processes(root: &Path) -> OwnProcesses {
         .ok()
         .and_then(|target| target.to_str().and_then(|s| s.parse::<i32>().ok()));
     let parent = pid
-        .and_then(|pid| Stat::from_file(root.join(pid.to_string()).join("stat")).ok())
+        .and_then(|pid| fs::read(root.join(pid.to_string()).join("stat")).ok())
+        .and_then(|bytes| parse_stat(&bytes).ok())
         .map(|stat| stat.ppid);
     OwnProcesses { pid, parent }
 }
@@ -383,6 +439,47 @@ fn kib_field(text: &str, name: &str) -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// Proc files the kernel writes whole into its buffer before the first read returns (seq_file
+/// with a single record): a read that comes back shorter than asked holds all of the file. Not
+/// `cmdline`, which is copied from the process's memory a page at a time.
+const ONE_READ: [&str; 6] = ["comm", "stat", "status", "limits", "smaps_rollup", "cgroup"];
+
+/// `/proc/PID`, opened once. A file opened relative to it belongs to the process that had the
+/// pid when the directory was opened: once that process has exited, opening fails (ENOENT or
+/// ESRCH) even if the pid is already reused, where a path would lead to the new process. A
+/// fixture directory renamed away and replaced behaves the same, as the descriptor follows the
+/// directory and not its name. Relative opens also spare the kernel a pid lookup per file.
+struct ProcDir(OwnedFd);
+
+impl ProcDir {
+    fn open(path: &str) -> io::Result<ProcDir> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        Ok(ProcDir(rustix::fs::open(path, flags, Mode::empty())?))
+    }
+
+    fn file(&self, name: &str) -> io::Result<fs::File> {
+        let flags = OFlags::RDONLY | OFlags::CLOEXEC;
+        Ok(rustix::fs::openat(&self.0, name, flags, Mode::empty())?.into())
+    }
+
+    fn link(&self, name: &str) -> io::Result<Vec<u8>> {
+        Ok(rustix::fs::readlinkat(&self.0, name, Vec::new())?.into_bytes())
+    }
+
+    /// Entries of a subdirectory (`fd`), without `.` and `..`.
+    fn count_entries(&self, name: &str) -> io::Result<u64> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::Dir::new(rustix::fs::openat(&self.0, name, flags, Mode::empty())?)?;
+        let mut entries = 0;
+        for entry in dir {
+            if !matches!(entry?.file_name().to_bytes(), b"." | b"..") {
+                entries += 1;
+            }
+        }
+        Ok(entries)
+    }
+}
+
 /// Reads one process's files into reused buffers, so non-matching processes allocate nothing.
 struct Reader {
     /// `<root>/<pid>/<file>`, rebuilt in place for each read
@@ -403,6 +500,13 @@ enum Verdict {
     Rejected(&'static str),
 }
 
+/// What the filters say about a process read through its directory.
+enum Filtered {
+    Rejected(&'static str),
+    /// with the cgroup path when the cgroup filter read it
+    Passed(Option<String>),
+}
+
 impl Reader {
     fn new(root: &Path, tracing: bool) -> Reader {
         let path = root.to_string_lossy().trim_end_matches('/').to_string();
@@ -417,8 +521,8 @@ impl Reader {
     }
 
     /// Reads one process into the snapshot, or counts why it could not be read.
-    fn visit(&mut self, pid: i32, selector: &Selector, snapshot: &mut Snapshot) {
-        let outcome = self.process(pid, selector);
+    fn visit(&mut self, pid: i32, selector: &Selector, cheap_first: bool, snapshot: &mut Snapshot) {
+        let outcome = self.process(pid, selector, cheap_first);
         if self.tracing {
             let line = match &outcome {
                 Ok(Verdict::Candidate(p)) => format!("pid {pid} {}: candidate", p.comm),
@@ -436,98 +540,151 @@ impl Reader {
         }
     }
 
-    /// Applies the filters cheapest first: a process that fails one costs no further reads.
-    fn process(&mut self, pid: i32, selector: &Selector) -> io::Result<Verdict> {
-        if let Some(filter) = &selector.name {
+    /// With `cheap_first` (a full scan, where most processes are not ours), the first filter
+    /// is tried on one file read by path, so a process that fails it costs that one read. Any
+    /// other process has its directory opened, and every filter and every figure is taken
+    /// through it, cheapest first: the row and the decision are about one process even if the
+    /// pid was reused since the first read.
+    fn process(&mut self, pid: i32, selector: &Selector, cheap_first: bool) -> io::Result<Verdict> {
+        if cheap_first {
+            if let Some(why) = self.cheap_rejection(pid, selector)? {
+                return Ok(Verdict::Rejected(why));
+            }
+        }
+        let dir = self.open_dir(pid)?;
+        self.read_at(&dir, "stat")?;
+        let stat = parse_stat(self.bytes())?;
+        let cgroup = match self.filter(&dir, &stat.comm, selector)? {
+            Filtered::Rejected(why) => return Ok(Verdict::Rejected(why)),
+            Filtered::Passed(cgroup) => cgroup,
+        };
+        let mut p = self.finish(&dir, stat)?;
+        p.cgroup = cgroup;
+        Ok(Verdict::Candidate(p))
+    }
+
+    /// The first of the selector's filters, on its file read by path: Some(why) when the
+    /// process cannot be ours. A long name's comm that may be ours passes; its full name is
+    /// checked through the directory.
+    fn cheap_rejection(
+        &mut self,
+        pid: i32,
+        selector: &Selector,
+    ) -> io::Result<Option<&'static str>> {
+        let (passes, why) = if let Some(filter) = &selector.name {
             self.read(pid, "comm")?;
             let comm = self.bytes().strip_suffix(b"\n").unwrap_or(self.bytes());
-            match filter.check_comm(comm) {
-                CommMatch::No => return Ok(Verdict::Rejected("name")),
-                CommMatch::Yes => {}
+            (filter.check_comm(comm) != CommMatch::No, "name")
+        } else if let Some(filter) = &selector.cgroup {
+            self.read(pid, "cgroup")?;
+            (
+                filter.matches(&String::from_utf8_lossy(self.bytes())),
+                "cgroup",
+            )
+        } else if let Some(filter) = &selector.cmdline {
+            self.read(pid, "cmdline")?;
+            (filter.matches(self.bytes()), "command line")
+        } else if let Some(want) = &selector.exe {
+            let link = fs::read_link(self.file(pid, "exe"))?;
+            (exe_matches(want, link.as_os_str().as_bytes()), "executable")
+        } else {
+            (true, "")
+        };
+        Ok((!passes).then_some(why))
+    }
+
+    /// Every filter of the selector, on files read through `dir`; `comm` is the one in its
+    /// `stat`.
+    fn filter(&mut self, dir: &ProcDir, comm: &Comm, selector: &Selector) -> io::Result<Filtered> {
+        if let Some(filter) = &selector.name {
+            let ours = match filter.check_comm(comm.as_bytes()) {
+                CommMatch::No => false,
+                CommMatch::Yes => true,
                 CommMatch::NeedsFullName => {
                     // exe is unreadable for other users' processes unless we are root;
                     // argv[0] is the fallback
-                    let exe = fs::read_link(self.file(pid, "exe")).ok();
-                    let exe = exe.as_deref().and_then(Path::to_str);
-                    self.read(pid, "cmdline")?;
+                    let exe = dir.link("exe").ok();
+                    self.read_at(dir, "cmdline")?;
                     let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
-                    let argv0 = std::str::from_utf8(argv0).ok();
-                    if !filter.check_full_name(argv0, exe) {
-                        return Ok(Verdict::Rejected("name"));
-                    }
+                    filter.check_full_name(Some(argv0), exe.as_deref())
                 }
+            };
+            if !ours {
+                return Ok(Filtered::Rejected("name"));
             }
         }
         let mut cgroup = None;
         if let Some(filter) = &selector.cgroup {
-            self.read(pid, "cgroup")?;
+            self.read_at(dir, "cgroup")?;
             let text = String::from_utf8_lossy(self.bytes());
             if !filter.matches(&text) {
-                return Ok(Verdict::Rejected("cgroup"));
+                return Ok(Filtered::Rejected("cgroup"));
             }
             cgroup = v2_path(&text);
         }
         if let Some(filter) = &selector.cmdline {
-            self.read(pid, "cmdline")?;
+            self.read_at(dir, "cmdline")?;
             if !filter.matches(self.bytes()) {
-                return Ok(Verdict::Rejected("command line"));
+                return Ok(Filtered::Rejected("command line"));
             }
         }
         if let Some(want) = &selector.exe {
-            let link = fs::read_link(self.file(pid, "exe"))?;
-            if !exe_matches(want, &link.to_string_lossy()) {
-                return Ok(Verdict::Rejected("executable"));
+            if !exe_matches(want, &dir.link("exe")?) {
+                return Ok(Filtered::Rejected("executable"));
             }
         }
-        let mut p = self.whole(pid)?;
-        if cgroup.is_some() {
-            p.cgroup = cgroup;
-        }
-        Ok(Verdict::Candidate(p))
+        Ok(Filtered::Passed(cgroup))
     }
 
     /// `stat` and `status` of one process, whatever the filters say.
     fn whole(&mut self, pid: i32) -> io::Result<ProcSample> {
-        self.read(pid, "stat")?;
-        let stat = Stat::from_read(self.bytes()).map_err(to_io)?;
-        self.read(pid, "status")?;
-        let status = Status::from_buf_read(self.bytes()).map_err(to_io)?;
-        let cpus_allowed = status.cpus_allowed_list.as_ref().map(|ranges| {
-            ranges
-                .iter()
-                .map(|&(first, last)| last.saturating_sub(first) + 1)
-                .sum()
-        });
+        let dir = self.open_dir(pid)?;
+        self.read_at(&dir, "stat")?;
+        let stat = parse_stat(self.bytes())?;
+        self.finish(&dir, stat)
+    }
+
+    /// The sample of the process whose `stat` this is, completed from its `status`.
+    fn finish(&mut self, dir: &ProcDir, stat: StatFields) -> io::Result<ProcSample> {
+        self.read_at(dir, "status")?;
+        let status = parse_status(self.bytes())?;
         Ok(ProcSample {
             pid: stat.pid,
             ppid: stat.ppid,
             comm: stat.comm,
             state: stat.state,
             kernel_thread: stat.flags & PF_KTHREAD != 0,
-            uid: status.ruid,
+            uid: status.uid,
             starttime: stat.starttime,
             utime: stat.utime,
             stime: stat.stime,
             cutime: stat.cutime.max(0) as u64,
             cstime: stat.cstime.max(0) as u64,
-            rss: status.vmrss.unwrap_or(0).saturating_mul(1024),
-            vms: status.vmsize.unwrap_or(0).saturating_mul(1024),
+            rss: status.rss,
+            vms: status.vms,
             threads: status.threads,
-            cpus_allowed,
+            cpus_allowed: status.cpus_allowed,
             cgroup: None,
             details: None,
         })
     }
 
-    fn details(&mut self, pid: i32) -> Details {
-        let fds = fs::read_dir(self.file(pid, "fd"))
-            .ok()
-            .map(|entries| entries.count() as u64);
+    /// A worker's directory once more, if it still belongs to the sampled process: same start
+    /// time in the `stat` read through it. None when it exited or its pid was reused.
+    fn reopen(&mut self, worker: &ProcSample) -> Option<ProcDir> {
+        let dir = self.open_dir(worker.pid).ok()?;
+        self.read_at(&dir, "stat").ok()?;
+        let stat = parse_stat(self.bytes()).ok()?;
+        (stat.pid == worker.pid && stat.starttime == worker.starttime).then_some(dir)
+    }
+
+    fn details(&mut self, dir: &ProcDir) -> Details {
+        let fds = dir.count_entries("fd").ok();
         let fd_limit = self
-            .read(pid, "limits")
+            .read_at(dir, "limits")
             .ok()
             .and_then(|()| open_files_limit(&String::from_utf8_lossy(self.bytes())));
-        let (pss, uss) = match self.read(pid, "smaps_rollup") {
+        let (pss, uss) = match self.read_at(dir, "smaps_rollup") {
             Ok(()) => {
                 let text = String::from_utf8_lossy(self.bytes());
                 let private = |name| kib_field(&text, name).unwrap_or(0);
@@ -548,19 +705,38 @@ impl Reader {
     fn file(&mut self, pid: i32, file: &str) -> &str {
         use std::fmt::Write as _;
         self.path.truncate(self.root_len);
-        let _ = write!(self.path, "/{pid}/{file}");
+        let _ = write!(self.path, "/{pid}");
+        if !file.is_empty() {
+            let _ = write!(self.path, "/{file}");
+        }
         &self.path
     }
 
-    /// Reads a whole proc file into the reused buffer with plain reads: std's `read_to_end`
-    /// adds an fstat and an lseek per file to size its buffer, which for the one file every
-    /// process costs (comm) doubles the syscalls of the scan. Proc files report size 0 anyway.
-    /// The buffer stays allocated and zeroed at its full size; `len` marks what this read
-    /// filled, so no read clears or grows memory it does not need.
+    fn open_dir(&mut self, pid: i32) -> io::Result<ProcDir> {
+        ProcDir::open(self.file(pid, ""))
+    }
+
+    /// Reads a whole proc file by path: the first filter's file in a full scan (comm).
     fn read(&mut self, pid: i32, file: &str) -> io::Result<()> {
         self.file(pid, file);
+        let f = fs::File::open(&self.path)?;
+        self.fill(f, ONE_READ.contains(&file))
+    }
+
+    /// Reads a whole file of the process `dir` stands for.
+    fn read_at(&mut self, dir: &ProcDir, file: &str) -> io::Result<()> {
+        let f = dir.file(file)?;
+        self.fill(f, ONE_READ.contains(&file))
+    }
+
+    /// Reads `f` into the reused buffer with plain reads: std's `read_to_end` adds an fstat
+    /// and an lseek per file to size its buffer, which for the one file every process costs
+    /// (comm) doubles the syscalls of the scan. Proc files report size 0 anyway. The buffer
+    /// stays allocated and zeroed at its full size; `len` marks what this read filled, so no
+    /// read clears or grows memory it does not need. `one_read`: a short read is the whole
+    /// file (see [`ONE_READ`]), which saves the read that would return 0.
+    fn fill(&mut self, mut f: fs::File, one_read: bool) -> io::Result<()> {
         self.len = 0;
-        let mut f = fs::File::open(&self.path)?;
         loop {
             if self.len == self.space.len() {
                 self.space.resize(self.space.len() * 2, 0);
@@ -569,9 +745,7 @@ impl Reader {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     self.len += n;
-                    // comm comes whole in one read; the short read says so, which saves the
-                    // read that would return 0
-                    if file == "comm" && self.len < self.space.len() {
+                    if one_read && self.len < self.space.len() {
                         return Ok(());
                     }
                 }
@@ -585,6 +759,119 @@ impl Reader {
     fn bytes(&self) -> &[u8] {
         &self.space[..self.len]
     }
+}
+
+/// The fields of `/proc/PID/stat` the check uses.
+struct StatFields {
+    pid: i32,
+    comm: Comm,
+    state: char,
+    ppid: i32,
+    flags: u32,
+    utime: u64,
+    stime: u64,
+    cutime: i64,
+    cstime: i64,
+    starttime: u64,
+}
+
+/// `/proc/PID/stat` as bytes. The comm sits between the first `(` and the last `)` and may
+/// hold any byte (spaces, parentheses, half a UTF-8 character); the fields after it are ASCII.
+/// procfs's parser wants the whole line as UTF-8, which made such a process unreadable.
+fn parse_stat(bytes: &[u8]) -> io::Result<StatFields> {
+    let open = bytes.iter().position(|&b| b == b'(');
+    let close = bytes.iter().rposition(|&b| b == b')');
+    let (Some(open), Some(close)) = (open, close) else {
+        return Err(malformed("stat"));
+    };
+    if close < open {
+        return Err(malformed("stat"));
+    }
+    let pid = std::str::from_utf8(&bytes[..open]).ok().map(str::trim);
+    let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|_| malformed("stat"))?;
+    // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
+    // cutime cstime priority nice num_threads itrealvalue starttime
+    let f: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+    let parsed = (|| {
+        Some(StatFields {
+            pid: pid?.parse().ok()?,
+            comm: Comm::from(&bytes[open + 1..close]),
+            state: f.first()?.chars().next()?,
+            ppid: f.get(1)?.parse().ok()?,
+            flags: f.get(6)?.parse().ok()?,
+            utime: f.get(11)?.parse().ok()?,
+            stime: f.get(12)?.parse().ok()?,
+            cutime: f.get(13)?.parse().ok()?,
+            cstime: f.get(14)?.parse().ok()?,
+            starttime: f.get(19)?.parse().ok()?,
+        })
+    })();
+    parsed.ok_or_else(|| malformed("stat"))
+}
+
+/// The fields of `/proc/PID/status` the check uses.
+struct StatusFields {
+    /// real uid
+    uid: u32,
+    /// VmRSS, bytes (0 where absent: kernel threads, zombies)
+    rss: u64,
+    /// VmSize, bytes
+    vms: u64,
+    threads: u64,
+    cpus_allowed: Option<u32>,
+}
+
+/// `/proc/PID/status` line by line as bytes: its `Name:` line holds the raw comm, which need
+/// not be UTF-8, and the lines we read are ASCII. Uid and Threads are always there; a file
+/// without them is malformed.
+fn parse_status(bytes: &[u8]) -> io::Result<StatusFields> {
+    let (mut uid, mut threads) = (None, None);
+    let mut fields = StatusFields {
+        uid: 0,
+        rss: 0,
+        vms: 0,
+        threads: 0,
+        cpus_allowed: None,
+    };
+    for line in bytes.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let (key, value) = (&line[..colon], &line[colon + 1..]);
+        // the five lines we want, found before any of the ~55 is decoded
+        if !matches!(
+            key,
+            b"Uid" | b"VmRSS" | b"VmSize" | b"Threads" | b"Cpus_allowed_list"
+        ) {
+            continue;
+        }
+        let value = std::str::from_utf8(value).map_err(|_| malformed("status"))?;
+        let first = value.split_ascii_whitespace().next();
+        let kib = || first?.parse::<u64>().ok().map(|k| k.saturating_mul(1024));
+        match key {
+            b"Uid" => uid = first.and_then(|u| u.parse().ok()),
+            b"VmRSS" => fields.rss = kib().unwrap_or(0),
+            b"VmSize" => fields.vms = kib().unwrap_or(0),
+            b"Threads" => threads = first.and_then(|t| t.parse().ok()),
+            _ => fields.cpus_allowed = cpu_count(value.trim()),
+        }
+    }
+    fields.uid = uid.ok_or_else(|| malformed("status"))?;
+    fields.threads = threads.ok_or_else(|| malformed("status"))?;
+    Ok(fields)
+}
+
+/// CPUs in a list like `0-3,8,10-11`; None when it does not parse.
+fn cpu_count(list: &str) -> Option<u32> {
+    list.split(',').try_fold(0u32, |sum, range| {
+        let (first, last) = range.split_once('-').unwrap_or((range, range));
+        let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
+        sum.checked_add(last.checked_sub(first)? + 1)
+    })
+}
+
+fn malformed(file: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, format!("malformed {file}"))
 }
 
 /// The soft limit of `Max open files` in `/proc/PID/limits`; None when unlimited.
@@ -603,15 +890,6 @@ fn v2_path(cgroup: &str) -> Option<String> {
         .lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
-}
-
-fn to_io(e: procfs::ProcError) -> io::Error {
-    match e {
-        procfs::ProcError::NotFound(_) => io::Error::from(ErrorKind::NotFound),
-        procfs::ProcError::PermissionDenied(_) => io::Error::from(ErrorKind::PermissionDenied),
-        procfs::ProcError::Io(e, _) => e,
-        other => io::Error::new(ErrorKind::InvalidData, other.to_string()),
-    }
 }
 
 /// ENOENT and ESRCH both mean the process exited between listing and reading.
@@ -638,5 +916,146 @@ mod tests {
         ] {
             assert_eq!(pid_of(not_a_pid), None, "{not_a_pid:?}");
         }
+    }
+
+    /// Writes `<root>/<dir>` as a process `pid` named `comm`, started at `starttime` ticks,
+    /// with `fds` open files and its own cgroup.
+    fn fake_process(root: &Path, dir: &str, pid: i32, comm: &str, starttime: u64, fds: u32) {
+        let dir = root.join(dir);
+        fs::create_dir_all(dir.join("fd")).unwrap();
+        fs::write(dir.join("comm"), format!("{comm}\n")).unwrap();
+        fs::write(
+            dir.join("stat"),
+            format!(
+                "{pid} ({comm}) S 1 {pid} {pid} 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 \
+                 {starttime} 104857600 1024 18446744073709551615 1 1 0 0 0 0 0 4096 16384 0 0 0 \
+                 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("status"),
+            format!(
+                "Name:\t{comm}\nPid:\t{pid}\nUid:\t33\t33\t33\t33\nVmSize:\t102400 kB\n\
+                 VmRSS:\t4096 kB\nThreads:\t1\nCpus_allowed_list:\t0-1\n"
+            ),
+        )
+        .unwrap();
+        fs::write(
+            dir.join("limits"),
+            "Limit                     Soft Limit           Hard Limit           Units     \n\
+             Max open files            1024                 524288               files     \n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("smaps_rollup"),
+            "Pss:    2048 kB\nPrivate_Dirty:  512 kB\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.join("cgroup"),
+            format!("0::/system.slice/{comm}.service\n"),
+        )
+        .unwrap();
+        for fd in 0..fds {
+            fs::write(dir.join("fd").join(fd.to_string()), "").unwrap();
+        }
+    }
+
+    // A worker's pid reused between the scan and `enrich` gave the new process's fds, limits,
+    // PSS and cgroup to the worker's row.
+    #[test]
+    fn details_of_a_reused_pid_are_not_taken() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "other", 5000, 3);
+        let mut workers = vec![ProcSample {
+            pid: 812,
+            starttime: 1000,
+            ..ProcSample::default()
+        }];
+        enrich(root.path(), &mut workers);
+        assert_eq!(workers[0].details, Some(Details::default()));
+        assert_eq!(workers[0].cgroup, None);
+        // the same process: its details are read
+        workers[0].starttime = 5000;
+        enrich(root.path(), &mut workers);
+        let expected = Details {
+            fds: Some(3),
+            fd_limit: Some(1024),
+            pss: Some(2048 * 1024),
+            uss: Some(512 * 1024),
+        };
+        assert_eq!(workers[0].details, Some(expected));
+        assert_eq!(
+            workers[0].cgroup.as_deref(),
+            Some("/system.slice/other.service")
+        );
+    }
+
+    // A pid reused between two reads of one process mixed two processes in one row. Through
+    // the directory's descriptor the row stays the first process's, or the read fails: a
+    // fixture directory renamed away and replaced is what a reused pid looks like to it.
+    #[test]
+    fn a_directory_read_through_its_descriptor_never_answers_for_a_new_process() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "old", 1000, 1);
+        let mut reader = Reader::new(root.path(), false);
+        let dir = reader.open_dir(812).unwrap();
+        fs::rename(root.path().join("812"), root.path().join("gone")).unwrap();
+        fake_process(root.path(), "812", 812, "new", 2000, 5);
+        reader.read_at(&dir, "stat").unwrap();
+        let stat = parse_stat(reader.bytes()).unwrap();
+        let p = reader.finish(&dir, stat).unwrap();
+        assert_eq!((p.comm.as_bytes(), p.starttime), (&b"old"[..], 1000));
+        assert_eq!(reader.details(&dir).fds, Some(1));
+        // by path, the same pid is the new process
+        assert_eq!(reader.whole(812).unwrap().starttime, 2000);
+        // the old process gone for good: reading through its directory fails
+        fs::remove_dir_all(root.path().join("gone")).unwrap();
+        let e = reader.read_at(&dir, "status").unwrap_err();
+        assert!(vanished(&e), "{e}");
+    }
+
+    #[test]
+    fn stat_comm_is_bytes_between_the_first_and_last_parenthesis() {
+        let line = b"4242 (a) b\xff (c) R 1 4242 4242 0 -1 4194368 1 0 0 0 11 12 13 -1 20 0 1 0 \
+                     777 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.pid, 4242);
+        assert_eq!(stat.comm.as_bytes(), b"a) b\xff (c");
+        assert_eq!(stat.comm.to_string(), "a) b\\xff (c");
+        assert_eq!((stat.state, stat.ppid, stat.flags), ('R', 1, 4_194_368));
+        assert_eq!(
+            (stat.utime, stat.stime, stat.cutime, stat.cstime),
+            (11, 12, 13, -1)
+        );
+        assert_eq!(stat.starttime, 777);
+        for broken in [
+            &b""[..],
+            b"1 (x",
+            b"1 x) R",
+            b"1 (x) R 1 2 3",
+            b"x (y) R 1 1 1 0 -1 0",
+        ] {
+            assert!(parse_stat(broken).is_err(), "{broken:?}");
+        }
+    }
+
+    #[test]
+    fn status_fields_whatever_the_name() {
+        let text = b"Name:\tw\xc3\nUmask:\t0022\nUid:\t33\t0\t0\t0\nVmSize:\t 2048 kB\n\
+                     VmRSS:\t 1024 kB\nThreads:\t3\nCpus_allowed_list:\t0-3,8,10-11\n";
+        let status = parse_status(text).unwrap();
+        assert_eq!(status.uid, 33);
+        assert_eq!((status.rss, status.vms), (1024 * 1024, 2048 * 1024));
+        assert_eq!(status.threads, 3);
+        assert_eq!(status.cpus_allowed, Some(7));
+        // kernel threads and zombies have no memory lines
+        let bare = parse_status(b"Name:\tkthreadd\nUid:\t0\t0\t0\t0\nThreads:\t1\n").unwrap();
+        assert_eq!((bare.rss, bare.vms, bare.cpus_allowed), (0, 0, None));
+        assert!(parse_status(b"Name:\tx\nThreads:\t1\n").is_err());
+        assert_eq!(cpu_count("0"), Some(1));
+        assert_eq!(cpu_count("3-1"), None);
+        assert_eq!(cpu_count(""), None);
     }
 }

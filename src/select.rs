@@ -7,14 +7,19 @@
 use std::collections::HashSet;
 
 use crate::sample::ProcSample;
+use crate::text;
 
 /// The kernel keeps at most this many bytes of a command name (TASK_COMM_LEN minus the NUL).
 const COMM_LEN: usize = 15;
 
-/// `-n NAME`: the command name as `ps -o comm` shows it.
+/// `-n NAME`: the command name as `ps -o comm` shows it. Names are bytes to the kernel, and
+/// compared as bytes: a long UTF-8 name's comm is its first 15 bytes, cut inside a character
+/// as readily as between two.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameFilter {
-    name: String,
+    name: Vec<u8>,
+    /// the name as the operator gave it (escaped where it is not UTF-8): labels, tick file
+    shown: String,
 }
 
 /// What the comm alone says about a process.
@@ -30,16 +35,28 @@ pub enum CommMatch {
 impl NameFilter {
     pub fn new(name: &str) -> NameFilter {
         NameFilter {
-            name: name.to_string(),
+            name: name.as_bytes().to_vec(),
+            shown: name.to_string(),
+        }
+    }
+
+    /// A name given as raw bytes (an `OsString` argument that is not UTF-8).
+    pub fn from_bytes(name: &[u8]) -> NameFilter {
+        match std::str::from_utf8(name) {
+            Ok(name) => NameFilter::new(name),
+            Err(_) => NameFilter {
+                name: name.to_vec(),
+                shown: text::shown_bytes(name),
+            },
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.shown
     }
 
     pub fn check_comm(&self, comm: &[u8]) -> CommMatch {
-        let name = self.name.as_bytes();
+        let name = &self.name[..];
         if name.len() <= COMM_LEN {
             if comm == name {
                 CommMatch::Yes
@@ -54,7 +71,7 @@ impl NameFilter {
     }
 
     /// For long names: the basename of argv[0] or of the executable must equal the name.
-    pub fn check_full_name(&self, argv0: Option<&str>, exe: Option<&str>) -> bool {
+    pub fn check_full_name(&self, argv0: Option<&[u8]>, exe: Option<&[u8]>) -> bool {
         [argv0, exe]
             .into_iter()
             .flatten()
@@ -62,8 +79,8 @@ impl NameFilter {
     }
 }
 
-fn basename(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
+fn basename(path: &[u8]) -> &[u8] {
+    path.rsplit(|&b| b == b'/').next().unwrap_or(path)
 }
 
 /// Everything that decides which processes are workers. All given filters must match.
@@ -138,10 +155,10 @@ pub fn command_line(raw: &[u8]) -> String {
     String::from_utf8_lossy(trimmed).replace('\0', " ")
 }
 
-/// `--exe PATH` against the `/proc/PID/exe` link. After a package upgrade the link of a running
-/// process reads `/usr/sbin/nginx (deleted)`; that is still the same program.
-pub fn exe_matches(want: &str, link: &str) -> bool {
-    link.strip_suffix(" (deleted)").unwrap_or(link) == want
+/// `--exe PATH` against the `/proc/PID/exe` link, as bytes. After a package upgrade the link of
+/// a running process reads `/usr/sbin/nginx (deleted)`; that is still the same program.
+pub fn exe_matches(want: &str, link: &[u8]) -> bool {
+    link.strip_suffix(b" (deleted)").unwrap_or(link) == want.as_bytes()
 }
 
 /// `--unit UNIT` or `--cgroup PATTERN` against `/proc/PID/cgroup`.
@@ -360,14 +377,43 @@ mod tests {
             CommMatch::NeedsFullName
         );
         assert_eq!(filter.check_comm(b"php-fpm8.2-lon"), CommMatch::No);
-        assert!(filter.check_full_name(Some("/usr/sbin/php-fpm8.2-long-name"), None));
-        assert!(filter.check_full_name(None, Some("/usr/sbin/php-fpm8.2-long-name")));
-        assert!(filter.check_full_name(Some("php-fpm8.2-long-name"), None));
-        assert!(!filter.check_full_name(Some("/usr/sbin/php-fpm8.2-long-other"), None));
+        assert!(filter.check_full_name(Some(b"/usr/sbin/php-fpm8.2-long-name"), None));
+        assert!(filter.check_full_name(None, Some(b"/usr/sbin/php-fpm8.2-long-name")));
+        assert!(filter.check_full_name(Some(b"php-fpm8.2-long-name"), None));
+        assert!(!filter.check_full_name(Some(b"/usr/sbin/php-fpm8.2-long-other"), None));
         assert!(!filter.check_full_name(None, None));
         // exactly 15 bytes is never truncated
         let fifteen = NameFilter::new("abcdefghijklmno");
         assert_eq!(fifteen.check_comm(b"abcdefghijklmno"), CommMatch::Yes);
+    }
+
+    #[test]
+    fn names_are_bytes() {
+        // the kernel cut this name inside its 4th é
+        let filter = NameFilter::new("worker-aéééééé");
+        let cut = &"worker-aéééééé".as_bytes()[..15];
+        assert_eq!(filter.check_comm(cut), CommMatch::NeedsFullName);
+        assert_eq!(
+            filter.check_comm(b"worker-a\xc3\xa9\xc3\xa9\xc3\xa9"),
+            CommMatch::No
+        );
+        assert!(filter.check_full_name(Some("/usr/bin/worker-aéééééé".as_bytes()), None));
+        assert!(!filter.check_full_name(Some("/usr/bin/worker-aééééééx".as_bytes()), None));
+        // a name that is not UTF-8 at all, from an OsString
+        let raw = NameFilter::from_bytes(b"w\xff|k");
+        assert_eq!(raw.check_comm(b"w\xff|k"), CommMatch::Yes);
+        assert_eq!(raw.check_comm(b"w\xfe|k"), CommMatch::No);
+        assert_eq!(raw.name(), "w\\xff\\x7ck");
+        assert_eq!(NameFilter::from_bytes(b"nginx"), NameFilter::new("nginx"));
+        let long = NameFilter::from_bytes(b"worker-\xff\xff\xff\xff\xff\xff\xff\xff\xff");
+        assert_eq!(
+            long.check_comm(b"worker-\xff\xff\xff\xff\xff\xff\xff\xff"),
+            CommMatch::NeedsFullName
+        );
+        assert!(long.check_full_name(
+            None,
+            Some(b"/opt/worker-\xff\xff\xff\xff\xff\xff\xff\xff\xff")
+        ));
     }
 
     #[test]
@@ -602,13 +648,18 @@ mod tests {
         let args = CmdlineFilter::new("gunicorn .*app:main").unwrap();
         assert!(args.matches(b"/usr/bin/python3\0/usr/bin/gunicorn\0-w\0app:main\0"));
         assert_eq!(command_line(b"a\0b c\0d\0"), "a b c d");
+        // bytes that are not UTF-8 stand for one replacement character each run
+        let raw = CmdlineFilter::new("^worker --pool .+ --x$").unwrap();
+        assert!(raw.matches(b"worker\0--pool\0\xff\xfew\0--x\0"));
+        assert!(CmdlineFilter::new("^w.rk$").unwrap().matches(b"w\xffrk\0"));
     }
 
     #[test]
     fn exe_survives_package_upgrades() {
-        assert!(exe_matches("/usr/sbin/nginx", "/usr/sbin/nginx"));
-        assert!(exe_matches("/usr/sbin/nginx", "/usr/sbin/nginx (deleted)"));
-        assert!(!exe_matches("/usr/sbin/nginx", "/usr/local/sbin/nginx"));
+        assert!(exe_matches("/usr/sbin/nginx", b"/usr/sbin/nginx"));
+        assert!(exe_matches("/usr/sbin/nginx", b"/usr/sbin/nginx (deleted)"));
+        assert!(!exe_matches("/usr/sbin/nginx", b"/usr/local/sbin/nginx"));
+        assert!(!exe_matches("/usr/sbin/nginx", b"/usr/sbin/nginx\xff"));
     }
 
     #[test]

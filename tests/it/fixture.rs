@@ -20,7 +20,8 @@ pub const BTIME: u64 = 1_700_000_000;
 pub struct FakeProc {
     pub pid: i32,
     pub ppid: i32,
-    pub comm: String,
+    /// the kernel's name for it: bytes, not always UTF-8 (see [`FakeProc::raw_comm`])
+    pub comm: Vec<u8>,
     pub uid: u32,
     pub state: char,
     /// stat flags (0x00200000 marks a kernel thread)
@@ -60,7 +61,7 @@ impl FakeProc {
         FakeProc {
             pid,
             ppid,
-            comm: comm.to_string(),
+            comm: comm.as_bytes().to_vec(),
             uid,
             state: 'S',
             flags: 0x0040_0140,
@@ -101,19 +102,26 @@ impl FakeProc {
         self
     }
 
+    /// A comm the kernel may hold but no `&str` can: cut inside a character, or plain bytes.
+    /// The command line and cgroup stay as [`FakeProc::new`] made them.
+    pub fn raw_comm(mut self, comm: &[u8]) -> FakeProc {
+        self.comm = comm.to_vec();
+        self
+    }
+
     pub fn memory_kib(mut self, rss: u64, vms: u64) -> FakeProc {
         self.rss_kib = rss;
         self.vms_kib = vms;
         self
     }
 
-    fn stat_line(&self) -> String {
-        format!(
-            "{pid} ({comm}) {state} {ppid} {pid} {pid} 0 -1 {flags} 100 0 0 0 {utime} {stime} \
+    fn stat_line(&self) -> Vec<u8> {
+        // the comm goes in raw, as the kernel writes it
+        let rest = format!(
+            ") {state} {ppid} {pid} {pid} 0 -1 {flags} 100 0 0 0 {utime} {stime} \
              {cutime} {cstime} 20 0 1 0 {start} {vsize} {rss_pages} 18446744073709551615 1 1 0 0 \
              0 0 0 4096 16384 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
             pid = self.pid,
-            comm = self.comm,
             state = self.state,
             ppid = self.ppid,
             flags = self.flags,
@@ -125,18 +133,25 @@ impl FakeProc {
             vsize = self.vms_kib * 1024,
             // deliberately not VmRSS/4: the check must take RSS from status, not from here
             rss_pages = self.rss_kib / 8,
-        )
+        );
+        [
+            format!("{} (", self.pid).as_bytes(),
+            &self.comm,
+            rest.as_bytes(),
+        ]
+        .concat()
     }
 
-    fn status(&self) -> String {
+    fn status(&self) -> Vec<u8> {
         let state = match self.state {
             'R' => "R (running)",
             'Z' => "Z (zombie)",
             'D' => "D (disk sleep)",
             _ => "S (sleeping)",
         };
-        format!(
-            "Name:\t{comm}\nUmask:\t0022\nState:\t{state}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\n\
+        // Name is the raw comm too (the kernel escapes only spaces, `\` and line breaks)
+        let rest = format!(
+            "\nUmask:\t0022\nState:\t{state}\nTgid:\t{pid}\nNgid:\t0\nPid:\t{pid}\n\
              PPid:\t{ppid}\nTracerPid:\t0\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n\
              Gid:\t{uid}\t{uid}\t{uid}\t{uid}\nFDSize:\t64\nGroups:\t\n\
              VmPeak:\t{vms} kB\nVmSize:\t{vms} kB\nVmLck:\t0 kB\nVmPin:\t0 kB\nVmHWM:\t{rss} kB\n\
@@ -148,14 +163,14 @@ impl FakeProc {
              CapEff:\t0000000000000000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n\
              NoNewPrivs:\t0\nSeccomp:\t0\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n\
              voluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t1\n",
-            comm = self.comm,
             pid = self.pid,
             ppid = self.ppid,
             uid = self.uid,
             vms = self.vms_kib,
             rss = self.rss_kib,
             threads = self.threads,
-        )
+        );
+        [b"Name:\t", &self.comm[..], rest.as_bytes()].concat()
     }
 
     fn limits(&self) -> String {
@@ -224,7 +239,7 @@ impl ProcTree {
     pub fn put(&self, p: &FakeProc) -> &ProcTree {
         let dir = self.path().join(p.pid.to_string());
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("comm"), format!("{}\n", p.comm)).unwrap();
+        fs::write(dir.join("comm"), [&p.comm[..], b"\n"].concat()).unwrap();
         fs::write(dir.join("stat"), p.stat_line()).unwrap();
         fs::write(dir.join("status"), p.status()).unwrap();
         fs::write(dir.join("cmdline"), &p.cmdline).unwrap();

@@ -16,14 +16,43 @@ fn strace_works() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// The files the check opened under each pid directory of `tree`, by pid.
-fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, BTreeSet<String>> {
+/// How a file of a pid directory was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Via {
+    /// by its full path, which makes the kernel look the pid up again
+    Path,
+    /// relative to a descriptor of the pid's directory, so it belongs to that one process
+    DirFd,
+}
+
+/// One open (or readlink) under a pid directory of the tree. `file` is "." for the pid
+/// directory itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Opened {
+    file: String,
+    via: Via,
+}
+
+impl Opened {
+    fn path(file: &str) -> Opened {
+        Opened {
+            file: file.into(),
+            via: Via::Path,
+        }
+    }
+}
+
+/// Every open and readlink the check made under each pid directory of `tree`, by pid, in
+/// order. strace's `-y` names the directory a descriptor stands for, so an `openat(3</..>/11>,
+/// "stat")` counts for pid 11.
+fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, Vec<Opened>> {
     let state = state_dir();
     let log = state.path().join("strace.log");
     let status = StdCommand::new("strace")
         .args([
             "-f",
             "-qq",
+            "-y",
             "-e",
             "trace=open,openat,readlink,readlinkat",
             "-o",
@@ -38,21 +67,44 @@ fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, BTreeSet<String
         .status()
         .unwrap();
     assert!(status.code().is_some_and(|c| c <= 3));
-    let root = format!("{}/", tree.path().display());
-    let mut opened: BTreeMap<i32, BTreeSet<String>> = BTreeMap::new();
+    let root = fs::canonicalize(tree.path()).unwrap();
+    let root = format!("{}/", root.display());
+    let mut opened: BTreeMap<i32, Vec<Opened>> = BTreeMap::new();
     for line in fs::read_to_string(&log).unwrap().lines() {
-        let Some(start) = line.find(&root) else {
-            continue;
-        };
-        let rest = &line[start + root.len()..];
-        let path = &rest[..rest.find('"').unwrap_or(rest.len())];
-        if let Some((pid, file)) = path.split_once('/') {
-            if let Ok(pid) = pid.parse::<i32>() {
-                opened.entry(pid).or_default().insert(file.to_string());
-            }
+        if let Some((pid, file)) = parse_open(line, &root) {
+            opened.entry(pid).or_default().push(file);
         }
     }
     opened
+}
+
+/// The pid and file of one strace line like `123 openat(AT_FDCWD</x>, "/root/11/comm", ...)`,
+/// `123 open("/root/11", ...)` or `123 openat(3</root/11>, "stat", ...)`, when it is under
+/// `root` (ending in '/').
+fn parse_open(line: &str, root: &str) -> Option<(i32, Opened)> {
+    let call = &line[line.find('(')? + 1..];
+    let (dirfd, rest) = match call.strip_prefix('"') {
+        Some(rest) => ("", rest),
+        None => call.split_once(", \"")?,
+    };
+    let path = &rest[..rest.find('"')?];
+    let (under, via) = match path.strip_prefix(root) {
+        Some(under) => (under.to_string(), Via::Path),
+        None if !path.starts_with('/') => {
+            let dir = dirfd.split_once('<')?.1.strip_suffix('>')?;
+            (format!("{}/{path}", dir.strip_prefix(root)?), Via::DirFd)
+        }
+        None => return None,
+    };
+    let (pid, file) = under.split_once('/').unwrap_or((&under, "."));
+    let file = if file.is_empty() { "." } else { file };
+    Some((
+        pid.parse().ok()?,
+        Opened {
+            file: file.to_string(),
+            via,
+        },
+    ))
 }
 
 fn tree_with_others(others: i32) -> ProcTree {
@@ -80,27 +132,71 @@ fn a_process_that_does_not_match_costs_one_read_of_comm() {
     }
     let tree = tree_with_others(200);
     let opened = files_opened(&tree, &["-n", "nginx", "--interval", "0"]);
-    let comm_only: BTreeSet<String> = ["comm".to_string()].into();
     for pid in 100..300 {
         assert_eq!(
             opened.get(&pid),
-            Some(&comm_only),
-            "pid {pid}: {:?}",
-            opened.get(&pid)
+            Some(&vec![Opened::path("comm")]),
+            "pid {pid}"
         );
     }
     // workers get their stat, status and per-worker details; the master no details
-    let worker = &opened[&11];
+    let worker: BTreeSet<&str> = opened[&11].iter().map(|o| o.file.as_str()).collect();
     for file in ["comm", "stat", "status", "smaps_rollup", "limits", "fd"] {
+        assert!(worker.contains(file), "worker lacks {file}: {worker:?}");
+    }
+    let master: BTreeSet<&str> = opened[&10].iter().map(|o| o.file.as_str()).collect();
+    assert_eq!(master, [".", "comm", "stat", "status"].into(), "master");
+}
+
+/// A candidate's row is one process: after the cheap comm read by path, its directory is
+/// opened once and every file is read relative to that descriptor (a pid reused meanwhile
+/// then fails instead of answering for the new process). The details read after selection
+/// re-open the directory the same way.
+#[test]
+fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
+    if !strace_works() {
+        skip(
+            "a_candidate_is_read_through_one_descriptor_of_its_directory",
+            "needs strace",
+        );
+        return;
+    }
+    let tree = tree_with_others(5);
+    let opened = files_opened(&tree, &["-n", "nginx", "--interval", "0"]);
+    for pid in 10..=13 {
+        let by_path: Vec<&str> = opened[&pid]
+            .iter()
+            .filter(|o| o.via == Via::Path)
+            .map(|o| o.file.as_str())
+            .collect();
+        // the master is read once; a worker's directory again for its details
+        let expected = if pid == 10 {
+            vec!["comm", "."]
+        } else {
+            vec!["comm", ".", "."]
+        };
+        assert_eq!(by_path, expected, "pid {pid}: {:?}", opened[&pid]);
+        let through_fd: BTreeSet<&str> = opened[&pid]
+            .iter()
+            .filter(|o| o.via == Via::DirFd)
+            .map(|o| o.file.as_str())
+            .collect();
         assert!(
-            worker.iter().any(|f| f == file),
-            "worker lacks {file}: {worker:?}"
+            through_fd.is_superset(&["stat", "status"].into()),
+            "pid {pid}: {:?}",
+            opened[&pid]
         );
     }
+    let worker: BTreeSet<&str> = opened[&11]
+        .iter()
+        .filter(|o| o.via == Via::DirFd)
+        .map(|o| o.file.as_str())
+        .collect();
     assert_eq!(
-        opened[&10],
-        ["comm", "stat", "status"].map(String::from).into(),
-        "master"
+        worker,
+        ["cgroup", "fd", "limits", "smaps_rollup", "stat", "status"].into(),
+        "{:?}",
+        opened[&11]
     );
 }
 
@@ -122,7 +218,7 @@ fn ppid_never_visits_other_processes() {
         opened.keys().collect::<Vec<_>>()
     );
     assert!(
-        opened[&10].contains("task/10/children"),
+        opened[&10].contains(&Opened::path("task/10/children")),
         "{:?}",
         opened[&10]
     );

@@ -387,3 +387,33 @@ fn ppid_and_pidfile_find_the_children_of_a_real_master() {
         pidfile.display()
     )));
 }
+
+// Regression: the kernel cuts a long name's comm at 15 bytes, here inside an `é`; that comm is
+// not UTF-8, the sleepers were "unreadable", and `-n` found 0 of them.
+#[test]
+fn long_non_ascii_name_cut_inside_a_character_is_found() {
+    let _serial = cpu_heavy();
+    let mut spawned = Spawned::new();
+    // unique to this run, an even number of ASCII bytes, then é's: byte 15 is inside one
+    let mut name = format!("cw{}-", std::process::id());
+    if name.len() % 2 == 1 {
+        name.push('a');
+    }
+    while name.len() < 20 {
+        name.push('é');
+    }
+    assert!(!name.is_char_boundary(15), "{name}");
+    spawned.sleepers(&name, 2);
+    let state = state_dir();
+    let out = real_check(state.path())
+        .args(["-n", &name, "--interval", "0"])
+        .output()
+        .unwrap();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        status_line(&out).starts_with(&format!("WORKERS OK - {name}: 2 workers, cpu n/a, ")),
+        "{text}"
+    );
+    assert_eq!(perf_value(&status_line(&out), "workers"), 2.0);
+}

@@ -533,3 +533,100 @@ fn ppid_1_has_workers_but_no_master_to_recover_from() {
     );
     assert!(line.contains(" cpu=0%;;;0;200 "), "{line}");
 }
+
+/// A name of 20 bytes whose 15-byte cut lands inside its 4th `é`.
+const LONG_NON_ASCII: &str = "worker-aéééééé";
+
+// Regression: the kernel cut this name's comm inside a character, the comm was not UTF-8, and
+// the process was "unreadable": `-n` said CRITICAL 0 workers with the workers running.
+#[test]
+fn long_name_cut_inside_a_character_is_found() {
+    let cut = &LONG_NON_ASCII.as_bytes()[..15];
+    assert!(std::str::from_utf8(cut).is_err());
+    let tree = ProcTree::new(5000.0);
+    tree.put(&FakeProc::new(1, 0, "systemd", 0));
+    // found by argv[0]
+    let mut by_argv0 = FakeProc::new(700, 1, LONG_NON_ASCII, WWW).raw_comm(cut);
+    by_argv0.cmdline = format!("/usr/bin/{LONG_NON_ASCII}\0--pool\0www\0");
+    // found by the executable: argv[0] was rewritten
+    let mut by_exe = FakeProc::new(701, 1, LONG_NON_ASCII, WWW).raw_comm(cut);
+    by_exe.cmdline = "worker: pool www\0".into();
+    by_exe.exe = Some(format!("/usr/bin/{LONG_NON_ASCII}"));
+    // the same 15 bytes, but another program
+    let other = FakeProc::new(702, 1, "worker-aééééééx", WWW).raw_comm(cut);
+    tree.put(&by_argv0).put(&by_exe).put(&other);
+    let out = run(&tree, &["-n", LONG_NON_ASCII, "-vvv"]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(
+        status_line(&out),
+        "WORKERS OK - worker-aéééééé: 2 workers, cpu n/a, rss 4.0 MiB avg, vms 100.0 MiB avg | \
+         workers=2;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
+         pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; age_max=4990s;;;0; zombies=0;;;0; \
+         uninterruptible=0;;;0;"
+    );
+    // the cut name is shown with its half character escaped
+    for line in [
+        "pid 700 worker-a\u{e9}\u{e9}\u{e9}\\xc3: candidate",
+        "pid 701 worker-a\u{e9}\u{e9}\u{e9}\\xc3: candidate",
+        "pid 702: no match (name)",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing: {text}");
+    }
+}
+
+// Regression: `-u` and `--ppid` silently left out a process whose comm is not UTF-8 (it was
+// counted as "could not be read").
+#[test]
+fn user_and_ppid_include_a_process_whose_name_is_not_utf8() {
+    let tree = host();
+    tree.put(&FakeProc::new(816, 812, "nginx", WWW).raw_comm(b"ngx\xff\xfe|w"));
+    let out = run(&tree, &["-u", "33", "-vvv"]);
+    let text = stdout_of(&out);
+    assert!(
+        status_line(&out).starts_with("WORKERS OK - user 33: 4 workers, cpu n/a,"),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l == "pid 816 ngx\\xff\\xfe\\x7cw: candidate"),
+        "{text}"
+    );
+    assert!(!text.contains("could not be read"), "{text}");
+    let out = run(&tree, &["--ppid", "812"]);
+    let text = stdout_of(&out);
+    assert!(
+        status_line(&out).starts_with("WORKERS OK - children of 812: 4 workers (master 812),"),
+        "{text}"
+    );
+    assert!(!text.contains("could not be read"), "{text}");
+}
+
+// Regression: a pidfile's pid reused by a process whose name is not UTF-8 gave UNKNOWN (the
+// reused process could not be read) instead of CRITICAL.
+#[test]
+fn pid_reused_by_a_program_whose_name_is_not_utf8_is_critical() {
+    let tree = host();
+    tree.put(&FakeProc::new(812, 1, "x", 0).raw_comm(b"evil\xff|x"));
+    let dir = state_dir();
+    let file = pidfile(dir.path(), "812\n");
+    fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(UNIX_EPOCH + Duration::from_secs(BTIME + 5))
+        .unwrap();
+    let out = run(&tree, &["--pidfile", &file]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout_of(&out));
+    assert_eq!(
+        status_line(&out),
+        format!(
+            "WORKERS CRITICAL - pidfile {file}: 0 workers < 1 (pid 812 from {file} is another \
+             process (evil\\xff\\x7cx), started after the pidfile was written), cpu n/a | \
+             workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; \
+             uninterruptible=0;;;0;"
+        )
+    );
+}
