@@ -2,6 +2,7 @@
 //! conversion that can fail (ranges, users, paths) has already happened.
 
 use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -53,7 +54,7 @@ struct Args {
     /// Command name of the workers, as `ps -o comm` shows it (names longer than 15 bytes are
     /// matched against the executable or argv[0])
     #[arg(short = 'n', long = "name", value_name = "NAME")]
-    name: Option<String>,
+    name: Option<OsString>,
 
     /// Only processes of this user (name or numeric uid; real uid)
     #[arg(short = 'u', long = "user", value_name = "USER")]
@@ -111,6 +112,7 @@ struct Args {
     interval: Option<f64>,
 
     /// Directory for tick files [default: $MP_STATE_PATH/<euid>/check_workers, else
+    /// /var/lib/check-workers/<euid> where the package made that directory, else
     /// /var/tmp/check_workers/<euid>]
     #[arg(long = "state-dir", value_name = "DIR")]
     state_dir: Option<PathBuf>,
@@ -265,10 +267,14 @@ fn clap_summary(e: &clap::Error) -> String {
 }
 
 fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
-    let name = args.name.filter(|n| !n.is_empty());
+    // a name is bytes, as the kernel keeps it: one that is not UTF-8 is still a name
+    let name = args.name.filter(|n| !n.is_empty()).map(|n| n.into_vec());
     if let Some(n) = &name {
-        if n.contains('/') || n.contains('\n') {
-            bail!("-n {n:?}: a command name has no '/' or newline");
+        if n.contains(&b'/') || n.contains(&b'\n') {
+            bail!(
+                "-n {}: a command name has no '/' or newline",
+                text::shown_bytes(n)
+            );
         }
     }
     let parent = match (args.pidfile, args.ppid) {
@@ -317,7 +323,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateDir::resolve(args.state_dir.as_deref(), mp_state_path.as_deref(), euid);
     let selector = Selector {
-        name: name.as_deref().map(NameFilter::new),
+        name: name.as_deref().map(NameFilter::from_bytes),
         uid,
         include_master: args.include_master,
         parent,
@@ -462,7 +468,15 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(1));
         assert_eq!(c.timeout, Duration::from_secs(10));
         assert_eq!(c.label, "nginx");
-        assert!(c.state_dir.path.starts_with("/var/tmp/check_workers"));
+        // the packaged directory where it exists on this host, the shared one elsewhere
+        let euid = nix::unistd::geteuid().as_raw();
+        assert_eq!(c.state_dir, StateDir::resolve(None, None, euid));
+        assert!(
+            c.state_dir.path.starts_with("/var/tmp/check_workers")
+                || c.state_dir.path.starts_with("/var/lib/check-workers"),
+            "{:?}",
+            c.state_dir
+        );
     }
 
     #[test]

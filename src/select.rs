@@ -51,8 +51,14 @@ impl NameFilter {
         }
     }
 
+    /// The name for people: as given, or with its invalid bytes escaped.
     pub fn name(&self) -> &str {
         &self.shown
+    }
+
+    /// The name as the bytes a comm is compared with.
+    pub fn bytes(&self) -> &[u8] {
+        &self.name
     }
 
     pub fn check_comm(&self, comm: &[u8]) -> CommMatch {

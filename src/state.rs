@@ -483,9 +483,14 @@ impl TickStore {
 /// ticks. The name starts with the process name so an operator can tell files apart; the hash
 /// keeps it unique and stable across releases (FNV-1a, not std's unspecified hasher).
 pub fn tick_file_name(selector: &Selector) -> String {
-    let mut key = String::new();
+    // the name as the bytes it matches: two names that print alike must not share a file
+    let name_bytes = selector
+        .name
+        .as_ref()
+        .map(|n| n.bytes())
+        .unwrap_or_default();
     let name = selector.name.as_ref().map(|n| n.name()).unwrap_or("");
-    let _ = write!(key, "name={name}\0");
+    let mut key = String::new();
     if let Some(uid) = selector.uid {
         let _ = write!(key, "uid={uid}\0");
     }
@@ -518,7 +523,8 @@ pub fn tick_file_name(selector: &Selector) -> String {
         let _ = write!(key, "states={states}\0");
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes() {
+    let parts: [&[u8]; 4] = [b"name=", name_bytes, b"\0", key.as_bytes()];
+    for &byte in parts.iter().flat_map(|part| part.iter()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }

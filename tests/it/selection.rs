@@ -630,3 +630,24 @@ fn pid_reused_by_a_program_whose_name_is_not_utf8_is_critical() {
         )
     );
 }
+
+// Regression: `-n` took only UTF-8, so a worker whose name is not UTF-8 could not be named at
+// all; the name is bytes on the command line as in the kernel.
+#[test]
+fn a_name_that_is_not_utf8_can_be_given() {
+    use std::os::unix::ffi::OsStrExt;
+    let tree = host();
+    tree.put(&FakeProc::new(820, 812, "x", WWW).raw_comm(b"w\xffk"));
+    let state = state_dir();
+    let out = check(tree.path(), state.path())
+        .args(["--interval", "0", "-n"])
+        .arg(std::ffi::OsStr::from_bytes(b"w\xffk"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+    assert!(
+        status_line(&out).starts_with("WORKERS OK - w\\xffk: 1 worker, cpu n/a,"),
+        "{}",
+        stdout_of(&out)
+    );
+}
