@@ -211,4 +211,49 @@ mod tests {
             );
         }
     }
+
+    /// The README's metric table as (label, unit, max) cells, backticks removed.
+    fn readme_metric_rows() -> Vec<[String; 3]> {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Metrics and perfdata\n")
+            .nth(1)
+            .expect("README has a \"## Metrics and perfdata\" section");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with("| label |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<String> = row
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().replace('`', ""))
+                    .collect();
+                assert!(cells.len() >= 4, "README metric row {row:?}");
+                [cells[0].clone(), cells[1].clone(), cells[2].clone()]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_metric_table_lists_the_catalog() {
+        let readme = readme_metric_rows();
+        let catalog: Vec<[String; 3]> = CATALOG
+            .iter()
+            .map(|e| {
+                let max = match e.max {
+                    Max::Open => "none",
+                    Max::Hundred => "100",
+                    Max::CpuCeiling => "100 × CPUs",
+                };
+                [e.label, e.unit.shown(), max].map(String::from)
+            })
+            .collect();
+        assert_eq!(
+            readme, catalog,
+            "README.md's metric table (label | unit | max | meaning) must list the catalog's \
+             metrics in catalog order"
+        );
+    }
 }
