@@ -122,103 +122,21 @@ fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capa
     capacity
 }
 
-/// Every metric this run could measure, with its perfdata maximum. Metrics that could not be
-/// measured are left out rather than reported as a misleading 0.
+/// Every metric this run could measure, with its perfdata maximum, in perfdata order; the
+/// metrics step keys its values by catalog entry.
 fn measured(f: &Figures) -> Vec<(MetricName, f64, Option<f64>)> {
-    use MetricName::*;
-    let count = |n: usize| n as f64;
-    let mut out = vec![(Workers, count(f.workers), None)];
-    if let Some(cpu) = &f.cpu {
-        let ceiling = Some(f.cpu_ceiling);
-        out.push((Cpu, cpu.total, ceiling));
-        out.push((CpuUser, cpu.user, ceiling));
-        out.push((CpuSystem, cpu.system, ceiling));
-        if f.workers > 0 {
-            out.push((CpuMax, cpu.max, ceiling));
-        }
-    }
-    let bytes = |b: Option<f64>| b.map(f64::round);
-    let optional: [(MetricName, Option<f64>, Option<f64>); 14] = [
-        (Rss, bytes(f.rss_avg), None),
-        (Vms, bytes(f.vms_avg), None),
-        (Pss, bytes(f.pss_avg), None),
-        (Uss, bytes(f.uss_avg), None),
-        (RssMax, f.rss_max.map(|b| b as f64), None),
-        (VmsMax, f.vms_max.map(|b| b as f64), None),
-        (RssTotal, Some(f.rss_total as f64), None),
-        (RssPct, f.rss_pct, Some(100.0)),
-        (Threads, Some(f.threads as f64), None),
-        (Fds, f.fds.map(|n| n as f64), None),
-        (FdPctMax, f.fd_pct_max, Some(100.0)),
-        (AgeMin, f.age_min.map(f64::floor), None),
-        (AgeMax, f.age_max.map(f64::floor), None),
-        (Zombies, Some(count(f.zombies)), None),
-    ];
-    out.extend(
-        optional
-            .into_iter()
-            .filter_map(|(name, value, max)| Some((name, value?, max))),
-    );
-    out.push((Uninterruptible, count(f.uninterruptible), None));
-    out
+    f.measured()
 }
 
-/// Thresholds on metrics this run could not measure (CPU with no baseline, memory with no
-/// workers, PSS without permission) stay OK, and the output says so rather than staying silent.
+/// Thresholds on metrics this run could not measure stay OK, and the output says so.
 fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> Vec<String> {
-    thresholds
-        .metrics()
-        .filter(|m| results.iter().all(|r| r.name != *m))
-        .map(|m| {
-            format!(
-                "{}: not measured in this run, thresholds not evaluated",
-                m.label()
-            )
-        })
-        .collect()
+    let measured: Vec<MetricName> = results.iter().map(|r| r.name).collect();
+    thresholds.not_evaluated(&measured)
 }
 
 /// Notes on how far the figures can be trusted.
 fn measurement_notes(figures: &Figures, verbosity: u8) -> Vec<String> {
-    let mut notes = Vec::new();
-    if let Some(cpu) = &figures.cpu {
-        if cpu.unknown_workers > 0 {
-            notes.push(format!(
-                "cpu: {} workers were running but not workers at the previous sample; \
-                 counted as 0 for this interval",
-                cpu.unknown_workers
-            ));
-        }
-        if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
-            notes.push(format!(
-                "cpu: {} workers exited within the interval; {} ticks recovered from the \
-                 master's reaped-children time",
-                exited.count,
-                exited.user_ticks + exited.system_ticks
-            ));
-        }
-        if cpu.new_workers > 0 && verbosity > 0 {
-            notes.push(format!(
-                "cpu: {} workers started within the {:.0} s interval and count fully",
-                cpu.new_workers, cpu.interval
-            ));
-        }
-    }
-    if figures.pss_unreadable > 0 {
-        notes.push(format!(
-            "pss, uss: smaps_rollup of {} of {} workers not readable (needs root or the \
-             workers' user); left out",
-            figures.pss_unreadable, figures.workers
-        ));
-    }
-    if figures.fds_unreadable > 0 {
-        notes.push(format!(
-            "fds: open files of {} of {} workers not readable (needs root or the workers' \
-             user); left out",
-            figures.fds_unreadable, figures.workers
-        ));
-    }
-    notes
+    figures.notes(verbosity)
 }
 
 /// Output and exit code of one run.

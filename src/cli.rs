@@ -2,6 +2,7 @@
 //! conversion that can fail (ranges, users, paths) has already happened.
 
 use std::ffi::OsString;
+use std::fmt::Write as _;
 use std::os::unix::ffi::OsStringExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
+use crate::catalog;
 use crate::extra_opts;
 use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
 use crate::state::StateDir;
@@ -26,12 +28,23 @@ Examples:
       only www-data's processes, one line per worker
 
 Ranges follow the Nagios plugin guidelines: N (alert outside 0..N), N: (below N),
-~:N (above N), N:M (outside N..M), @N:M (inside N..M). Metrics: workers, cpu,
-cpu_user, cpu_system (percent of one core), rss, vms (average per worker), rss_max,
-rss_total (bytes; units K, M, G, T are powers of 1024). With no -c workers=..., no
-workers at all is CRITICAL.
+~:N (above N), N:M (outside N..M), @N:M (inside N..M). Sizes take K, M, G, T (powers
+of 1024), ages s, m, h, d. With no -c workers=..., no workers at all is CRITICAL.";
 
-Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.";
+const EXIT_CODES: &str = "Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.";
+
+/// The text after the options: examples, ranges, then every metric as the catalog defines it,
+/// so a new metric is in `--help` and the man page without anyone editing this.
+fn after_help() -> String {
+    let mut text =
+        format!("{EXAMPLES}\n\nMetrics (METRIC in -w/-c; perfdata lists them in this order):\n");
+    for e in catalog::CATALOG {
+        let _ = writeln!(text, "  {:<17}{:<7}{}", e.label, e.unit.shown(), e.meaning);
+    }
+    text.push('\n');
+    text.push_str(EXIT_CODES);
+    text
+}
 
 /// `-t` when none is given, seconds.
 const DEFAULT_TIMEOUT_SECS: u64 = 10;
@@ -46,7 +59,7 @@ const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
     version,
     about = "Nagios/Icinga check of a service's worker processes: count, CPU over the \
              interval since the last check, and memory.",
-    after_help = EXAMPLES,
+    after_help = after_help(),
     disable_help_flag = true,
     disable_version_flag = true
 )]
@@ -97,11 +110,11 @@ struct Args {
     #[arg(long = "cpu-scale", value_name = "SCALE", default_value = "core")]
     cpu_scale: CpuScale,
 
-    /// Warning threshold [METRIC=]RANGE; a bare RANGE is for cpu; repeatable
+    /// Warning threshold [METRIC=]RANGE (metrics below); a bare RANGE is for cpu; repeatable
     #[arg(short = 'w', long = "warning", value_name = "[METRIC=]RANGE", action = ArgAction::Append, allow_hyphen_values = true)]
     warning: Vec<String>,
 
-    /// Critical threshold [METRIC=]RANGE; a bare RANGE is for cpu; repeatable
+    /// Critical threshold [METRIC=]RANGE (metrics below); a bare RANGE is for cpu; repeatable
     #[arg(short = 'c', long = "critical", value_name = "[METRIC=]RANGE", action = ArgAction::Append, allow_hyphen_values = true)]
     critical: Vec<String>,
 
@@ -585,6 +598,27 @@ mod tests {
         let version = parse_err(&["-V"]);
         assert_eq!(version.code, 3);
         assert!(version.text.starts_with("check_workers "));
+    }
+
+    #[test]
+    fn help_lists_every_metric_with_unit_and_meaning() {
+        let help = parse_err(&["--help"]).text;
+        let listed: Vec<&str> = help
+            .lines()
+            .skip_while(|l| !l.starts_with("Metrics "))
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(listed.len(), catalog::CATALOG.len(), "{help}");
+        for (line, e) in listed.iter().zip(catalog::CATALOG) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words[..2], [e.label, e.unit.shown()], "{line}");
+            assert!(line.ends_with(e.meaning), "{line}");
+            assert!(line.len() <= 80, "{line}");
+        }
+        // the man page is rendered from the same definition
+        let man = command().render_long_help().to_string();
+        assert!(man.contains(&listed.join("\n")));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! One run is one sample: `cli` turns options into a [`cli::Config`], `sample` reads the proc
 //! tree, `select` picks the workers, `state` loads and saves the previous run's ticks, `metrics`
 //! turns two samples into figures, `thresholds` judges them, `output` renders the result.
+//! `catalog` defines each metric once (label, unit, maximum, meaning) for all of them.
 //! [`check::evaluate`] is the pure core; [`check::run`] wraps it in I/O.
 
+pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod deadline;

@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::sample::{ProcSample, Snapshot};
+use crate::catalog::MetricName::{self, *};
+use crate::sample::{Details, ProcSample, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
 
 /// Decides whether the previous sample can serve as the start of the CPU interval.
@@ -65,15 +66,14 @@ pub struct WorkerFigures {
     pub pss: Option<u64>,
 }
 
-/// CPU of all workers together over the interval.
+/// How the CPU of all workers over the interval was measured: the ticks behind the CPU metrics
+/// and what the notes say about them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuFigures {
-    /// percent of one core (user + system)
-    pub total: f64,
-    /// percent of one core
-    pub user: f64,
-    /// percent of one core
-    pub system: f64,
+    /// user ticks of all workers in the interval, exited ones included
+    pub user_ticks: u64,
+    /// system ticks of all workers in the interval, exited ones included
+    pub system_ticks: u64,
     /// seconds between the two samples
     pub interval: f64,
     /// workers that started inside the interval and count fully
@@ -82,8 +82,6 @@ pub struct CpuFigures {
     pub unknown_workers: usize,
     /// CPU of workers that exited within the interval, recovered from their master
     pub exited: Option<ExitedWorkers>,
-    /// the busiest worker's CPU, the one runaway an average hides
-    pub max: f64,
 }
 
 /// Workers that were in the previous sample and are gone now, and what their master's
@@ -98,8 +96,9 @@ pub struct ExitedWorkers {
     pub system_ticks: u64,
 }
 
-/// Everything the check measured. Memory figures are None with no workers; per-worker
-/// details are None when some worker's could not be read (never an average of a subset).
+/// Everything the check measured. The metrics' values are keyed by catalog entry, so
+/// evaluation and perfdata need no list of their own; the rest is what the notes and the long
+/// output say about them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Figures {
     pub workers: usize,
@@ -107,42 +106,93 @@ pub struct Figures {
     pub cpu: Option<CpuFigures>,
     /// upper bound of the CPU figures (100 x CPUs, or 100 with `--cpu-scale host`)
     pub cpu_ceiling: f64,
-    /// average resident set size per worker, bytes
-    pub rss_avg: Option<f64>,
-    /// average virtual size per worker, bytes
-    pub vms_avg: Option<f64>,
-    /// average proportional set size per worker, bytes
-    pub pss_avg: Option<f64>,
-    /// average unique set size per worker, bytes
-    pub uss_avg: Option<f64>,
+    /// every metric this run could measure, in the metric's unit, in perfdata order. One that
+    /// could not be measured (CPU with no baseline, memory with no workers, PSS without
+    /// permission) is missing rather than a misleading 0; where some worker's detail could not
+    /// be read, the metric is missing too (never an average of a subset).
+    pub values: Vec<(MetricName, f64)>,
     /// workers whose smaps_rollup could not be read
     pub pss_unreadable: usize,
-    /// the largest worker's resident set size, bytes
-    pub rss_max: Option<u64>,
-    /// the largest worker's virtual size, bytes
-    pub vms_max: Option<u64>,
-    /// resident set size of all workers, bytes
-    pub rss_total: u64,
-    /// rss_total as percent of the memory the workers may use (cgroup limit or host)
-    pub rss_pct: Option<f64>,
-    /// threads of all workers
-    pub threads: u64,
-    /// open file descriptors of all workers
-    pub fds: Option<u64>,
     /// workers whose fds could not be counted
     pub fds_unreadable: usize,
-    /// the highest ratio of a worker's fds to its soft RLIMIT_NOFILE, percent
-    pub fd_pct_max: Option<f64>,
-    /// seconds since the youngest worker started
-    pub age_min: Option<f64>,
-    /// seconds since the oldest worker started
-    pub age_max: Option<f64>,
-    /// workers in state Z
-    pub zombies: usize,
-    /// workers in state D
-    pub uninterruptible: usize,
     /// per worker, busiest first
     pub per_worker: Vec<WorkerFigures>,
+}
+
+impl Figures {
+    /// The value of `metric`, where this run measured it.
+    pub fn value(&self, metric: MetricName) -> Option<f64> {
+        self.values
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|&(_, v)| v)
+    }
+
+    /// Every measured metric with its perfdata maximum, in perfdata order.
+    pub fn measured(&self) -> Vec<(MetricName, f64, Option<f64>)> {
+        self.values
+            .iter()
+            .map(|&(m, value)| (m, value, m.max().value(self.cpu_ceiling)))
+            .collect()
+    }
+
+    /// Notes on how far the figures can be trusted: workers whose CPU share is unknown or
+    /// counted whole, and details some workers would not let us read.
+    pub fn notes(&self, verbosity: u8) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(cpu) = &self.cpu {
+            notes.extend(cpu_notes(cpu, verbosity));
+        }
+        if self.pss_unreadable > 0 {
+            notes.push(format!(
+                "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
+                 workers' user); left out",
+                Pss.label(),
+                Uss.label(),
+                self.pss_unreadable,
+                self.workers
+            ));
+        }
+        if self.fds_unreadable > 0 {
+            notes.push(format!(
+                "{}: open files of {} of {} workers not readable (needs root or the workers' \
+                 user); left out",
+                Fds.label(),
+                self.fds_unreadable,
+                self.workers
+            ));
+        }
+        notes
+    }
+}
+
+/// The CPU notes: an unknown share always (the figure is low by it), exited workers with -vv,
+/// new workers with -v.
+fn cpu_notes(cpu: &CpuFigures, verbosity: u8) -> Vec<String> {
+    let mut notes = Vec::new();
+    let label = Cpu.label();
+    if cpu.unknown_workers > 0 {
+        notes.push(format!(
+            "{label}: {} workers were running but not workers at the previous sample; \
+             counted as 0 for this interval",
+            cpu.unknown_workers
+        ));
+    }
+    if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
+        notes.push(format!(
+            "{label}: {} workers exited within the interval; {} ticks recovered from the \
+             master's reaped-children time",
+            exited.count,
+            exited.user_ticks + exited.system_ticks
+        ));
+    }
+    if cpu.new_workers > 0 && verbosity > 0 {
+        notes.push(format!(
+            "{label}: {} workers started within the {:.0} s interval and count fully",
+            cpu.new_workers, cpu.interval
+        ));
+    }
+    notes
 }
 
 /// What the workers may use, for the relative figures.
@@ -185,6 +235,9 @@ impl Capacity {
     }
 }
 
+/// A metric's value, or None where this run could not measure it.
+type Measured = (MetricName, Option<f64>);
+
 /// Computes all figures of `workers` (and their `masters`) sampled in `now`, against
 /// `previous` when there is one.
 pub fn compute(
@@ -195,85 +248,183 @@ pub fn compute(
     capacity: &Capacity,
 ) -> Figures {
     let hz = now.clock_ticks.max(1) as f64;
-    let cpu_of_each: Vec<Option<WorkerCpu>> = match previous {
-        Some(prev) => {
-            let before: HashMap<i32, &ProcTicks> =
-                prev.workers.iter().map(|t| (t.pid, t)).collect();
-            workers
-                .iter()
-                .map(|w| Some(worker_cpu(w, before.get(&w.pid).copied(), prev.uptime, hz)))
-                .collect()
-        }
-        None => vec![None; workers.len()],
+    let rate = Rate {
+        seconds: previous.map_or(f64::INFINITY, |prev| now.uptime - prev.uptime),
+        hz,
+        divisor: capacity.cpu_divisor,
     };
-    let interval = previous.map(|prev| now.uptime - prev.uptime);
-    let percent = |ticks: u64| {
-        let interval = interval.unwrap_or(f64::INFINITY);
-        ticks as f64 / (interval * hz) * 100.0 / capacity.cpu_divisor
-    };
-    let mut per_worker: Vec<WorkerFigures> = workers
+    let ticks = previous.map(|prev| worker_ticks(workers, prev, hz));
+    let per_worker = per_worker(workers, ticks.as_deref(), rate, now.uptime);
+    let cpu = previous
+        .zip(ticks.as_deref())
+        .map(|(prev, ticks)| cpu_interval(prev, workers, masters, ticks, rate.seconds));
+
+    let mut values = counts(workers);
+    values.extend(cpu_values(cpu.as_ref(), rate, &per_worker));
+    values.extend(memory(workers, capacity.memory));
+    values.extend(fds(workers));
+    values.extend(ages(&per_worker));
+    values.extend(states(workers));
+    Figures {
+        workers: workers.len(),
+        cpu,
+        cpu_ceiling: capacity.cpu_ceiling,
+        values: in_perfdata_order(values),
+        pss_unreadable: unreadable(workers, |d| d.pss),
+        fds_unreadable: unreadable(workers, |d| d.fds),
+        per_worker,
+    }
+}
+
+/// The measured values, unmeasured ones dropped, in catalog order (the groups compute them in
+/// their own order; `MetricName`'s order is the catalog's).
+fn in_perfdata_order(values: Vec<Measured>) -> Vec<(MetricName, f64)> {
+    let mut measured: Vec<(MetricName, f64)> = values
+        .into_iter()
+        .filter_map(|(metric, value)| Some((metric, value?)))
+        .collect();
+    measured.sort_by_key(|&(metric, _)| metric);
+    measured
+}
+
+/// Ticks as CPU percent of the interval, divided as `--cpu-scale` says.
+#[derive(Debug, Clone, Copy)]
+struct Rate {
+    /// the interval; infinite with no previous sample
+    seconds: f64,
+    /// clock ticks per second
+    hz: f64,
+    /// see [`Capacity::cpu_divisor`]
+    divisor: f64,
+}
+
+impl Rate {
+    fn percent(self, ticks: u64) -> f64 {
+        ticks as f64 / (self.seconds * self.hz) * 100.0 / self.divisor
+    }
+}
+
+/// What each worker did since the previous sample, in the order of `workers`.
+fn worker_ticks(workers: &[ProcSample], prev: &TickState, hz: f64) -> Vec<WorkerCpu> {
+    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
+    workers
         .iter()
-        .zip(&cpu_of_each)
-        .map(|(w, c)| WorkerFigures {
+        .map(|w| worker_cpu(w, before.get(&w.pid).copied(), prev.uptime, hz))
+        .collect()
+}
+
+/// Each worker's figures for the long output, busiest first; equal CPU goes to the larger,
+/// then to the lower pid, so the order does not flicker between runs.
+fn per_worker(
+    workers: &[ProcSample],
+    ticks: Option<&[WorkerCpu]>,
+    rate: Rate,
+    uptime: f64,
+) -> Vec<WorkerFigures> {
+    let mut figures: Vec<WorkerFigures> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WorkerFigures {
             pid: w.pid,
             uid: w.uid,
-            cpu: c.map(|c| percent(c.user_ticks + c.system_ticks)),
+            cpu: ticks.map(|t| rate.percent(t[i].user_ticks + t[i].system_ticks)),
             rss: w.rss,
             vms: w.vms,
-            age: (now.uptime - w.starttime as f64 / hz).max(0.0),
+            age: (uptime - w.starttime as f64 / rate.hz).max(0.0),
             state: w.state,
             pss: w.details.as_ref().and_then(|d| d.pss),
         })
         .collect();
-    per_worker.sort_by(|a, b| {
+    figures.sort_by(|a, b| {
         let cpu = |w: &WorkerFigures| w.cpu.unwrap_or(0.0);
         cpu(b)
             .total_cmp(&cpu(a))
             .then(b.rss.cmp(&a.rss))
             .then(a.pid.cmp(&b.pid))
     });
+    figures
+}
 
-    let cpu = previous.map(|prev| {
-        let measured = cpu_of_each.iter().flatten();
-        let exited = exited_workers(prev, workers, masters);
-        let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
-        let user: u64 =
-            measured.clone().map(|c| c.user_ticks).sum::<u64>() + recovered(|e| e.user_ticks);
-        let system: u64 =
-            measured.clone().map(|c| c.system_ticks).sum::<u64>() + recovered(|e| e.system_ticks);
-        let count = |basis| measured.clone().filter(|c| c.basis == basis).count();
-        CpuFigures {
-            total: percent(user + system),
-            user: percent(user),
-            system: percent(system),
-            interval: now.uptime - prev.uptime,
-            new_workers: count(CpuBasis::New),
-            unknown_workers: count(CpuBasis::Unknown),
-            exited,
-            max: per_worker.first().and_then(|w| w.cpu).unwrap_or(0.0),
-        }
-    });
+/// All workers' ticks over the interval since `prev`, those of workers gone since recovered
+/// from their master, and how each worker's share was known.
+fn cpu_interval(
+    prev: &TickState,
+    workers: &[ProcSample],
+    masters: &[ProcSample],
+    ticks: &[WorkerCpu],
+    seconds: f64,
+) -> CpuFigures {
+    let exited = exited_workers(prev, workers, masters);
+    let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
+    let count = |basis| ticks.iter().filter(|c| c.basis == basis).count();
+    CpuFigures {
+        user_ticks: ticks.iter().map(|c| c.user_ticks).sum::<u64>() + recovered(|e| e.user_ticks),
+        system_ticks: ticks.iter().map(|c| c.system_ticks).sum::<u64>()
+            + recovered(|e| e.system_ticks),
+        interval: seconds,
+        new_workers: count(CpuBasis::New),
+        unknown_workers: count(CpuBasis::Unknown),
+        exited,
+    }
+}
 
-    let n = workers.len();
-    let average = |total: u64| (n > 0).then(|| total as f64 / n as f64);
+/// [`Part::Count`](crate::catalog::Part): workers and threads.
+fn counts(workers: &[ProcSample]) -> Vec<Measured> {
+    vec![
+        (Workers, Some(workers.len() as f64)),
+        (
+            Threads,
+            Some(workers.iter().map(|w| w.threads).sum::<u64>() as f64),
+        ),
+    ]
+}
+
+/// [`Part::Cpu`](crate::catalog::Part): all workers' CPU and the busiest one's, unmeasured
+/// without an interval.
+fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]) -> Vec<Measured> {
+    let percent = |ticks: fn(&CpuFigures) -> u64| cpu.map(|c| rate.percent(ticks(c)));
+    vec![
+        (Cpu, percent(|c| c.user_ticks + c.system_ticks)),
+        (CpuUser, percent(|c| c.user_ticks)),
+        (CpuSystem, percent(|c| c.system_ticks)),
+        // no workers, no busiest one: left out rather than a 0
+        (
+            CpuMax,
+            cpu.and(per_worker.first()).map(|w| w.cpu.unwrap_or(0.0)),
+        ),
+    ]
+}
+
+/// [`Part::Memory`](crate::catalog::Part): sizes in whole bytes, averages unmeasured with no
+/// workers; `rss_pct` against the memory the workers may use.
+fn memory(workers: &[ProcSample], limit: Option<u64>) -> Vec<Measured> {
+    let n = workers.len() as f64;
+    let average = |total: u64| (n > 0.0).then(|| (total as f64 / n).round());
+    let detail_average = |get: fn(&Details) -> Option<u64>| {
+        every_detail(workers, get).map(|v| (v.iter().sum::<u64>() as f64 / v.len() as f64).round())
+    };
+    let largest = |size: fn(&ProcSample) -> u64| workers.iter().map(size).max().map(|b| b as f64);
     let rss_total: u64 = workers.iter().map(|w| w.rss).sum();
-    // a detail counts only when every worker's could be read: an average of the readable
-    // ones would silently describe other workers than the check reports on
-    let all_details = |get: fn(&crate::sample::Details) -> Option<u64>| -> Option<Vec<u64>> {
-        workers
-            .iter()
-            .map(|w| w.details.as_ref().and_then(get))
-            .collect()
-    };
-    let missing = |get: fn(&crate::sample::Details) -> Option<u64>| {
-        workers
-            .iter()
-            .filter(|w| w.details.is_some() && w.details.as_ref().and_then(get).is_none())
-            .count()
-    };
-    let pss = all_details(|d| d.pss).filter(|v| !v.is_empty());
-    let uss = all_details(|d| d.uss).filter(|v| !v.is_empty());
-    let fds = all_details(|d| d.fds).filter(|v| !v.is_empty());
+    vec![
+        (Rss, average(rss_total)),
+        (Vms, average(workers.iter().map(|w| w.vms).sum())),
+        (Pss, detail_average(|d| d.pss)),
+        (Uss, detail_average(|d| d.uss)),
+        (RssMax, largest(|w| w.rss)),
+        (VmsMax, largest(|w| w.vms)),
+        (RssTotal, Some(rss_total as f64)),
+        (
+            RssPct,
+            limit
+                .filter(|&m| m > 0)
+                .map(|m| rss_total as f64 / m as f64 * 100.0),
+        ),
+    ]
+}
+
+/// [`Part::Fds`](crate::catalog::Part): open files of all workers, and the worker closest to
+/// its limit (a sum cannot show one worker running out).
+fn fds(workers: &[ProcSample]) -> Vec<Measured> {
     let fd_pct_max = workers
         .iter()
         .filter_map(|w| {
@@ -281,33 +432,48 @@ pub fn compute(
             Some(d.fds? as f64 / d.fd_limit.filter(|&l| l > 0)? as f64 * 100.0)
         })
         .max_by(f64::total_cmp);
+    vec![
+        (
+            Fds,
+            every_detail(workers, |d| d.fds).map(|v| v.iter().sum::<u64>() as f64),
+        ),
+        (FdPctMax, fd_pct_max),
+    ]
+}
+
+/// [`Part::Ages`](crate::catalog::Part): whole seconds since the youngest and the oldest
+/// worker started.
+fn ages(per_worker: &[WorkerFigures]) -> Vec<Measured> {
     let ages = per_worker.iter().map(|w| w.age);
-    Figures {
-        workers: n,
-        cpu,
-        cpu_ceiling: capacity.cpu_ceiling,
-        rss_avg: average(rss_total),
-        vms_avg: average(workers.iter().map(|w| w.vms).sum()),
-        pss_avg: pss.map(|v| v.iter().sum::<u64>() as f64 / v.len() as f64),
-        uss_avg: uss.map(|v| v.iter().sum::<u64>() as f64 / v.len() as f64),
-        pss_unreadable: missing(|d| d.pss),
-        rss_max: workers.iter().map(|w| w.rss).max(),
-        vms_max: workers.iter().map(|w| w.vms).max(),
-        rss_total,
-        rss_pct: capacity
-            .memory
-            .filter(|&m| m > 0)
-            .map(|m| rss_total as f64 / m as f64 * 100.0),
-        threads: workers.iter().map(|w| w.threads).sum(),
-        fds: fds.map(|v| v.iter().sum()),
-        fds_unreadable: missing(|d| d.fds),
-        fd_pct_max,
-        age_min: ages.clone().min_by(f64::total_cmp),
-        age_max: ages.max_by(f64::total_cmp),
-        zombies: workers.iter().filter(|w| w.state == 'Z').count(),
-        uninterruptible: workers.iter().filter(|w| w.state == 'D').count(),
-        per_worker,
-    }
+    vec![
+        (AgeMin, ages.clone().min_by(f64::total_cmp).map(f64::floor)),
+        (AgeMax, ages.max_by(f64::total_cmp).map(f64::floor)),
+    ]
+}
+
+/// [`Part::States`](crate::catalog::Part): workers in the states that mean trouble.
+fn states(workers: &[ProcSample]) -> Vec<Measured> {
+    let in_state = |state| Some(workers.iter().filter(|w| w.state == state).count() as f64);
+    vec![(Zombies, in_state('Z')), (Uninterruptible, in_state('D'))]
+}
+
+/// One detail of every worker, or None when some worker's could not be read (or there are no
+/// workers): an average of the readable ones would silently describe other workers than the
+/// check reports on.
+fn every_detail(workers: &[ProcSample], get: fn(&Details) -> Option<u64>) -> Option<Vec<u64>> {
+    let all: Option<Vec<u64>> = workers
+        .iter()
+        .map(|w| w.details.as_ref().and_then(get))
+        .collect();
+    all.filter(|v| !v.is_empty())
+}
+
+/// Workers whose details were read but lack this one: the permission problem a note reports.
+fn unreadable(workers: &[ProcSample], get: fn(&Details) -> Option<u64>) -> usize {
+    workers
+        .iter()
+        .filter(|w| w.details.is_some() && w.details.as_ref().and_then(get).is_none())
+        .count()
 }
 
 /// CPU that workers gone since the previous sample burnt inside the interval.
@@ -397,6 +563,11 @@ fn worker_cpu(
 mod tests {
     use super::*;
 
+    /// All workers' CPU, which every CPU test is about.
+    fn total(f: &Figures) -> f64 {
+        f.value(Cpu).expect("cpu measured")
+    }
+
     fn worker(pid: i32, starttime: u64, utime: u64, stime: u64) -> ProcSample {
         ProcSample {
             pid,
@@ -454,9 +625,9 @@ mod tests {
         );
         let cpu = f.cpu.unwrap();
         // (1200 + 300 + 600) / 6000 * 100 = 35 %
-        assert!((cpu.total - 35.0).abs() < 1e-9, "{}", cpu.total);
-        assert!((cpu.user - 30.0).abs() < 1e-9);
-        assert!((cpu.system - 5.0).abs() < 1e-9);
+        assert!((total(&f) - 35.0).abs() < 1e-9, "{}", total(&f));
+        assert!((f.value(CpuUser).unwrap() - 30.0).abs() < 1e-9);
+        assert!((f.value(CpuSystem).unwrap() - 5.0).abs() < 1e-9);
         assert_eq!(cpu.interval, 60.0);
         assert_eq!(f.per_worker[0].pid, 10, "busiest first");
         assert!((f.per_worker[0].cpu.unwrap() - 25.0).abs() < 1e-9);
@@ -473,7 +644,7 @@ mod tests {
             Some(&prev),
             &Capacity::per_core(4),
         );
-        assert!((f.cpu.unwrap().total - 200.0).abs() < 1e-9);
+        assert!((total(&f) - 200.0).abs() < 1e-9);
     }
 
     #[test]
@@ -481,19 +652,18 @@ mod tests {
         // pid 10 had 5000 ticks; a new process with pid 10 started at 1030 s (tick 103000)
         let prev = previous(1000.0, vec![ticks(10, 500, 5000, 0)]);
         let now = [worker(10, 103_000, 300, 0)];
-        let cpu = compute(
+        let f = compute(
             &now,
             &[],
             &snapshot(1060.0),
             Some(&prev),
             &Capacity::per_core(4),
-        )
-        .cpu
-        .unwrap();
+        );
+        let cpu = f.cpu.unwrap();
         assert!(
-            (cpu.total - 5.0).abs() < 1e-9,
+            (total(&f) - 5.0).abs() < 1e-9,
             "300 ticks / 6000 = 5 %, got {}",
-            cpu.total
+            total(&f)
         );
         assert_eq!(cpu.new_workers, 1);
     }
@@ -502,16 +672,15 @@ mod tests {
     fn new_worker_counts_fully() {
         let prev = previous(1000.0, vec![]);
         let now = [worker(20, 100_000, 120, 60)];
-        let cpu = compute(
+        let f = compute(
             &now,
             &[],
             &snapshot(1060.0),
             Some(&prev),
             &Capacity::per_core(4),
-        )
-        .cpu
-        .unwrap();
-        assert!((cpu.total - 3.0).abs() < 1e-9);
+        );
+        let cpu = f.cpu.unwrap();
+        assert!((total(&f) - 3.0).abs() < 1e-9);
         assert_eq!(cpu.new_workers, 1);
     }
 
@@ -520,16 +689,15 @@ mod tests {
         // started at 500 s, long before the previous sample, but not in it
         let prev = previous(1000.0, vec![]);
         let now = [worker(30, 50_000, 9999, 9999)];
-        let cpu = compute(
+        let f = compute(
             &now,
             &[],
             &snapshot(1060.0),
             Some(&prev),
             &Capacity::per_core(4),
-        )
-        .cpu
-        .unwrap();
-        assert_eq!(cpu.total, 0.0);
+        );
+        let cpu = f.cpu.unwrap();
+        assert_eq!(total(&f), 0.0);
         assert_eq!(cpu.unknown_workers, 1);
     }
 
@@ -559,20 +727,19 @@ mod tests {
         prev.masters = vec![master_ticks(5000, 700)];
         let now = [worker(21, 500, 600, 0)];
         let masters = [master(5000 + 2000, 700 + 100)];
-        let cpu = compute(
+        let f = compute(
             &now,
             &masters,
             &snapshot(1060.0),
             Some(&prev),
             &Capacity::per_core(4),
-        )
-        .cpu
-        .unwrap();
+        );
+        let cpu = f.cpu.unwrap();
         let exited = cpu.exited.unwrap();
         assert_eq!(exited.count, 1);
         assert_eq!((exited.user_ticks, exited.system_ticks), (1700, 40));
         // (600 + 1700 + 40) / 6000 = 39 %
-        assert!((cpu.total - 39.0).abs() < 1e-9, "{}", cpu.total);
+        assert!((total(&f) - 39.0).abs() < 1e-9, "{}", total(&f));
     }
 
     #[test]
@@ -581,17 +748,16 @@ mod tests {
         prev.masters = vec![master_ticks(5000, 700)];
         let mut restarted = master(9000, 900);
         restarted.starttime = 99_000;
-        let cpu = compute(
+        let f = compute(
             &[],
             &[restarted],
             &snapshot(1060.0),
             Some(&prev),
             &Capacity::per_core(4),
-        )
-        .cpu
-        .unwrap();
+        );
+        let cpu = f.cpu.unwrap();
         assert_eq!(cpu.exited, None);
-        assert_eq!(cpu.total, 0.0);
+        assert_eq!(total(&f), 0.0);
     }
 
     #[test]
@@ -599,17 +765,16 @@ mod tests {
         // a gone worker the master did not reap (yet): its old ticks must not go negative
         let mut prev = previous(1000.0, vec![ticks(20, 500, 300, 60)]);
         prev.masters = vec![master_ticks(5000, 700)];
-        let cpu = compute(
+        let f = compute(
             &[],
             &[master(5000, 700)],
             &snapshot(1060.0),
             Some(&prev),
             &Capacity::per_core(4),
-        )
-        .cpu
-        .unwrap();
+        );
+        let cpu = f.cpu.unwrap();
         assert_eq!(cpu.exited.unwrap().user_ticks, 0);
-        assert_eq!(cpu.total, 0.0);
+        assert_eq!(total(&f), 0.0);
     }
 
     #[test]
@@ -634,15 +799,93 @@ mod tests {
         b.rss = 3000;
         b.vms = 30_000;
         let f = compute(&[a, b], &[], &snapshot(10.0), None, &Capacity::per_core(4));
-        assert_eq!(f.rss_avg, Some(2000.0));
-        assert_eq!(f.vms_avg, Some(20_000.0));
-        assert_eq!(f.rss_max, Some(3000));
-        assert_eq!(f.rss_total, 4000);
+        assert_eq!(f.value(Rss), Some(2000.0));
+        assert_eq!(f.value(Vms), Some(20_000.0));
+        assert_eq!(f.value(RssMax), Some(3000.0));
+        assert_eq!(f.value(RssTotal), Some(4000.0));
         let empty = compute(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
         assert_eq!(
-            (empty.rss_avg, empty.rss_max, empty.rss_total),
-            (None, None, 0)
+            (empty.value(Rss), empty.value(RssMax), empty.value(RssTotal)),
+            (None, None, Some(0.0))
         );
+    }
+
+    // A metric added to the catalog but not to its part's function (or to the wrong one)
+    // would silently never reach perfdata.
+    #[test]
+    fn each_part_computes_its_catalog_entries() {
+        use crate::catalog::{Part, CATALOG};
+        let rate = Rate {
+            seconds: 60.0,
+            hz: 100.0,
+            divisor: 1.0,
+        };
+        let parts = [
+            (Part::Count, counts(&[])),
+            (Part::Cpu, cpu_values(None, rate, &[])),
+            (Part::Memory, memory(&[], None)),
+            (Part::Fds, fds(&[])),
+            (Part::Ages, ages(&[])),
+            (Part::States, states(&[])),
+        ];
+        for (part, measured) in &parts {
+            let computed: Vec<MetricName> = measured.iter().map(|&(m, _)| m).collect();
+            let defined: Vec<MetricName> = CATALOG
+                .iter()
+                .filter(|e| e.part == *part)
+                .map(|e| e.metric)
+                .collect();
+            assert_eq!(computed, defined, "{part:?}");
+        }
+        let covered: usize = parts.iter().map(|(_, m)| m.len()).sum();
+        assert_eq!(covered, CATALOG.len(), "a part is missing here");
+    }
+
+    #[test]
+    fn every_metric_is_measured_once_in_perfdata_order() {
+        let details = Details {
+            fds: Some(16),
+            fd_limit: Some(1024),
+            pss: Some(2 << 20),
+            uss: Some(1 << 20),
+        };
+        let mut w = worker(10, 500, 1300, 350);
+        w.details = Some(details);
+        let prev = previous(1000.0, vec![ticks(10, 500, 100, 50)]);
+        let mut capacity = Capacity::per_core(4);
+        capacity.memory = Some(1 << 30);
+        let f = compute(&[w], &[], &snapshot(1060.0), Some(&prev), &capacity);
+        let measured: Vec<MetricName> = f.values.iter().map(|&(m, _)| m).collect();
+        assert_eq!(measured, MetricName::all().collect::<Vec<_>>());
+        let max = |metric| f.measured().into_iter().find(|m| m.0 == metric).unwrap().2;
+        assert_eq!(max(CpuMax), Some(400.0));
+        assert_eq!(max(RssPct), Some(100.0));
+        assert_eq!(max(Rss), None);
+    }
+
+    #[test]
+    fn unmeasurable_metrics_are_left_out_not_zero() {
+        let f = compute(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
+        assert_eq!(
+            f.measured(),
+            [
+                (Workers, 0.0, None),
+                (RssTotal, 0.0, None),
+                (Threads, 0.0, None),
+                (Zombies, 0.0, None),
+                (Uninterruptible, 0.0, None),
+            ]
+        );
+        // an interval but no workers: CPU of nobody is 0, but there is no busiest worker
+        let f = compute(
+            &[],
+            &[],
+            &snapshot(1060.0),
+            Some(&previous(1000.0, vec![])),
+            &Capacity::per_core(4),
+        );
+        assert_eq!(f.value(Cpu), Some(0.0));
+        assert_eq!(f.value(CpuMax), None);
     }
 
     #[test]

@@ -9,110 +9,9 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use nagiosplugin::ServiceState;
 
-/// The figures this check measures. The label is the perfdata label and the `METRIC=` name
-/// accepted by `-w`/`-c`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum MetricName {
-    Workers,
-    Cpu,
-    CpuUser,
-    CpuSystem,
-    CpuMax,
-    Rss,
-    Vms,
-    Pss,
-    Uss,
-    RssMax,
-    VmsMax,
-    RssTotal,
-    RssPct,
-    Threads,
-    Fds,
-    FdPctMax,
-    AgeMin,
-    AgeMax,
-    Zombies,
-    Uninterruptible,
-}
-
-/// What a metric's numbers mean, so ranges and perfdata use the metric's own unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// a plain count
-    Count,
-    /// percent (of one core for CPU, unless `--cpu-scale host`)
-    Percent,
-    /// bytes
-    Bytes,
-    /// seconds
-    Seconds,
-}
-
-impl MetricName {
-    /// Every metric, in the order perfdata lists them.
-    pub const ALL: [MetricName; 20] = [
-        MetricName::Workers,
-        MetricName::Cpu,
-        MetricName::CpuUser,
-        MetricName::CpuSystem,
-        MetricName::CpuMax,
-        MetricName::Rss,
-        MetricName::Vms,
-        MetricName::Pss,
-        MetricName::Uss,
-        MetricName::RssMax,
-        MetricName::VmsMax,
-        MetricName::RssTotal,
-        MetricName::RssPct,
-        MetricName::Threads,
-        MetricName::Fds,
-        MetricName::FdPctMax,
-        MetricName::AgeMin,
-        MetricName::AgeMax,
-        MetricName::Zombies,
-        MetricName::Uninterruptible,
-    ];
-
-    /// The perfdata label, also the name used in `-w METRIC=RANGE`.
-    pub fn label(self) -> &'static str {
-        match self {
-            MetricName::Workers => "workers",
-            MetricName::Cpu => "cpu",
-            MetricName::CpuUser => "cpu_user",
-            MetricName::CpuSystem => "cpu_system",
-            MetricName::CpuMax => "cpu_max",
-            MetricName::Rss => "rss",
-            MetricName::Vms => "vms",
-            MetricName::Pss => "pss",
-            MetricName::Uss => "uss",
-            MetricName::RssMax => "rss_max",
-            MetricName::VmsMax => "vms_max",
-            MetricName::RssTotal => "rss_total",
-            MetricName::RssPct => "rss_pct",
-            MetricName::Threads => "threads",
-            MetricName::Fds => "fds",
-            MetricName::FdPctMax => "fd_pct_max",
-            MetricName::AgeMin => "age_min",
-            MetricName::AgeMax => "age_max",
-            MetricName::Zombies => "zombies",
-            MetricName::Uninterruptible => "uninterruptible",
-        }
-    }
-
-    pub fn unit(self) -> Unit {
-        use MetricName::*;
-        match self {
-            Workers | Threads | Fds | Zombies | Uninterruptible => Unit::Count,
-            Cpu | CpuUser | CpuSystem | CpuMax | RssPct | FdPctMax => Unit::Percent,
-            Rss | Vms | Pss | Uss | RssMax | VmsMax | RssTotal => Unit::Bytes,
-            AgeMin | AgeMax => Unit::Seconds,
-        }
-    }
-
-    fn from_label(label: &str) -> Option<MetricName> {
-        MetricName::ALL.into_iter().find(|m| m.label() == label)
-    }
-}
+// Ranges are parsed in a metric's unit, so whoever judges or renders a metric needs both: the
+// catalog defines them, and they are re-exported for the steps that meet them with ranges.
+pub use crate::catalog::{MetricName, Unit};
 
 /// A Nagios range. The value is OK when `start <= value <= end`; `inverted` (`@`) flips that.
 /// Infinite ends stand for `~` and for an omitted end.
@@ -398,6 +297,21 @@ impl Thresholds {
         self.by_metric.keys().copied()
     }
 
+    /// Notes for the thresholds on metrics this run could not measure (CPU with no baseline,
+    /// memory with no workers, PSS without permission): they stay OK, and the output says so
+    /// rather than staying silent. In perfdata order.
+    pub fn not_evaluated(&self, measured: &[MetricName]) -> Vec<String> {
+        self.metrics()
+            .filter(|m| !measured.contains(m))
+            .map(|m| {
+                format!(
+                    "{}: not measured in this run, thresholds not evaluated",
+                    m.label()
+                )
+            })
+            .collect()
+    }
+
     /// Critical is checked first, so a value in both alert regions reads CRITICAL.
     pub fn evaluate(&self, metric: MetricName, value: f64) -> Verdict {
         let pair = self.pair(metric);
@@ -426,7 +340,7 @@ fn parse_threshold(arg: &str) -> Result<(MetricName, Range)> {
     let (metric, range) = match arg.split_once('=') {
         Some((label, range)) => {
             let metric = MetricName::from_label(label).with_context(|| {
-                let known: Vec<&str> = MetricName::ALL.iter().map(|m| m.label()).collect();
+                let known: Vec<&str> = MetricName::all().map(|m| m.label()).collect();
                 format!("unknown metric {label:?} (known: {})", known.join(", "))
             })?;
             (metric, range)
@@ -690,6 +604,40 @@ mod tests {
         );
         assert!(!ok("@96:99", "95"));
         assert!(Thresholds::from_args(&["workers=2:".into()], &[]).is_ok());
+    }
+
+    #[test]
+    fn every_catalog_metric_takes_thresholds_in_its_unit() {
+        for metric in MetricName::all() {
+            let suffix = match metric.unit() {
+                Unit::Count => "",
+                Unit::Percent => "%",
+                Unit::Bytes => "K",
+                Unit::Seconds => "m",
+            };
+            let arg = format!("{}=5{suffix}", metric.label());
+            let t = Thresholds::from_args(std::slice::from_ref(&arg), &[]).expect(&arg);
+            assert!(t.pair(metric).warning.is_some(), "{arg}");
+        }
+        let err = Thresholds::from_args(&["bogus=1".into()], &[]).unwrap_err();
+        let known: Vec<&str> = MetricName::all().map(MetricName::label).collect();
+        assert!(
+            format!("{err:#}").ends_with(&format!("(known: {})", known.join(", "))),
+            "{err:#}"
+        );
+    }
+
+    #[test]
+    fn thresholds_on_unmeasured_metrics_are_noted_in_perfdata_order() {
+        let t = Thresholds::from_args(&["pss=1M".into(), "cpu=80".into(), "rss=1M".into()], &[])
+            .unwrap();
+        assert_eq!(
+            t.not_evaluated(&[MetricName::Workers, MetricName::Rss]),
+            [
+                "cpu: not measured in this run, thresholds not evaluated",
+                "pss: not measured in this run, thresholds not evaluated",
+            ]
+        );
     }
 
     #[test]

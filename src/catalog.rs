@@ -1,0 +1,259 @@
+//! Metric catalog: every metric the check reports, defined once. Perfdata order, the
+//! `-w`/`-c METRIC=` names, units, perfdata maxima and `--help`'s metric list all come from
+//! here, and a test holds the README's metric table to it.
+//!
+//! A leaf module, so every step of the pipeline can name a metric without depending on the
+//! step that computes or judges it. `metrics` computes the values, grouped by [`Part`].
+
+/// What a metric's numbers mean, so ranges and perfdata use the metric's own unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// a plain count
+    Count,
+    /// percent (of one core for CPU, unless `--cpu-scale host`)
+    Percent,
+    /// bytes
+    Bytes,
+    /// seconds
+    Seconds,
+}
+
+impl Unit {
+    /// How help and the README name the unit: the perfdata UOM, or `count` for a count (whose
+    /// UOM is empty, which reads as a missing word).
+    pub fn shown(self) -> &'static str {
+        match self {
+            Unit::Count => "count",
+            Unit::Percent => "%",
+            Unit::Bytes => "B",
+            Unit::Seconds => "s",
+        }
+    }
+}
+
+/// The upper bound perfdata gives a metric, so graphers can scale it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Max {
+    /// no natural upper bound (counts, sizes, ages)
+    Open,
+    /// a share of something whole: 100
+    Hundred,
+    /// the CPU figures' ceiling, which depends on the host and `--cpu-scale`
+    CpuCeiling,
+}
+
+impl Max {
+    /// The bound for this run; `cpu_ceiling` is what 100 % of every usable CPU reads as.
+    pub fn value(self, cpu_ceiling: f64) -> Option<f64> {
+        match self {
+            Max::Open => None,
+            Max::Hundred => Some(100.0),
+            Max::CpuCeiling => Some(cpu_ceiling),
+        }
+    }
+}
+
+/// The group of figures in `metrics` that computes a metric: a new metric's value goes into
+/// that group's function (a unit test there fails until it does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// how many workers and threads there are
+    Count,
+    /// CPU over the interval between two samples
+    Cpu,
+    /// sizes from status and smaps_rollup
+    Memory,
+    /// open file descriptors and their limit
+    Fds,
+    /// how long workers have lived
+    Ages,
+    /// process states
+    States,
+}
+
+/// One metric's definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub metric: MetricName,
+    /// the perfdata label, also the name used in `-w METRIC=RANGE`
+    pub label: &'static str,
+    pub unit: Unit,
+    /// perfdata's max field
+    pub max: Max,
+    pub part: Part,
+    /// one line for `--help`: what the number is
+    pub meaning: &'static str,
+}
+
+/// Defines the metrics from one table, so a metric's name, label, unit and meaning cannot be
+/// added in one place and forgotten in another: the enum's variants and [`CATALOG`] are
+/// generated together, in the same order.
+macro_rules! catalog {
+    ($($metric:ident = $label:literal, $unit:ident, $max:ident, $part:ident, $meaning:literal;)+) => {
+        /// The metrics this check measures. The order of the variants is the perfdata order
+        /// (and `Ord` follows it).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum MetricName {
+            $(#[doc = $meaning] $metric,)+
+        }
+
+        /// Every metric, in perfdata order: `CATALOG[m as usize].metric == m`.
+        pub const CATALOG: &[Entry] = &[$(Entry {
+            metric: MetricName::$metric,
+            label: $label,
+            unit: Unit::$unit,
+            max: Max::$max,
+            part: Part::$part,
+            meaning: $meaning,
+        },)+];
+    };
+}
+
+// Adding a metric: one line here (in the place perfdata should list it), then its value in
+// the function of its part in `metrics`. Help, thresholds and perfdata follow; the README's
+// metric table needs its row (a test says so). Meanings stay within 54 characters so
+// `--help`'s list fits 80 columns.
+catalog! {
+    // variant       label              unit     max         part     meaning
+    Workers         = "workers",         Count,   Open,       Count,   "number of worker processes";
+    Cpu             = "cpu",             Percent, CpuCeiling, Cpu,     "CPU of all workers over the interval (user + system)";
+    CpuUser         = "cpu_user",        Percent, CpuCeiling, Cpu,     "the user-mode part of cpu";
+    CpuSystem       = "cpu_system",      Percent, CpuCeiling, Cpu,     "the kernel-mode part of cpu";
+    CpuMax          = "cpu_max",         Percent, CpuCeiling, Cpu,     "CPU of the busiest worker, which an average hides";
+    Rss             = "rss",             Bytes,   Open,       Memory,  "average resident set size per worker (VmRSS)";
+    Vms             = "vms",             Bytes,   Open,       Memory,  "average virtual size per worker (VmSize)";
+    Pss             = "pss",             Bytes,   Open,       Memory,  "average proportional set size per worker";
+    Uss             = "uss",             Bytes,   Open,       Memory,  "average unique set size per worker";
+    RssMax          = "rss_max",         Bytes,   Open,       Memory,  "resident set size of the largest worker";
+    VmsMax          = "vms_max",         Bytes,   Open,       Memory,  "virtual size of the largest worker";
+    RssTotal        = "rss_total",       Bytes,   Open,       Memory,  "resident set size of all workers together";
+    RssPct          = "rss_pct",         Percent, Hundred,    Memory,  "rss_total as % of the cgroup's memory.max or MemTotal";
+    Threads         = "threads",         Count,   Open,       Count,   "threads of all workers";
+    Fds             = "fds",             Count,   Open,       Fds,     "open file descriptors of all workers";
+    FdPctMax        = "fd_pct_max",      Percent, Hundred,    Fds,     "the highest % of its soft RLIMIT_NOFILE a worker uses";
+    AgeMin          = "age_min",         Seconds, Open,       Ages,    "seconds since the youngest worker started";
+    AgeMax          = "age_max",         Seconds, Open,       Ages,    "seconds since the oldest worker started";
+    Zombies         = "zombies",         Count,   Open,       States,  "workers in state Z (zombie)";
+    Uninterruptible = "uninterruptible", Count,   Open,       States,  "workers in state D (uninterruptible sleep)";
+}
+
+impl MetricName {
+    /// This metric's definition.
+    pub fn entry(self) -> &'static Entry {
+        &CATALOG[self as usize]
+    }
+
+    /// The perfdata label, also the name used in `-w METRIC=RANGE`.
+    pub fn label(self) -> &'static str {
+        self.entry().label
+    }
+
+    /// The unit its ranges are parsed in and its perfdata is given in.
+    pub fn unit(self) -> Unit {
+        self.entry().unit
+    }
+
+    /// Its perfdata maximum.
+    pub fn max(self) -> Max {
+        self.entry().max
+    }
+
+    /// The metric `-w`/`-c` name with `label`.
+    pub fn from_label(label: &str) -> Option<MetricName> {
+        CATALOG.iter().find(|e| e.label == label).map(|e| e.metric)
+    }
+
+    /// Every metric, in perfdata order.
+    pub fn all() -> impl Iterator<Item = MetricName> {
+        CATALOG.iter().map(|e| e.metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_are_indexed_by_their_variant() {
+        for (i, e) in CATALOG.iter().enumerate() {
+            assert_eq!(e.metric as usize, i, "{}", e.label);
+            assert_eq!(MetricName::from_label(e.label), Some(e.metric));
+        }
+        assert_eq!(MetricName::from_label("bogus"), None);
+    }
+
+    #[test]
+    fn labels_are_unique_perfdata_labels() {
+        for (i, e) in CATALOG.iter().enumerate() {
+            // perfdata labels with these would need quoting, and `=` splits `-w METRIC=RANGE`
+            assert!(
+                !e.label.is_empty() && e.label.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{}",
+                e.label
+            );
+            assert!(
+                CATALOG[..i].iter().all(|other| other.label != e.label),
+                "{} twice",
+                e.label
+            );
+        }
+    }
+
+    #[test]
+    fn meanings_fit_one_help_line() {
+        for e in CATALOG {
+            assert!(
+                !e.meaning.is_empty() && e.meaning.len() <= 54 && !e.meaning.contains('\n'),
+                "{}: {:?} ({} bytes)",
+                e.label,
+                e.meaning,
+                e.meaning.len()
+            );
+        }
+    }
+
+    /// The README's metric table as (label, unit, max) cells, backticks removed.
+    fn readme_metric_rows() -> Vec<[String; 3]> {
+        let readme = include_str!("../README.md");
+        let section = readme
+            .split("\n## Metrics and perfdata\n")
+            .nth(1)
+            .expect("README has a \"## Metrics and perfdata\" section");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with("| label |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<String> = row
+                    .trim_matches('|')
+                    .split('|')
+                    .map(|c| c.trim().replace('`', ""))
+                    .collect();
+                assert!(cells.len() >= 4, "README metric row {row:?}");
+                [cells[0].clone(), cells[1].clone(), cells[2].clone()]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_metric_table_lists_the_catalog() {
+        let readme = readme_metric_rows();
+        let catalog: Vec<[String; 3]> = CATALOG
+            .iter()
+            .map(|e| {
+                let max = match e.max {
+                    Max::Open => "none",
+                    Max::Hundred => "100",
+                    Max::CpuCeiling => "100 × CPUs",
+                };
+                [e.label, e.unit.shown(), max].map(String::from)
+            })
+            .collect();
+        assert_eq!(
+            readme, catalog,
+            "README.md's metric table (label | unit | max | meaning) must list the catalog's \
+             metrics in catalog order"
+        );
+    }
+}
