@@ -682,6 +682,80 @@ mod tests {
         assert!(tick_file_name(&odd).starts_with("a_.._b_c-"));
     }
 
+    // Upgrading must keep every baseline: these names were computed by the release before
+    // the selection got one description (`Selector::parts`), and must never change.
+    #[test]
+    fn file_names_stay_as_released() {
+        let name_of = |args: &[&str]| {
+            let mut all = vec!["check_workers"];
+            all.extend_from_slice(args);
+            let config = crate::cli::parse(all, &crate::cli::Environment::default()).unwrap();
+            tick_file_name(&config.selector)
+        };
+        let cases: [(&[&str], &str); 11] = [
+            (&["-n", "nginx"], "nginx-99186b14f643583f.ticks"),
+            (
+                &["-n", "nginx", "-u", "33", "--include-master"],
+                "nginx-8d1005ed0ce829bd.ticks",
+            ),
+            (
+                &["--unit", "php8.2-fpm.service"],
+                "php8.2-fpm.service-cc9c6af9d07cecd1.ticks",
+            ),
+            (
+                &["--pidfile", "/run/nginx.pid"],
+                "all-025fbd11167c7a4f.ticks",
+            ),
+            (&["-a", "gunicorn.*app"], "all-2b1e9187f46d58c6.ticks"),
+            (
+                &["--exe", "/usr/sbin/nginx", "-s", "RS"],
+                "all-c647072f22c26941.ticks",
+            ),
+            (
+                &["--cgroup", "/system.slice/php*"],
+                "all-88ce2ba6ec9f4f71.ticks",
+            ),
+            (
+                &["-n", "nginx", "--ppid", "812"],
+                "nginx-b794b8ee596298d0.ticks",
+            ),
+            (&["-u", "0", "-s", "R,D"], "all-55715d6e2753b69b.ticks"),
+            (
+                &["-n", "php-fpm: pool www"],
+                "php-fpm__pool_www-fee3a1a363807980.ticks",
+            ),
+            (
+                &[
+                    "-n",
+                    "nginx",
+                    "-u",
+                    "0",
+                    "--include-master",
+                    "--pidfile",
+                    "/run/nginx.pid",
+                    "--cgroup",
+                    "/system.slice/*",
+                    "-a",
+                    "worker",
+                    "--exe",
+                    "/usr/sbin/nginx",
+                    "-s",
+                    "S",
+                ],
+                "nginx-9376535067d545a4.ticks",
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(name_of(args), want, "{args:?}");
+        }
+        // a name that is not UTF-8 is hashed as its bytes
+        let raw = Selector {
+            name: Some(NameFilter::from_bytes(b"w\xff|k")),
+            ..Selector::default()
+        };
+        assert_eq!(tick_file_name(&raw), "w_xff_x7ck-18317da371b4150a.ticks");
+    }
+
     mod fuzz {
         //! Property tests: a tick file of any content is at worst "no baseline".
         use super::super::*;
