@@ -10,8 +10,8 @@ use std::hint::black_box;
 use check_workers::check::evaluate;
 use check_workers::cli::{self, Config};
 use check_workers::output::render;
-use check_workers::sample::{ProcSample, Snapshot};
-use check_workers::select::{self, OwnProcesses, Selection};
+use check_workers::sample::{OwnProcesses, ProcSample, Snapshot};
+use check_workers::select::{self, Selection};
 use check_workers::state::TickState;
 use criterion::{criterion_group, criterion_main, Criterion};
 

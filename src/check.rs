@@ -11,9 +11,10 @@ use nagiosplugin::ServiceState;
 
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
+use crate::filter::{CgroupFilter, ParentSpec};
 use crate::metrics::{self, Capacity, Figures};
 use crate::sample::{self, Pidfile, Snapshot};
-use crate::select::{self, Master, ParentSpec, Selection};
+use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState};
 use crate::thresholds::{MetricName, Pair, Thresholds, Verdict};
 
@@ -430,8 +431,8 @@ fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> 
         None => {}
     }
     match &s.cgroup {
-        Some(select::CgroupFilter::Unit(u)) => filters.push(format!("unit {u}")),
-        Some(select::CgroupFilter::Glob(g)) => filters.push(format!("cgroup {g}")),
+        Some(CgroupFilter::Unit(u)) => filters.push(format!("unit {u}")),
+        Some(CgroupFilter::Glob(g)) => filters.push(format!("cgroup {g}")),
         None => {}
     }
     if let Some(re) = &s.cmdline {

@@ -11,7 +11,7 @@ use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
 use crate::extra_opts;
-use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
+use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
 use crate::state::StateDir;
 use crate::text;
 use crate::thresholds::Thresholds;

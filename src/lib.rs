@@ -9,6 +9,7 @@ pub mod check;
 pub mod cli;
 pub mod deadline;
 pub mod extra_opts;
+pub mod filter;
 pub mod metrics;
 pub mod output;
 pub mod sample;

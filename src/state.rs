@@ -21,8 +21,9 @@ use nix::sys::stat::FileStat;
 
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
+use crate::filter::{CgroupFilter, ParentSpec, Selector};
 use crate::sample::{ProcSample, Snapshot};
-use crate::select::{CgroupFilter, ParentSpec, Selection, Selector};
+use crate::select::Selection;
 
 /// First line of every tick file; a file with another first line is not ours or too new.
 pub const FORMAT_LINE: &str = "check_workers ticks v1";
@@ -552,7 +553,7 @@ pub fn tick_file_name(selector: &Selector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::select::NameFilter;
+    use crate::filter::NameFilter;
     use std::path::{Path, PathBuf};
 
     fn sample_state() -> TickState {
