@@ -11,7 +11,7 @@ use nagiosplugin::ServiceState;
 
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
-use crate::filter::{CgroupFilter, ParentSpec};
+use crate::filter::{ParentSpec, Part};
 use crate::metrics::{self, Capacity, Figures};
 use crate::sample::{self, Pidfile, Snapshot};
 use crate::select::{self, Master, Selection};
@@ -415,45 +415,16 @@ fn shared_cgroup(selection: &Selection) -> Option<&str> {
 
 /// `-vv`: what was selected and why, and where the state is.
 fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<String> {
-    let s = &config.selector;
-    let mut filters = Vec::new();
-    if let Some(n) = &s.name {
-        filters.push(format!("name {}", n.name()));
-    }
-    if let Some(uid) = s.uid {
-        filters.push(format!("uid {uid}"));
-    }
-    match &s.parent {
-        Some(ParentSpec::Pid(pid)) => filters.push(format!("children of {pid}")),
-        Some(ParentSpec::Pidfile(p)) => {
-            filters.push(format!("children of pidfile {}", p.display()))
-        }
-        None => {}
-    }
-    match &s.cgroup {
-        Some(CgroupFilter::Unit(u)) => filters.push(format!("unit {u}")),
-        Some(CgroupFilter::Glob(g)) => filters.push(format!("cgroup {g}")),
-        None => {}
-    }
-    if let Some(re) = &s.cmdline {
-        filters.push(format!("cmdline /{}/", re.pattern()));
-    }
-    if let Some(exe) = &s.exe {
-        filters.push(format!("exe {exe}"));
-    }
-    if let Some(states) = &s.states {
-        filters.push(format!("state {states}"));
-    }
+    let selector = &config.selector;
+    let filters: Vec<String> = selector
+        .parts()
+        .iter()
+        .filter(|p| !matches!(p, Part::Master(_)))
+        .map(Part::phrase)
+        .collect();
+    let master = Part::Master(selector.include_master).phrase();
     vec![
-        format!(
-            "selection: {}; master {}",
-            filters.join(", "),
-            if s.include_master {
-                "counted"
-            } else {
-                "not counted"
-            }
-        ),
+        format!("selection: {}; {master}", filters.join(", ")),
         format!(
             "skipped: {} exited while being read, {} unreadable",
             snapshot.skipped.vanished, snapshot.skipped.unreadable

@@ -11,7 +11,7 @@ use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
 use crate::extra_opts;
-use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
+use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Part, Selector};
 use crate::state::StateDir;
 use crate::text;
 use crate::thresholds::Thresholds;
@@ -401,27 +401,20 @@ fn parse_states(text: &str) -> Result<String> {
     Ok(letters)
 }
 
+/// The parts that name the service in the status line, most specific first; with none of them,
+/// the user as the operator typed it.
+const LABEL_PREFERENCE: [&str; 7] = [
+    "name", "unit", "pidfile", "ppid", "cgroup", "exe", "cmdline",
+];
+
 /// How the output names the service: the most specific thing the operator gave.
 fn label(selector: &Selector, user: Option<&str>) -> String {
-    if let Some(name) = &selector.name {
-        return name.name().to_string();
-    }
-    if let Some(CgroupFilter::Unit(unit)) = &selector.cgroup {
-        return unit.clone();
-    }
-    match (
-        &selector.parent,
-        &selector.cgroup,
-        &selector.exe,
-        &selector.cmdline,
-    ) {
-        (Some(ParentSpec::Pidfile(file)), ..) => format!("pidfile {}", file.display()),
-        (Some(ParentSpec::Pid(pid)), ..) => format!("children of {pid}"),
-        (None, Some(CgroupFilter::Glob(g)), ..) => format!("cgroup {g}"),
-        (None, None, Some(exe), _) => exe.clone(),
-        (None, None, None, Some(re)) => format!("cmdline /{}/", re.pattern()),
-        _ => format!("user {}", user.unwrap_or("?")),
-    }
+    let parts = selector.parts();
+    LABEL_PREFERENCE
+        .iter()
+        .find_map(|key| parts.iter().find(|p| p.key() == *key))
+        .and_then(Part::label)
+        .unwrap_or_else(|| format!("user {}", user.unwrap_or("?")))
 }
 
 /// A user name through NSS (so LDAP users work), or a numeric uid as is.
@@ -602,6 +595,34 @@ mod tests {
     fn numeric_user_and_root() {
         assert_eq!(parse_ok(&["-u", "0"]).selector.uid, Some(0));
         assert_eq!(parse_ok(&["-u", "root"]).selector.uid, Some(0));
+    }
+
+    // the label picks the most specific part, which is not the parts' (tick file) order
+    #[test]
+    fn label_prefers_the_most_specific_part() {
+        for (args, label) in [
+            (
+                &["--ppid", "812", "--unit", "nginx.service"][..],
+                "nginx.service",
+            ),
+            (
+                &["--exe", "/usr/sbin/nginx", "-a", "worker"],
+                "/usr/sbin/nginx",
+            ),
+            (
+                &["--cgroup", "/x*", "--exe", "/usr/sbin/nginx"],
+                "cgroup /x*",
+            ),
+            (
+                &["--pidfile", "/run/x.pid", "--cgroup", "/x*"],
+                "pidfile /run/x.pid",
+            ),
+            (&["-u", "33", "-a", "worker"], "cmdline /worker/"),
+            (&["-u", "root", "-s", "S"], "user root"),
+            (&["-u", "0"], "user 0"),
+        ] {
+            assert_eq!(parse_ok(args).label, label, "{args:?}");
+        }
     }
 
     #[test]

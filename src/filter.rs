@@ -1,7 +1,11 @@
 //! Filters: what the operator said about the workers (`-n`, `-u`, `--ppid`/`--pidfile`,
 //! `--unit`/`--cgroup`, `-a`, `--exe`, `-s`), gathered in a [`Selector`], and how each one is
 //! matched against a process's bytes. `sample` asks them while it reads the proc tree, `select`
-//! while it picks workers and master.
+//! while it picks workers and master; [`Selector::parts`] is the one description of a selection
+//! that the label, `-vv` and the tick file name are built from.
+
+use std::borrow::Cow;
+use std::path::Path;
 
 use crate::text;
 
@@ -111,6 +115,128 @@ impl Selector {
     pub fn names_the_service(&self) -> bool {
         self.name.is_some() || self.cmdline.is_some() || self.exe.is_some() || self.cgroup.is_some()
     }
+
+    /// The selection as its parts, in the one order the tick file key hashes them: name, uid,
+    /// master, parent, cgroup, command line, executable, states. The label, the `-vv`
+    /// explanation and the tick file name are all built from this list, so a filter added to
+    /// the selector and here reaches all three.
+    pub fn parts(&self) -> Vec<Part<'_>> {
+        // every field named: a new one does not compile until it has its place here
+        let Selector {
+            name,
+            uid,
+            include_master,
+            parent,
+            cmdline,
+            exe,
+            states,
+            cgroup,
+        } = self;
+        let mut parts = Vec::new();
+        parts.extend(name.as_ref().map(Part::Name));
+        parts.extend(uid.map(Part::Uid));
+        parts.push(Part::Master(*include_master));
+        parts.extend(parent.as_ref().map(|parent| match parent {
+            ParentSpec::Pid(pid) => Part::Ppid(*pid),
+            ParentSpec::Pidfile(path) => Part::Pidfile(path),
+        }));
+        parts.extend(cgroup.as_ref().map(|cgroup| match cgroup {
+            CgroupFilter::Unit(unit) => Part::Unit(unit),
+            CgroupFilter::Glob(glob) => Part::Cgroup(glob),
+        }));
+        parts.extend(cmdline.as_ref().map(Part::Cmdline));
+        parts.extend(exe.as_deref().map(Part::Exe));
+        parts.extend(states.as_deref().map(Part::States));
+        parts
+    }
+}
+
+/// One part of a selection: a filter the operator gave, or whether the master counts. Every
+/// way the selection is described (the label, `-vv`, the tick file key) goes through here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// `-n`
+    Name(&'a NameFilter),
+    /// `-u`, as a uid
+    Uid(u32),
+    /// `--include-master`, given or not
+    Master(bool),
+    /// `--ppid`
+    Ppid(i32),
+    /// `--pidfile`
+    Pidfile(&'a Path),
+    /// `--unit`
+    Unit(&'a str),
+    /// `--cgroup`
+    Cgroup(&'a str),
+    /// `-a`
+    Cmdline(&'a CmdlineFilter),
+    /// `--exe`
+    Exe(&'a str),
+    /// `-s`
+    States(&'a str),
+}
+
+impl Part<'_> {
+    /// The part's key in the tick file name's hash. Existing tick files are named by these:
+    /// changing one loses the baseline of every selection that has the part.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Part::Name(_) => "name",
+            Part::Uid(_) => "uid",
+            Part::Master(_) => "master",
+            Part::Ppid(_) => "ppid",
+            Part::Pidfile(_) => "pidfile",
+            Part::Unit(_) => "unit",
+            Part::Cgroup(_) => "cgroup",
+            Part::Cmdline(_) => "cmdline",
+            Part::Exe(_) => "exe",
+            Part::States(_) => "states",
+        }
+    }
+
+    /// The value as the operator gave it (a name that is not UTF-8 escaped; a uid as a
+    /// number; the master `true` or `false`).
+    pub fn value(&self) -> Cow<'_, str> {
+        match self {
+            Part::Name(name) => Cow::Borrowed(name.name()),
+            Part::Uid(uid) => Cow::Owned(uid.to_string()),
+            Part::Master(counted) => Cow::Owned(counted.to_string()),
+            Part::Ppid(pid) => Cow::Owned(pid.to_string()),
+            Part::Pidfile(path) => Cow::Owned(path.display().to_string()),
+            Part::Unit(text) | Part::Cgroup(text) | Part::Exe(text) | Part::States(text) => {
+                Cow::Borrowed(text)
+            }
+            Part::Cmdline(re) => Cow::Borrowed(re.pattern()),
+        }
+    }
+
+    /// How `-vv` lists the part: `name nginx`, `children of pidfile /run/nginx.pid`.
+    pub fn phrase(&self) -> String {
+        let value = self.value();
+        match self {
+            Part::Master(true) => "master counted".to_string(),
+            Part::Master(false) => "master not counted".to_string(),
+            Part::Ppid(_) => format!("children of {value}"),
+            Part::Pidfile(_) => format!("children of pidfile {value}"),
+            Part::Cmdline(_) => format!("cmdline /{value}/"),
+            Part::States(_) => format!("state {value}"),
+            Part::Name(_) | Part::Uid(_) | Part::Unit(_) | Part::Cgroup(_) | Part::Exe(_) => {
+                format!("{} {value}", self.key())
+            }
+        }
+    }
+
+    /// How the status line names the service by this part alone; None for the parts that do
+    /// not say which service it is.
+    pub fn label(&self) -> Option<String> {
+        match self {
+            Part::Name(_) | Part::Unit(_) | Part::Exe(_) => Some(self.value().into_owned()),
+            Part::Pidfile(_) => Some(format!("pidfile {}", self.value())),
+            Part::Ppid(_) | Part::Cgroup(_) | Part::Cmdline(_) => Some(self.phrase()),
+            Part::Uid(_) | Part::Master(_) | Part::States(_) => None,
+        }
+    }
 }
 
 /// Where the master comes from when the operator names it.
@@ -219,6 +345,93 @@ pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every filter the options allow, at once.
+    fn everything() -> Selector {
+        Selector {
+            name: Some(NameFilter::new("nginx")),
+            uid: Some(33),
+            include_master: true,
+            parent: Some(ParentSpec::Pidfile("/run/nginx.pid".into())),
+            cmdline: Some(CmdlineFilter::new("worker|cache").unwrap()),
+            exe: Some("/usr/sbin/nginx".into()),
+            states: Some("RS".into()),
+            cgroup: Some(CgroupFilter::Glob("/system.slice/*".into())),
+        }
+    }
+
+    #[test]
+    fn parts_list_every_filter_in_key_order() {
+        let selector = everything();
+        let parts = selector.parts();
+        let keys: Vec<&str> = parts.iter().map(Part::key).collect();
+        assert_eq!(
+            keys,
+            ["name", "uid", "master", "pidfile", "cgroup", "cmdline", "exe", "states"]
+        );
+        let values: Vec<String> = parts.iter().map(|p| p.value().into_owned()).collect();
+        assert_eq!(
+            values,
+            [
+                "nginx",
+                "33",
+                "true",
+                "/run/nginx.pid",
+                "/system.slice/*",
+                "worker|cache",
+                "/usr/sbin/nginx",
+                "RS"
+            ]
+        );
+        let phrases: Vec<String> = parts.iter().map(Part::phrase).collect();
+        assert_eq!(
+            phrases,
+            [
+                "name nginx",
+                "uid 33",
+                "master counted",
+                "children of pidfile /run/nginx.pid",
+                "cgroup /system.slice/*",
+                "cmdline /worker|cache/",
+                "exe /usr/sbin/nginx",
+                "state RS"
+            ]
+        );
+        // a selection with no filters still says whether the master counts
+        assert_eq!(Selector::default().parts(), [Part::Master(false)]);
+    }
+
+    #[test]
+    fn parts_that_name_the_service_label_it() {
+        let labels = |selector: &Selector| -> Vec<Option<String>> {
+            selector.parts().iter().map(Part::label).collect()
+        };
+        let name = |s: &str| Some(s.to_string());
+        assert_eq!(
+            labels(&everything()),
+            [
+                name("nginx"),
+                None,
+                None,
+                name("pidfile /run/nginx.pid"),
+                name("cgroup /system.slice/*"),
+                name("cmdline /worker|cache/"),
+                name("/usr/sbin/nginx"),
+                None
+            ]
+        );
+        let others = Selector {
+            parent: Some(ParentSpec::Pid(812)),
+            cgroup: Some(CgroupFilter::Unit("nginx.service".into())),
+            ..Selector::default()
+        };
+        assert_eq!(
+            labels(&others),
+            [None, name("children of 812"), name("nginx.service")]
+        );
+        assert_eq!(others.parts()[2].phrase(), "unit nginx.service");
+        assert_eq!(others.parts()[1].phrase(), "children of 812");
+    }
 
     #[test]
     fn comm_matches_exactly() {

@@ -8,7 +8,7 @@
 mod dir;
 
 use std::collections::HashSet;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write as _};
 use std::os::unix::fs::MetadataExt;
@@ -21,7 +21,7 @@ use nix::sys::stat::FileStat;
 
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
-use crate::filter::{CgroupFilter, ParentSpec, Selector};
+use crate::filter::{NameFilter, Part, Selector};
 use crate::sample::{ProcSample, Snapshot};
 use crate::select::Selection;
 
@@ -481,62 +481,29 @@ impl TickStore {
 }
 
 /// One tick file per selection, so two services that watch different things never share
-/// ticks. The name starts with the process name so an operator can tell files apart; the hash
-/// keeps it unique and stable across releases (FNV-1a, not std's unspecified hasher).
+/// ticks. The name starts with the process name (or unit) so an operator can tell files apart;
+/// the hash of the selection's parts keeps it unique and stable across releases (FNV-1a, not
+/// std's unspecified hasher).
 pub fn tick_file_name(selector: &Selector) -> String {
-    // the name as the bytes it matches: two names that print alike must not share a file
-    let name_bytes = selector
-        .name
-        .as_ref()
-        .map(|n| n.bytes())
-        .unwrap_or_default();
-    let name = selector.name.as_ref().map(|n| n.name()).unwrap_or("");
-    let mut key = String::new();
-    if let Some(uid) = selector.uid {
-        let _ = write!(key, "uid={uid}\0");
-    }
-    let _ = write!(key, "master={}\0", selector.include_master);
-    match &selector.parent {
-        Some(ParentSpec::Pid(pid)) => {
-            let _ = write!(key, "ppid={pid}\0");
-        }
-        Some(ParentSpec::Pidfile(path)) => {
-            let _ = write!(key, "pidfile={}\0", path.display());
-        }
-        None => {}
-    }
-    match &selector.cgroup {
-        Some(CgroupFilter::Unit(unit)) => {
-            let _ = write!(key, "unit={unit}\0");
-        }
-        Some(CgroupFilter::Glob(glob)) => {
-            let _ = write!(key, "cgroup={glob}\0");
-        }
-        None => {}
-    }
-    if let Some(re) = &selector.cmdline {
-        let _ = write!(key, "cmdline={}\0", re.pattern());
-    }
-    if let Some(exe) = &selector.exe {
-        let _ = write!(key, "exe={exe}\0");
-    }
-    if let Some(states) = &selector.states {
-        let _ = write!(key, "states={states}\0");
+    let parts = selector.parts();
+    // the name comes first, always, and as the bytes it matches: two names that print alike
+    // must not share a file
+    let name_bytes = selector.name.as_ref().map(NameFilter::bytes);
+    let mut key: Vec<u8> = [b"name=", name_bytes.unwrap_or_default(), b"\0"].concat();
+    for part in parts.iter().filter(|p| !matches!(p, Part::Name(_))) {
+        key.extend_from_slice(format!("{}={}\0", part.key(), part.value()).as_bytes());
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts: [&[u8]; 4] = [b"name=", name_bytes, b"\0", key.as_bytes()];
-    for &byte in parts.iter().flat_map(|part| part.iter()) {
+    for &byte in &key {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let unit = match &selector.cgroup {
-        Some(CgroupFilter::Unit(unit)) => unit.as_str(),
-        _ => "",
-    };
-    let readable: String = [name, unit, "all"]
-        .into_iter()
-        .find(|n| !n.is_empty())
-        .unwrap_or("all")
+    // readable: the name, else the unit, else "all"
+    let shown = parts
+        .iter()
+        .find(|p| matches!(p, Part::Name(_) | Part::Unit(_)) && !p.value().is_empty())
+        .map_or_else(|| "all".into(), Part::value);
+    let readable: String = shown
         .chars()
         .take(40)
         .map(|c| {
@@ -553,7 +520,8 @@ pub fn tick_file_name(selector: &Selector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::NameFilter;
+    use crate::filter::{CgroupFilter, ParentSpec};
+    use std::fmt::Write as _;
     use std::path::{Path, PathBuf};
 
     fn sample_state() -> TickState {
