@@ -12,6 +12,7 @@ use clap::{ArgAction, Parser};
 
 use crate::extra_opts;
 use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Part, Selector};
+use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::text;
 use crate::thresholds::Thresholds;
@@ -191,14 +192,6 @@ pub struct Config {
     pub euid: u32,
 }
 
-/// What to do when the command line does not lead to a check: print `text` and exit with
-/// `code` (always 3, as the plugin guidelines ask even for --help and --version).
-#[derive(Debug)]
-pub struct EarlyExit {
-    pub text: String,
-    pub code: i32,
-}
-
 /// The environment variables the options depend on.
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
@@ -218,44 +211,31 @@ impl Environment {
     }
 }
 
-/// Parses the command line (after `--extra-opts` expansion) and the environment.
-pub fn parse<I, T>(args: I, env: &Environment) -> Result<Config, EarlyExit>
+/// Parses the command line (after `--extra-opts` expansion) and the environment. When the
+/// command line does not lead to a check, the error is what to print and the exit code
+/// (always 3, as the plugin guidelines ask even for --help and --version).
+pub fn parse<I, T>(args: I, env: &Environment) -> Result<Config, Outcome>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let args = extra_opts::expand(args, env.config_path.as_deref()).map_err(|e| EarlyExit {
-        text: unknown(&format!("{e:#}")),
-        code: 3,
-    })?;
+    let args = extra_opts::expand(args, env.config_path.as_deref())
+        .map_err(|e| Outcome::unknown(&format!("{e:#}")))?;
     let mp_state_path = env.mp_state_path.clone();
     let args = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Outcome {
             text: e.to_string(),
             code: 3,
         },
-        _ => EarlyExit {
-            text: unknown(&clap_summary(&e)),
-            code: 3,
-        },
+        _ => Outcome::unknown(&clap_summary(&e)),
     })?;
-    build(args, mp_state_path).map_err(|e| EarlyExit {
-        text: unknown(&format!("{e:#}")),
-        code: 3,
-    })
+    build(args, mp_state_path).map_err(|e| Outcome::unknown(&format!("{e:#}")))
 }
 
 /// The clap definition, for the man page and shell completions (`examples/assets.rs`).
 pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
-}
-
-/// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics): one
-/// line with no `|`, whatever the error says. The reason quotes paths, options and OS messages,
-/// so it is escaped here, where every one of them passes.
-pub fn unknown(why: &str) -> String {
-    format!("WORKERS UNKNOWN - {}\n", text::shown(why))
 }
 
 /// clap's first error line without its "error: " prefix, plus a pointer to --help.
@@ -449,7 +429,7 @@ mod tests {
         parse(all, &Environment::default()).unwrap()
     }
 
-    fn parse_err(args: &[&str]) -> EarlyExit {
+    fn parse_err(args: &[&str]) -> Outcome {
         let mut all = vec!["check_workers"];
         all.extend_from_slice(args);
         parse(all, &Environment::default()).unwrap_err()
@@ -504,7 +484,7 @@ mod tests {
     #[test]
     fn unknown_lines_escape_outside_text() {
         assert_eq!(
-            unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists"),
+            Outcome::unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists").text,
             "WORKERS UNKNOWN - cannot create state dir /tmp/a\\x7cb\\x0aWORKERS OK: File exists\n"
         );
         let e = parse_err(&["-n", "x", "-w", "cpu=a|b"]);

@@ -12,6 +12,7 @@ pub mod extra_opts;
 pub mod filter;
 pub mod metrics;
 pub mod output;
+pub mod report;
 pub mod sample;
 pub mod select;
 pub mod state;

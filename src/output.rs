@@ -11,12 +11,33 @@
 
 use std::fmt::Write as _;
 
-use crate::check::{MetricResult, Report};
+use crate::report::{MetricResult, Report};
 use crate::text;
 use crate::thresholds::{format_number, format_plain, human_bytes, MetricName, Range, Unit};
 
 /// At most this many per-worker lines with -v; the rest are counted.
 const MAX_WORKER_LINES: usize = 20;
+
+/// What the plugin prints on stdout and the code it exits with. Every way out is one: a run's
+/// report, `--help`, a usage error, an error, a timeout, a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub text: String,
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    pub code: i32,
+}
+
+impl Outcome {
+    /// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics):
+    /// one line with no `|`, whatever the error says, and exit code 3. The reason quotes
+    /// paths, options and OS messages, so it is escaped here, where every one of them passes.
+    pub fn unknown(why: &str) -> Outcome {
+        Outcome {
+            text: format!("WORKERS UNKNOWN - {}\n", text::shown(why)),
+            code: 3,
+        }
+    }
+}
 
 /// The whole text a run prints: status line with perfdata, then notes, then (with -v) one line
 /// per worker.
