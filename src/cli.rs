@@ -2,7 +2,7 @@
 //! conversion that can fail (ranges, users, paths) has already happened.
 
 use std::ffi::OsString;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -247,49 +247,7 @@ fn clap_summary(e: &clap::Error) -> String {
 }
 
 fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
-    // a name is bytes, as the kernel keeps it: one that is not UTF-8 is still a name
-    let name = args.name.filter(|n| !n.is_empty()).map(|n| n.into_vec());
-    if let Some(n) = &name {
-        if n.contains(&b'/') || n.contains(&b'\n') {
-            bail!(
-                "-n {}: a command name has no '/' or newline",
-                text::shown_bytes(n)
-            );
-        }
-    }
-    let parent = match (args.pidfile, args.ppid) {
-        (Some(file), _) => Some(ParentSpec::Pidfile(file)),
-        (None, Some(pid)) if pid > 0 => Some(ParentSpec::Pid(pid)),
-        (None, Some(pid)) => bail!("--ppid {pid}: not a process id"),
-        (None, None) => None,
-    };
-    let cmdline = args
-        .cmdline
-        .as_deref()
-        .map(|re| CmdlineFilter::new(re).with_context(|| format!("-a {re:?}: bad regex")))
-        .transpose()?;
-    let cgroup = match (args.unit, args.cgroup) {
-        (Some(unit), _) if !unit.is_empty() && !unit.contains('/') => {
-            Some(CgroupFilter::Unit(unit))
-        }
-        (Some(unit), _) => bail!("--unit {unit:?}: a unit name has no '/'"),
-        (None, Some(pattern)) => Some(CgroupFilter::Glob(pattern)),
-        (None, None) => None,
-    };
-    let states = args.state.map(|s| parse_states(&s)).transpose()?;
-    if name.is_none()
-        && args.user.is_none()
-        && parent.is_none()
-        && cgroup.is_none()
-        && cmdline.is_none()
-        && args.exe.is_none()
-    {
-        bail!(
-            "say which processes are the workers: -n NAME, -u USER, --pidfile, --ppid, \
-             --unit, --cgroup, -a REGEX or --exe"
-        );
-    }
-    let uid = args.user.as_deref().map(resolve_user).transpose()?;
+    let selector = selector(&args)?;
     if args.timeout == 0 {
         bail!("-t 0: the timeout must be at least 1 second");
     }
@@ -302,20 +260,9 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateDir::resolve(args.state_dir.as_deref(), mp_state_path.as_deref(), euid);
-    let selector = Selector {
-        name: name.as_deref().map(NameFilter::from_bytes),
-        uid,
-        include_master: args.include_master,
-        parent,
-        cmdline,
-        exe: args.exe,
-        states,
-        cgroup,
-    };
-    let label = label(&selector, args.user.as_deref());
     Ok(Config {
+        label: label(&selector, args.user.as_deref()),
         selector,
-        label,
         thresholds,
         interval,
         state_dir,
@@ -326,6 +273,68 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         cpu_scale: args.cpu_scale,
         euid,
     })
+}
+
+/// The selection options as one [`Selector`], each checked in the order they are listed.
+fn selector(args: &Args) -> Result<Selector> {
+    let name = name_filter(args.name.as_ref())?;
+    let parent = match (&args.pidfile, args.ppid) {
+        (Some(file), _) => Some(ParentSpec::Pidfile(file.clone())),
+        (None, Some(pid)) if pid > 0 => Some(ParentSpec::Pid(pid)),
+        (None, Some(pid)) => bail!("--ppid {pid}: not a process id"),
+        (None, None) => None,
+    };
+    let cmdline = args
+        .cmdline
+        .as_deref()
+        .map(|re| CmdlineFilter::new(re).with_context(|| format!("-a {re:?}: bad regex")))
+        .transpose()?;
+    let cgroup = match (&args.unit, &args.cgroup) {
+        (Some(unit), _) if !unit.is_empty() && !unit.contains('/') => {
+            Some(CgroupFilter::Unit(unit.clone()))
+        }
+        (Some(unit), _) => bail!("--unit {unit:?}: a unit name has no '/'"),
+        (None, Some(pattern)) => Some(CgroupFilter::Glob(pattern.clone())),
+        (None, None) => None,
+    };
+    let states = args.state.as_deref().map(parse_states).transpose()?;
+    if name.is_none()
+        && args.user.is_none()
+        && parent.is_none()
+        && cgroup.is_none()
+        && cmdline.is_none()
+        && args.exe.is_none()
+    {
+        bail!(
+            "say which processes are the workers: -n NAME, -u USER, --pidfile, --ppid, \
+             --unit, --cgroup, -a REGEX or --exe"
+        );
+    }
+    Ok(Selector {
+        name,
+        uid: args.user.as_deref().map(resolve_user).transpose()?,
+        include_master: args.include_master,
+        parent,
+        cmdline,
+        exe: args.exe.clone(),
+        states,
+        cgroup,
+    })
+}
+
+/// `-n NAME`, as bytes, as the kernel keeps it: one that is not UTF-8 is still a name.
+fn name_filter(name: Option<&OsString>) -> Result<Option<NameFilter>> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let bytes = name.as_bytes();
+    if bytes.contains(&b'/') || bytes.contains(&b'\n') {
+        bail!(
+            "-n {}: a command name has no '/' or newline",
+            text::shown_bytes(bytes)
+        );
+    }
+    Ok(Some(NameFilter::from_bytes(bytes)))
 }
 
 /// The in-run CPU interval. The default fits inside any timeout (a quarter of it when that is

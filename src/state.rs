@@ -95,61 +95,72 @@ impl TickState {
             }
             _ => bail!("not a tick file"),
         }
-        let mut uptime = None;
-        let mut btime = None;
-        let mut clock_ticks = None;
-        let mut workers = Vec::new();
-        let mut masters = Vec::new();
-        let mut seen = HashSet::new();
+        let mut read = Lines::default();
         for (index, line) in lines {
-            let parsed = (|| -> Result<()> {
-                if line.is_empty() || line.starts_with('#') {
-                    return Ok(());
-                }
-                let mut fields = line.split(' ');
-                let key = fields.next().unwrap_or_default();
-                let values: Vec<&str> = fields.collect();
-                match (key, values.as_slice()) {
-                    ("uptime", [v]) => {
-                        let v: f64 = v.parse()?;
-                        if !v.is_finite() || v < 0.0 {
-                            bail!("bad uptime");
-                        }
-                        set_once(&mut uptime, v)?
-                    }
-                    ("btime", [v]) => set_once(&mut btime, v.parse::<u64>()?)?,
-                    ("hz", [v]) => set_once(&mut clock_ticks, v.parse::<u64>()?)?,
-                    ("worker" | "master", [pid, start, user, system, child_user, child_system]) => {
-                        let ticks = ProcTicks {
-                            pid: pid.parse()?,
-                            starttime: start.parse()?,
-                            utime: user.parse()?,
-                            stime: system.parse()?,
-                            cutime: child_user.parse()?,
-                            cstime: child_system.parse()?,
-                        };
-                        if ticks.pid <= 0 || !seen.insert((key == "worker", ticks.pid)) {
-                            bail!("bad or repeated pid {}", ticks.pid);
-                        }
-                        if key == "worker" {
-                            workers.push(ticks)
-                        } else {
-                            masters.push(ticks)
-                        }
-                    }
-                    _ => bail!("unexpected line"),
-                }
-                Ok(())
-            })();
-            parsed.with_context(|| format!("line {}", index + 1))?;
+            read.line(line)
+                .with_context(|| format!("line {}", index + 1))?;
         }
         Ok(TickState {
-            uptime: uptime.context("no uptime line")?,
-            btime: btime.context("no btime line")?,
-            clock_ticks: clock_ticks.context("no hz line")?,
-            workers,
-            masters,
+            uptime: read.uptime.context("no uptime line")?,
+            btime: read.btime.context("no btime line")?,
+            clock_ticks: read.clock_ticks.context("no hz line")?,
+            workers: read.workers,
+            masters: read.masters,
         })
+    }
+}
+
+/// What the lines of a tick file after its format line have said so far.
+#[derive(Default)]
+struct Lines {
+    uptime: Option<f64>,
+    btime: Option<u64>,
+    clock_ticks: Option<u64>,
+    workers: Vec<ProcTicks>,
+    masters: Vec<ProcTicks>,
+    /// (worker?, pid) of every process line, so that a pid is listed once
+    seen: HashSet<(bool, i32)>,
+}
+
+impl Lines {
+    fn line(&mut self, line: &str) -> Result<()> {
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(());
+        }
+        let mut fields = line.split(' ');
+        let key = fields.next().unwrap_or_default();
+        let values: Vec<&str> = fields.collect();
+        match (key, values.as_slice()) {
+            ("uptime", [v]) => {
+                let v: f64 = v.parse()?;
+                if !v.is_finite() || v < 0.0 {
+                    bail!("bad uptime");
+                }
+                set_once(&mut self.uptime, v)?
+            }
+            ("btime", [v]) => set_once(&mut self.btime, v.parse::<u64>()?)?,
+            ("hz", [v]) => set_once(&mut self.clock_ticks, v.parse::<u64>()?)?,
+            ("worker" | "master", [pid, start, user, system, child_user, child_system]) => {
+                let ticks = ProcTicks {
+                    pid: pid.parse()?,
+                    starttime: start.parse()?,
+                    utime: user.parse()?,
+                    stime: system.parse()?,
+                    cutime: child_user.parse()?,
+                    cstime: child_system.parse()?,
+                };
+                if ticks.pid <= 0 || !self.seen.insert((key == "worker", ticks.pid)) {
+                    bail!("bad or repeated pid {}", ticks.pid);
+                }
+                if key == "worker" {
+                    self.workers.push(ticks)
+                } else {
+                    self.masters.push(ticks)
+                }
+            }
+            _ => bail!("unexpected line"),
+        }
+        Ok(())
     }
 }
 
