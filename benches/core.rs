@@ -7,11 +7,11 @@
 
 use std::hint::black_box;
 
-use check_workers::check::evaluate;
+use check_workers::check::{self, evaluate, Annotations};
 use check_workers::cli::{self, Config};
 use check_workers::output::render;
-use check_workers::sample::{ProcSample, Snapshot};
-use check_workers::select::{self, OwnProcesses, Selection};
+use check_workers::sample::{OwnProcesses, ProcSample, Snapshot};
+use check_workers::select::{self, Selection};
 use check_workers::state::TickState;
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -128,14 +128,20 @@ fn input() -> Input {
 
 fn core(c: &mut Criterion) {
     let input = input();
-    let (report, ticks) = evaluate(
+    let (evaluation, ticks) = evaluate(
         &input.snapshot,
         &input.selection,
         Some(&input.previous),
         &input.config,
     );
-    assert_eq!(report.figures.workers, WORKERS);
-    assert!(report.figures.cpu.is_some());
+    assert_eq!(evaluation.figures.workers, WORKERS);
+    assert!(evaluation.figures.cpu.is_some());
+    let report = check::report(
+        &input.config,
+        &input.selection,
+        evaluation,
+        Annotations::default(),
+    );
     let tick_text = ticks.to_string();
 
     let mut group = c.benchmark_group("10k_workers");
@@ -154,11 +160,17 @@ fn core(c: &mut Criterion) {
     group.bench_function("render_v1", |b| b.iter(|| render(black_box(&report), 1)));
     group.bench_function("evaluate_and_render_v1", |b| {
         b.iter(|| {
-            let (report, ticks) = evaluate(
+            let (evaluation, ticks) = evaluate(
                 black_box(&input.snapshot),
                 black_box(&input.selection),
                 Some(black_box(&input.previous)),
                 black_box(&input.config),
+            );
+            let report = check::report(
+                &input.config,
+                &input.selection,
+                evaluation,
+                Annotations::default(),
             );
             (render(&report, 1), ticks)
         })

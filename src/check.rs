@@ -1,60 +1,37 @@
-//! The whole check: [`evaluate`] is the pure core (sample + previous ticks + config -> report +
-//! new ticks); [`run`] does the I/O around it in the order that keeps state safe.
+//! The whole check: [`evaluate`] is the pure core (sample + previous ticks + config -> figures,
+//! verdicts + new ticks); [`run`] does the I/O around it in the order that keeps state safe and
+//! returns the [`Report`] that `main` renders.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
+use crate::filter::{ParentSpec, Part};
 use crate::metrics::{self, Capacity, Figures};
-use crate::sample::{self, Pidfile, Snapshot};
-use crate::select::{self, Master, ParentSpec, Selection};
-use crate::state::{self, NoBaseline, Saved, TickState};
-use crate::thresholds::{MetricName, Pair, Thresholds, Verdict};
+use crate::report::{MetricResult, Report};
+use crate::sample::{self, OwnProcesses, Pidfile, Snapshot};
+use crate::select::{self, Master, Selection};
+use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
+use crate::thresholds::{MetricName, Thresholds};
 
 /// Longest wait for a peer's lock on the tick file.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
-/// One measured metric with its thresholds and verdict; perfdata and the status line are both
-/// rendered from this one value.
+/// What the pure core makes of one sample: the figures, each metric judged, the worst state.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MetricResult {
-    pub name: MetricName,
-    /// in the metric's unit (count, percent, bytes, seconds)
-    pub value: f64,
-    /// upper bound for perfdata, where one exists
-    pub max: Option<f64>,
-    pub pair: Pair,
-    pub verdict: Verdict,
-}
-
-/// What the check found, ready to render.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
+pub struct Evaluation {
     pub state: ServiceState,
-    pub label: String,
     pub figures: Figures,
     /// measured metrics, in perfdata order
     pub results: Vec<MetricResult>,
-    pub masters: Vec<i32>,
-    pub include_master: bool,
-    /// why the named master is missing (stale pidfile, ...), shown in the status line
-    pub problem: Option<String>,
-    /// lines printed after the status line
+    /// thresholds left unevaluated and how far the figures can be trusted
     pub notes: Vec<String>,
-    /// user names of the uids in the long output
-    pub user_names: BTreeMap<u32, String>,
-}
-
-impl Report {
-    pub fn result(&self, name: MetricName) -> Option<&MetricResult> {
-        self.results.iter().find(|r| r.name == name)
-    }
 }
 
 /// The pure core: figures, thresholds and the ticks to save for the next run.
@@ -63,7 +40,7 @@ pub fn evaluate(
     selection: &Selection,
     previous: Option<&TickState>,
     config: &Config,
-) -> (Report, TickState) {
+) -> (Evaluation, TickState) {
     let capacity = capacity(snapshot, selection, config.cpu_scale);
     let figures = metrics::compute(
         &selection.workers,
@@ -89,19 +66,13 @@ pub fn evaluate(
         .unwrap_or(ServiceState::Ok);
     let mut notes = unevaluated_thresholds(&config.thresholds, &results);
     notes.extend(measurement_notes(&figures, config.verbosity));
-
-    let report = Report {
+    let evaluation = Evaluation {
         state,
-        label: config.label.clone(),
         figures,
         results,
-        masters: selection.masters.iter().map(|m| m.pid).collect(),
-        include_master: config.selector.include_master,
-        problem: None,
         notes,
-        user_names: BTreeMap::new(),
     };
-    (report, TickState::new(snapshot, selection))
+    (evaluation, TickState::new(snapshot, selection))
 }
 
 /// What 100 % CPU and 100 % memory mean for these workers.
@@ -139,136 +110,292 @@ fn measurement_notes(figures: &Figures, verbosity: u8) -> Vec<String> {
     figures.notes(verbosity)
 }
 
-/// Output and exit code of one run.
-#[derive(Debug)]
-pub struct Outcome {
-    pub text: String,
-    pub code: i32,
+/// What a run found around the figures, which its report carries next to them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Annotations {
+    /// why the named master is missing (stale pidfile, ...)
+    pub problem: Option<String>,
+    /// notes before the evaluation's: the state and the baseline
+    pub first: Vec<String>,
+    /// notes after them: what could not be read, `-vv`, `-vvv`
+    pub last: Vec<String>,
+    /// user names of the uids in the long output
+    pub user_names: BTreeMap<u32, String>,
+    /// the run could not do all of its job (the tick file was not saved): at least UNKNOWN
+    pub unknown: bool,
 }
 
-/// One check: sample, measure against the previous ticks (or over `--interval`), save the new
-/// ticks, render. The tick file is written before anything is printed: a run that cannot use or
-/// save its state still reports its figures, at least UNKNOWN and saying why, so a broken state
-/// dir neither hides a CRITICAL nor silently loses the next baseline. The lock wait and the
-/// in-run interval are cut to what is left before `deadline`.
-pub fn run(config: &Config, deadline: Deadline) -> Result<Outcome> {
-    let root = config.proc_root.as_path();
-    crate::visibility::ensure_visible(root, config.selector.uid)?;
+/// The report of one run, built once from its evaluation and what the run found around it.
+pub fn report(
+    config: &Config,
+    selection: &Selection,
+    evaluation: Evaluation,
+    annotations: Annotations,
+) -> Report {
+    let Annotations {
+        problem,
+        first,
+        last,
+        user_names,
+        unknown,
+    } = annotations;
+    let floor = if unknown {
+        ServiceState::Unknown
+    } else {
+        ServiceState::Ok
+    };
+    Report {
+        state: evaluation.state.max(floor),
+        label: config.label.clone(),
+        figures: evaluation.figures,
+        results: evaluation.results,
+        masters: selection.masters.iter().map(|m| m.pid).collect(),
+        include_master: config.selector.include_master,
+        problem,
+        notes: first
+            .into_iter()
+            .chain(evaluation.notes)
+            .chain(last)
+            .collect(),
+        user_names,
+    }
+}
+
+/// One check: open the state, sample and select against a baseline, evaluate, save the new
+/// ticks, annotate. The tick file is written before anything is printed: a run that cannot use
+/// or save its state still reports its figures, at least UNKNOWN and saying why, so a broken
+/// state dir neither hides a CRITICAL nor silently loses the next baseline. The lock wait and
+/// the in-run interval are cut to what is left before `deadline`.
+pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
+    crate::visibility::ensure_visible(&config.proc_root, config.selector.uid)?;
     let tick_name = state::tick_file_name(&config.selector);
     let tick_path = config.state_dir.path.join(&tick_name);
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
     let lock_wait = (config.timeout / 4)
         .min(LOCK_WAIT)
         .min(deadline.remaining());
-    let store = state::TickStore::open(&config.state_dir, config.euid, tick_name, lock_wait);
-    let loaded = store.load();
+    let store = TickStore::open(&config.state_dir, config.euid, tick_name, lock_wait);
+    let measured = sample_with_baseline(config, deadline, store.load())?;
+    let Reading {
+        snapshot,
+        selection,
+        ..
+    } = &measured.reading;
+    let (evaluation, ticks) = evaluate(snapshot, selection, measured.previous.as_ref(), config);
+    let saved = store.finish(&ticks, SystemTime::now());
+    let annotations = annotate(config, &measured, &evaluation.figures, saved, &tick_path);
+    Ok(report(config, selection, evaluation, annotations))
+}
 
-    let (named, mut problem) = named_parent(config)?;
-    let parent_pid = named.map(|(pid, _)| pid);
-    let own = sample::own_processes(root);
-    let trace = config.verbosity >= 3;
-    let take_sample = || -> Result<(Snapshot, Selection, Option<String>)> {
-        let mut snapshot =
-            sample::scan(root, &config.sys_root, &config.selector, parent_pid, trace)?;
-        let (master, problem) = match (&config.selector.parent, parent_pid) {
+/// One reading of the proc tree with the workers picked out of it.
+#[derive(Debug)]
+struct Reading {
+    snapshot: Snapshot,
+    selection: Selection,
+    /// why the master named by `--ppid`/`--pidfile` is missing
+    problem: Option<String>,
+}
+
+/// The last reading of a run, complete with the workers' details, and the baseline its CPU
+/// is measured against.
+#[derive(Debug)]
+struct Measured {
+    reading: Reading,
+    previous: Option<TickState>,
+    /// how the baseline was found, or why there is none
+    note: Option<String>,
+}
+
+impl Measured {
+    /// A reading with no baseline, and why.
+    fn without_cpu(reading: Reading, note: String) -> Measured {
+        Measured {
+            reading,
+            previous: None,
+            note: Some(note),
+        }
+    }
+}
+
+/// Takes readings: the master's pid is read from `--pidfile` once per run, the tree at every
+/// reading.
+struct Sampler<'a> {
+    config: &'a Config,
+    named: NamedParent,
+    /// why the named master is missing before any reading (no pidfile)
+    problem: Option<String>,
+    own: OwnProcesses,
+}
+
+impl Sampler<'_> {
+    fn take(&self) -> Result<Reading> {
+        let config = self.config;
+        let parent_pid = self.named.map(|(pid, _)| pid);
+        let trace = config.verbosity >= 3;
+        let mut snapshot = sample::scan(
+            &config.proc_root,
+            &config.sys_root,
+            &config.selector,
+            parent_pid,
+            trace,
+        )?;
+        let (master, problem) = match (&config.selector.parent, self.named) {
             (None, _) => (Master::Detect, None),
-            (Some(spec), Some(pid)) => check_parent(spec, pid, named.and_then(|n| n.1), &snapshot),
+            (Some(spec), Some((pid, written))) => check_parent(spec, pid, written, &snapshot),
             (Some(_), None) => (Master::Missing, None),
         };
         let candidates = std::mem::take(&mut snapshot.procs);
-        let selection = select::select(candidates, &config.selector, own, &master);
-        Ok((snapshot, selection, problem))
+        let selection = select::select(candidates, &config.selector, self.own, &master);
+        Ok(Reading {
+            snapshot,
+            selection,
+            problem: self.problem.clone().or(problem),
+        })
+    }
+}
+
+/// Samples and selects the workers and finds the baseline their CPU is measured against: the
+/// previous run's ticks if they fit this reading; without them (and with `--interval`), a
+/// first reading taken within this run. Then reads the details of the workers finally chosen.
+fn sample_with_baseline(
+    config: &Config,
+    deadline: Deadline,
+    loaded: Result<TickState, NoBaseline>,
+) -> Result<Measured> {
+    let (named, problem) = named_parent(config)?;
+    let sampler = Sampler {
+        config,
+        named,
+        problem,
+        own: sample::own_processes(&config.proc_root),
     };
     let scan_started = Instant::now();
-    let (mut snapshot, mut selection, mut parent_problem) = take_sample()?;
+    let reading = sampler.take()?;
     let scan_cost = scan_started.elapsed();
-    let mut notes = Vec::new();
-    let previous = match loaded.and_then(|prev| metrics::check_baseline(prev, &snapshot)) {
-        Ok(prev) => Some(prev),
-        Err(reason) if !config.interval.is_zero() => 'measured: {
-            let Some(pause) = deadline.pause(config.interval, scan_cost) else {
-                notes.push(format!(
-                    "no baseline ({reason}); cpu not measured: no time left within -t"
-                ));
-                break 'measured None;
-            };
-            let first = TickState::new(&snapshot, &selection);
-            thread::sleep(pause);
-            (snapshot, selection, parent_problem) = take_sample()?;
-            match metrics::check_baseline(first, &snapshot) {
-                Ok(first) => {
-                    notes.push(format!(
-                        "no baseline ({reason}): cpu measured over {:.2} s within this run",
-                        snapshot.uptime - first.uptime
-                    ));
-                    Some(first)
-                }
-                Err(too_short) => {
-                    notes.push(format!(
-                        "no baseline ({reason}), and {too_short}: cpu not measured"
-                    ));
-                    None
-                }
-            }
-        }
-        Err(reason) => {
-            let why = match reason {
-                NoBaseline::FirstRun => "first run".to_string(),
-                other => other.to_string(),
-            };
-            notes.push(format!(
-                "no baseline ({why}) and --interval 0: cpu not measured in this run"
-            ));
-            None
-        }
-    };
-    problem = problem.or(parent_problem);
-
-    sample::enrich(root, &mut selection.workers);
+    let mut measured =
+        match loaded.and_then(|prev| metrics::check_baseline(prev, &reading.snapshot)) {
+            Ok(previous) => Measured {
+                reading,
+                previous: Some(previous),
+                note: None,
+            },
+            Err(reason) => without_previous(&sampler, reading, reason, deadline, scan_cost)?,
+        };
+    let Reading {
+        snapshot,
+        selection,
+        ..
+    } = &mut measured.reading;
+    sample::enrich(&config.proc_root, &mut selection.workers);
     snapshot.cgroup_limits =
-        shared_cgroup(&selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
-    let (mut report, new_state) = evaluate(&snapshot, &selection, previous.as_ref(), config);
-    report.problem = problem;
-    report.notes.splice(0..0, notes);
+        shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
+    Ok(measured)
+}
+
+/// Without usable previous ticks: with `--interval`, and when the deadline leaves time for it,
+/// `first` becomes the baseline of a second reading; else this run does not measure CPU.
+fn without_previous(
+    sampler: &Sampler,
+    first: Reading,
+    reason: NoBaseline,
+    deadline: Deadline,
+    scan_cost: Duration,
+) -> Result<Measured> {
+    let interval = sampler.config.interval;
+    if interval.is_zero() {
+        let why = match reason {
+            NoBaseline::FirstRun => "first run".to_string(),
+            other => other.to_string(),
+        };
+        let note = format!("no baseline ({why}) and --interval 0: cpu not measured in this run");
+        return Ok(Measured::without_cpu(first, note));
+    }
+    match deadline.pause(interval, scan_cost) {
+        Some(pause) => measure_within_run(sampler, first, pause, reason),
+        None => {
+            let note = format!("no baseline ({reason}); cpu not measured: no time left within -t");
+            Ok(Measured::without_cpu(first, note))
+        }
+    }
+}
+
+/// `first` becomes the baseline of a second reading taken `pause` later.
+fn measure_within_run(
+    sampler: &Sampler,
+    first: Reading,
+    pause: Duration,
+    reason: NoBaseline,
+) -> Result<Measured> {
+    let baseline = TickState::new(&first.snapshot, &first.selection);
+    thread::sleep(pause);
+    let reading = sampler.take()?;
+    let (previous, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
+        Ok(baseline) => {
+            let note = format!(
+                "no baseline ({reason}): cpu measured over {:.2} s within this run",
+                reading.snapshot.uptime - baseline.uptime
+            );
+            (Some(baseline), note)
+        }
+        Err(too_short) => (
+            None,
+            format!("no baseline ({reason}), and {too_short}: cpu not measured"),
+        ),
+    };
+    Ok(Measured {
+        reading,
+        previous,
+        note: Some(note),
+    })
+}
+
+/// What the run adds to the figures: the named master's problem, the baseline, the state, what
+/// could not be read, and with `-v` and more the user names, the selection and the trace.
+fn annotate(
+    config: &Config,
+    measured: &Measured,
+    figures: &Figures,
+    saved: Saved,
+    tick_path: &Path,
+) -> Annotations {
+    let snapshot = &measured.reading.snapshot;
+    let mut first = Vec::new();
+    let mut last = Vec::new();
+    // a full disk or a squatted dir must not hide what the figures say: the worst of both
+    if let Saved::Failed(why) = &saved {
+        let why = crate::text::shown(why);
+        first.push(format!("UNKNOWN: tick file not saved: {why}"));
+    }
+    first.extend(measured.note.clone());
     if snapshot.skipped.unreadable > 0 {
-        report.notes.push(format!(
+        last.push(format!(
             "{} processes could not be read (permission or malformed /proc files)",
             snapshot.skipped.unreadable
         ));
     }
     if config.verbosity > 1 {
-        report
-            .notes
-            .extend(explain_selection(config, &snapshot, &tick_path));
+        last.extend(explain_selection(config, snapshot, tick_path));
     }
-    report.notes.append(&mut snapshot.trace);
+    last.extend(snapshot.trace.iter().cloned());
+    // the peer holding the lock writes a fresh file; writing ours would race with it
+    if saved == Saved::LeftToPeer {
+        last.push("tick file not updated: another check of the same workers holds it".into());
+    }
+    let mut user_names = BTreeMap::new();
     if config.verbosity > 0 {
-        for w in &report.figures.per_worker {
-            report
-                .user_names
+        for w in &figures.per_worker {
+            user_names
                 .entry(w.uid)
                 .or_insert_with(|| cli::user_name(w.uid));
         }
     }
-    match store.finish(&new_state, std::time::SystemTime::now()) {
-        Saved::Written => {}
-        // the peer holding the lock writes a fresh file; writing ours would race with it
-        Saved::LeftToPeer => report
-            .notes
-            .push("tick file not updated: another check of the same workers holds it".into()),
-        // a full disk or a squatted dir must not hide what the figures say: the worst of both
-        Saved::Failed(why) => {
-            report.state = report.state.max(ServiceState::Unknown);
-            let why = crate::text::shown(&why);
-            report
-                .notes
-                .insert(0, format!("UNKNOWN: tick file not saved: {why}"));
-        }
+    Annotations {
+        problem: measured.reading.problem.clone(),
+        first,
+        last,
+        user_names,
+        unknown: matches!(saved, Saved::Failed(_)),
     }
-    Ok(Outcome {
-        text: crate::output::render(&report, config.verbosity),
-        code: report.state.exit_code(),
-    })
 }
 
 /// The master's pid from `--ppid` or `--pidfile`, with the time the pidfile was written. A
@@ -332,45 +459,16 @@ fn shared_cgroup(selection: &Selection) -> Option<&str> {
 
 /// `-vv`: what was selected and why, and where the state is.
 fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<String> {
-    let s = &config.selector;
-    let mut filters = Vec::new();
-    if let Some(n) = &s.name {
-        filters.push(format!("name {}", n.name()));
-    }
-    if let Some(uid) = s.uid {
-        filters.push(format!("uid {uid}"));
-    }
-    match &s.parent {
-        Some(ParentSpec::Pid(pid)) => filters.push(format!("children of {pid}")),
-        Some(ParentSpec::Pidfile(p)) => {
-            filters.push(format!("children of pidfile {}", p.display()))
-        }
-        None => {}
-    }
-    match &s.cgroup {
-        Some(select::CgroupFilter::Unit(u)) => filters.push(format!("unit {u}")),
-        Some(select::CgroupFilter::Glob(g)) => filters.push(format!("cgroup {g}")),
-        None => {}
-    }
-    if let Some(re) = &s.cmdline {
-        filters.push(format!("cmdline /{}/", re.pattern()));
-    }
-    if let Some(exe) = &s.exe {
-        filters.push(format!("exe {exe}"));
-    }
-    if let Some(states) = &s.states {
-        filters.push(format!("state {states}"));
-    }
+    let selector = &config.selector;
+    let filters: Vec<String> = selector
+        .parts()
+        .iter()
+        .filter(|p| !matches!(p, Part::Master(_)))
+        .map(Part::phrase)
+        .collect();
+    let master = Part::Master(selector.include_master).phrase();
     vec![
-        format!(
-            "selection: {}; master {}",
-            filters.join(", "),
-            if s.include_master {
-                "counted"
-            } else {
-                "not counted"
-            }
-        ),
+        format!("selection: {}; {master}", filters.join(", ")),
         format!(
             "skipped: {} exited while being read, {} unreadable",
             snapshot.skipped.vanished, snapshot.skipped.unreadable

@@ -3,7 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use clap::{ArgAction, Parser};
 
 use crate::catalog;
 use crate::extra_opts;
-use crate::select::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Selector};
+use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Part, Selector};
+use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::text;
 use crate::thresholds::Thresholds;
@@ -204,14 +205,6 @@ pub struct Config {
     pub euid: u32,
 }
 
-/// What to do when the command line does not lead to a check: print `text` and exit with
-/// `code` (always 3, as the plugin guidelines ask even for --help and --version).
-#[derive(Debug)]
-pub struct EarlyExit {
-    pub text: String,
-    pub code: i32,
-}
-
 /// The environment variables the options depend on.
 #[derive(Debug, Clone, Default)]
 pub struct Environment {
@@ -231,44 +224,31 @@ impl Environment {
     }
 }
 
-/// Parses the command line (after `--extra-opts` expansion) and the environment.
-pub fn parse<I, T>(args: I, env: &Environment) -> Result<Config, EarlyExit>
+/// Parses the command line (after `--extra-opts` expansion) and the environment. When the
+/// command line does not lead to a check, the error is what to print and the exit code
+/// (always 3, as the plugin guidelines ask even for --help and --version).
+pub fn parse<I, T>(args: I, env: &Environment) -> Result<Config, Outcome>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    let args = extra_opts::expand(args, env.config_path.as_deref()).map_err(|e| EarlyExit {
-        text: unknown(&format!("{e:#}")),
-        code: 3,
-    })?;
+    let args = extra_opts::expand(args, env.config_path.as_deref())
+        .map_err(|e| Outcome::unknown(&format!("{e:#}")))?;
     let mp_state_path = env.mp_state_path.clone();
     let args = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => EarlyExit {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Outcome {
             text: e.to_string(),
             code: 3,
         },
-        _ => EarlyExit {
-            text: unknown(&clap_summary(&e)),
-            code: 3,
-        },
+        _ => Outcome::unknown(&clap_summary(&e)),
     })?;
-    build(args, mp_state_path).map_err(|e| EarlyExit {
-        text: unknown(&format!("{e:#}")),
-        code: 3,
-    })
+    build(args, mp_state_path).map_err(|e| Outcome::unknown(&format!("{e:#}")))
 }
 
 /// The clap definition, for the man page and shell completions (`examples/assets.rs`).
 pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
-}
-
-/// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics): one
-/// line with no `|`, whatever the error says. The reason quotes paths, options and OS messages,
-/// so it is escaped here, where every one of them passes.
-pub fn unknown(why: &str) -> String {
-    format!("WORKERS UNKNOWN - {}\n", text::shown(why))
 }
 
 /// clap's first error line without its "error: " prefix, plus a pointer to --help.
@@ -280,49 +260,7 @@ fn clap_summary(e: &clap::Error) -> String {
 }
 
 fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
-    // a name is bytes, as the kernel keeps it: one that is not UTF-8 is still a name
-    let name = args.name.filter(|n| !n.is_empty()).map(|n| n.into_vec());
-    if let Some(n) = &name {
-        if n.contains(&b'/') || n.contains(&b'\n') {
-            bail!(
-                "-n {}: a command name has no '/' or newline",
-                text::shown_bytes(n)
-            );
-        }
-    }
-    let parent = match (args.pidfile, args.ppid) {
-        (Some(file), _) => Some(ParentSpec::Pidfile(file)),
-        (None, Some(pid)) if pid > 0 => Some(ParentSpec::Pid(pid)),
-        (None, Some(pid)) => bail!("--ppid {pid}: not a process id"),
-        (None, None) => None,
-    };
-    let cmdline = args
-        .cmdline
-        .as_deref()
-        .map(|re| CmdlineFilter::new(re).with_context(|| format!("-a {re:?}: bad regex")))
-        .transpose()?;
-    let cgroup = match (args.unit, args.cgroup) {
-        (Some(unit), _) if !unit.is_empty() && !unit.contains('/') => {
-            Some(CgroupFilter::Unit(unit))
-        }
-        (Some(unit), _) => bail!("--unit {unit:?}: a unit name has no '/'"),
-        (None, Some(pattern)) => Some(CgroupFilter::Glob(pattern)),
-        (None, None) => None,
-    };
-    let states = args.state.map(|s| parse_states(&s)).transpose()?;
-    if name.is_none()
-        && args.user.is_none()
-        && parent.is_none()
-        && cgroup.is_none()
-        && cmdline.is_none()
-        && args.exe.is_none()
-    {
-        bail!(
-            "say which processes are the workers: -n NAME, -u USER, --pidfile, --ppid, \
-             --unit, --cgroup, -a REGEX or --exe"
-        );
-    }
-    let uid = args.user.as_deref().map(resolve_user).transpose()?;
+    let selector = selector(&args)?;
     if args.timeout == 0 {
         bail!("-t 0: the timeout must be at least 1 second");
     }
@@ -335,20 +273,9 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateDir::resolve(args.state_dir.as_deref(), mp_state_path.as_deref(), euid);
-    let selector = Selector {
-        name: name.as_deref().map(NameFilter::from_bytes),
-        uid,
-        include_master: args.include_master,
-        parent,
-        cmdline,
-        exe: args.exe,
-        states,
-        cgroup,
-    };
-    let label = label(&selector, args.user.as_deref());
     Ok(Config {
+        label: label(&selector, args.user.as_deref()),
         selector,
-        label,
         thresholds,
         interval,
         state_dir,
@@ -359,6 +286,68 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         cpu_scale: args.cpu_scale,
         euid,
     })
+}
+
+/// The selection options as one [`Selector`], each checked in the order they are listed.
+fn selector(args: &Args) -> Result<Selector> {
+    let name = name_filter(args.name.as_ref())?;
+    let parent = match (&args.pidfile, args.ppid) {
+        (Some(file), _) => Some(ParentSpec::Pidfile(file.clone())),
+        (None, Some(pid)) if pid > 0 => Some(ParentSpec::Pid(pid)),
+        (None, Some(pid)) => bail!("--ppid {pid}: not a process id"),
+        (None, None) => None,
+    };
+    let cmdline = args
+        .cmdline
+        .as_deref()
+        .map(|re| CmdlineFilter::new(re).with_context(|| format!("-a {re:?}: bad regex")))
+        .transpose()?;
+    let cgroup = match (&args.unit, &args.cgroup) {
+        (Some(unit), _) if !unit.is_empty() && !unit.contains('/') => {
+            Some(CgroupFilter::Unit(unit.clone()))
+        }
+        (Some(unit), _) => bail!("--unit {unit:?}: a unit name has no '/'"),
+        (None, Some(pattern)) => Some(CgroupFilter::Glob(pattern.clone())),
+        (None, None) => None,
+    };
+    let states = args.state.as_deref().map(parse_states).transpose()?;
+    if name.is_none()
+        && args.user.is_none()
+        && parent.is_none()
+        && cgroup.is_none()
+        && cmdline.is_none()
+        && args.exe.is_none()
+    {
+        bail!(
+            "say which processes are the workers: -n NAME, -u USER, --pidfile, --ppid, \
+             --unit, --cgroup, -a REGEX or --exe"
+        );
+    }
+    Ok(Selector {
+        name,
+        uid: args.user.as_deref().map(resolve_user).transpose()?,
+        include_master: args.include_master,
+        parent,
+        cmdline,
+        exe: args.exe.clone(),
+        states,
+        cgroup,
+    })
+}
+
+/// `-n NAME`, as bytes, as the kernel keeps it: one that is not UTF-8 is still a name.
+fn name_filter(name: Option<&OsString>) -> Result<Option<NameFilter>> {
+    let Some(name) = name.filter(|n| !n.is_empty()) else {
+        return Ok(None);
+    };
+    let bytes = name.as_bytes();
+    if bytes.contains(&b'/') || bytes.contains(&b'\n') {
+        bail!(
+            "-n {}: a command name has no '/' or newline",
+            text::shown_bytes(bytes)
+        );
+    }
+    Ok(Some(NameFilter::from_bytes(bytes)))
 }
 
 /// The in-run CPU interval. The default fits inside any timeout (a quarter of it when that is
@@ -414,27 +403,20 @@ fn parse_states(text: &str) -> Result<String> {
     Ok(letters)
 }
 
+/// The parts that name the service in the status line, most specific first; with none of them,
+/// the user as the operator typed it.
+const LABEL_PREFERENCE: [&str; 7] = [
+    "name", "unit", "pidfile", "ppid", "cgroup", "exe", "cmdline",
+];
+
 /// How the output names the service: the most specific thing the operator gave.
 fn label(selector: &Selector, user: Option<&str>) -> String {
-    if let Some(name) = &selector.name {
-        return name.name().to_string();
-    }
-    if let Some(CgroupFilter::Unit(unit)) = &selector.cgroup {
-        return unit.clone();
-    }
-    match (
-        &selector.parent,
-        &selector.cgroup,
-        &selector.exe,
-        &selector.cmdline,
-    ) {
-        (Some(ParentSpec::Pidfile(file)), ..) => format!("pidfile {}", file.display()),
-        (Some(ParentSpec::Pid(pid)), ..) => format!("children of {pid}"),
-        (None, Some(CgroupFilter::Glob(g)), ..) => format!("cgroup {g}"),
-        (None, None, Some(exe), _) => exe.clone(),
-        (None, None, None, Some(re)) => format!("cmdline /{}/", re.pattern()),
-        _ => format!("user {}", user.unwrap_or("?")),
-    }
+    let parts = selector.parts();
+    LABEL_PREFERENCE
+        .iter()
+        .find_map(|key| parts.iter().find(|p| p.key() == *key))
+        .and_then(Part::label)
+        .unwrap_or_else(|| format!("user {}", user.unwrap_or("?")))
 }
 
 /// A user name through NSS (so LDAP users work), or a numeric uid as is.
@@ -469,7 +451,7 @@ mod tests {
         parse(all, &Environment::default()).unwrap()
     }
 
-    fn parse_err(args: &[&str]) -> EarlyExit {
+    fn parse_err(args: &[&str]) -> Outcome {
         let mut all = vec!["check_workers"];
         all.extend_from_slice(args);
         parse(all, &Environment::default()).unwrap_err()
@@ -524,7 +506,7 @@ mod tests {
     #[test]
     fn unknown_lines_escape_outside_text() {
         assert_eq!(
-            unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists"),
+            Outcome::unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists").text,
             "WORKERS UNKNOWN - cannot create state dir /tmp/a\\x7cb\\x0aWORKERS OK: File exists\n"
         );
         let e = parse_err(&["-n", "x", "-w", "cpu=a|b"]);
@@ -636,6 +618,34 @@ mod tests {
     fn numeric_user_and_root() {
         assert_eq!(parse_ok(&["-u", "0"]).selector.uid, Some(0));
         assert_eq!(parse_ok(&["-u", "root"]).selector.uid, Some(0));
+    }
+
+    // the label picks the most specific part, which is not the parts' (tick file) order
+    #[test]
+    fn label_prefers_the_most_specific_part() {
+        for (args, label) in [
+            (
+                &["--ppid", "812", "--unit", "nginx.service"][..],
+                "nginx.service",
+            ),
+            (
+                &["--exe", "/usr/sbin/nginx", "-a", "worker"],
+                "/usr/sbin/nginx",
+            ),
+            (
+                &["--cgroup", "/x*", "--exe", "/usr/sbin/nginx"],
+                "cgroup /x*",
+            ),
+            (
+                &["--pidfile", "/run/x.pid", "--cgroup", "/x*"],
+                "pidfile /run/x.pid",
+            ),
+            (&["-u", "33", "-a", "worker"], "cmdline /worker/"),
+            (&["-u", "root", "-s", "S"], "user root"),
+            (&["-u", "0"], "user 0"),
+        ] {
+            assert_eq!(parse_ok(args).label, label, "{args:?}");
+        }
     }
 
     #[test]

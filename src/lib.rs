@@ -1,18 +1,32 @@
 //! check_workers: a Nagios/Icinga plugin that watches the worker processes of a service.
 //!
-//! One run is one sample: `cli` turns options into a [`cli::Config`], `sample` reads the proc
-//! tree, `select` picks the workers, `state` loads and saves the previous run's ticks, `metrics`
-//! turns two samples into figures, `thresholds` judges them, `output` renders the result.
-//! `catalog` defines each metric once (label, unit, maximum, meaning) for all of them.
-//! [`check::evaluate`] is the pure core; [`check::run`] wraps it in I/O.
+//! One run is one pass down this pipeline, one module per step, data flowing one way:
+//!
+//! - `cli`: the command line (and `--extra-opts`) into a validated [`cli::Config`]
+//! - `sample`: the only reader of `/proc`; processes into plain [`sample::ProcSample`] values
+//! - `filter`: the operator's filters ([`filter::Selector`]) and how each matches a process
+//! - `select`: which sampled processes are the workers, and which is their master
+//! - `state`: the tick file one run leaves for the next: its name, lock, load and save
+//! - `metrics`: two samples into figures (CPU over the interval, memory, counts); pure
+//! - `catalog`: each metric defined once (label, unit, perfdata max, meaning, computing part)
+//! - `thresholds`: Nagios ranges per metric and their verdicts; pure
+//! - `report`: what a run found ([`report::Report`]), built once, ready to render
+//! - `output`: status line, perfdata, long output, and the [`output::Outcome`] that is printed
+//!
+//! Beside it: `check` runs the steps in order ([`check::evaluate`] is the pure core,
+//! [`check::run`] the I/O around it); `text` escapes outside bytes for output; `visibility`
+//! refuses a `/proc` that hides other users' processes; `deadline` budgets the time left
+//! within `-t`; `extra_opts` reads the monitoring-plugins ini file.
 
 pub mod catalog;
 pub mod check;
 pub mod cli;
 pub mod deadline;
 pub mod extra_opts;
+pub mod filter;
 pub mod metrics;
 pub mod output;
+pub mod report;
 pub mod sample;
 pub mod select;
 pub mod state;

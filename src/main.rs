@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use check_workers::deadline::Deadline;
+use check_workers::output::{self, Outcome};
 use check_workers::{check, cli};
 
 /// Whoever holds this prints the one result: the run or the timeout watchdog, never both.
@@ -22,20 +23,24 @@ fn main() {
     let started = Instant::now();
     std::panic::set_hook(Box::new(|info| {
         let why = info.to_string().replace('\n', " ");
-        emit(&cli::unknown(&format!("internal error: {why}")), 3);
+        emit(&Outcome::unknown(&format!("internal error: {why}")));
     }));
     // the watchdog runs before the options are read: --extra-opts reads a file, which can hang
     let args: Vec<OsString> = std::env::args_os().collect();
     let watchdog = start_watchdog(started, cli::timeout_in_argv(&args));
     let config = match cli::parse(args, &cli::Environment::from_process()) {
         Ok(config) => config,
-        Err(early) => emit(&early.text, early.code),
+        Err(early) => emit(&early),
     };
     set_timeout(&watchdog, config.timeout);
-    match check::run(&config, Deadline::new(started, config.timeout)) {
-        Ok(outcome) => emit(&outcome.text, outcome.code),
-        Err(e) => emit(&cli::unknown(&format!("{e:#}")), 3),
-    }
+    let outcome = match check::run(&config, Deadline::new(started, config.timeout)) {
+        Ok(report) => Outcome {
+            text: output::render(&report, config.verbosity),
+            code: report.state.exit_code(),
+        },
+        Err(e) => Outcome::unknown(&format!("{e:#}")),
+    };
+    emit(&outcome)
 }
 
 /// Past the timeout the monitoring system would kill us and report its own error; answering
@@ -48,10 +53,10 @@ fn start_watchdog(started: Instant, timeout: Duration) -> thread::Thread {
         let timeout = Duration::from_secs(TIMEOUT_SECS.load(Ordering::SeqCst));
         let elapsed = started.elapsed();
         if elapsed >= timeout {
-            emit(
-                &cli::unknown(&format!("timed out after {}s", timeout.as_secs())),
-                3,
-            );
+            emit(&Outcome::unknown(&format!(
+                "timed out after {}s",
+                timeout.as_secs()
+            )));
         }
         // woken early by set_timeout (or spuriously): the loop looks again
         thread::park_timeout(timeout - elapsed);
@@ -65,12 +70,13 @@ fn set_timeout(watchdog: &thread::Thread, timeout: Duration) {
     watchdog.unpark();
 }
 
-fn emit(text: &str, code: i32) -> ! {
+/// Prints the one result and exits with its code.
+fn emit(outcome: &Outcome) -> ! {
     let _guard = OUTPUT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.write_all(outcome.text.as_bytes());
     let _ = stdout.flush();
-    process::exit(code)
+    process::exit(outcome.code)
 }

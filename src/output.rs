@@ -11,12 +11,33 @@
 
 use std::fmt::Write as _;
 
-use crate::check::{MetricResult, Report};
+use crate::report::{MetricResult, Report};
 use crate::text;
 use crate::thresholds::{format_number, format_plain, human_bytes, MetricName, Range, Unit};
 
 /// At most this many per-worker lines with -v; the rest are counted.
 const MAX_WORKER_LINES: usize = 20;
+
+/// What the plugin prints on stdout and the code it exits with. Every way out is one: a run's
+/// report, `--help`, a usage error, an error, a timeout, a panic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub text: String,
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    pub code: i32,
+}
+
+impl Outcome {
+    /// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics):
+    /// one line with no `|`, whatever the error says, and exit code 3. The reason quotes
+    /// paths, options and OS messages, so it is escaped here, where every one of them passes.
+    pub fn unknown(why: &str) -> Outcome {
+        Outcome {
+            text: format!("WORKERS UNKNOWN - {}\n", text::shown(why)),
+            code: 3,
+        }
+    }
+}
 
 /// The whole text a run prints: status line with perfdata, then notes, then (with -v) one line
 /// per worker.
@@ -80,7 +101,43 @@ fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
 /// `4 workers (master 812), cpu 12.3%, rss 4.1 MiB avg, vms 120.5 MiB avg`, with the reason next
 /// to each figure that is not OK, then any other metric that is not OK.
 fn summary(report: &Report) -> String {
-    let mut parts = Vec::new();
+    let mut parts = vec![workers_part(report)];
+    match report.result(MetricName::Cpu) {
+        Some(cpu) => parts.push(format!("cpu {:.1}%{}", cpu.value, problem(Some(cpu)))),
+        None => parts.push("cpu n/a".to_string()),
+    }
+    for (name, word) in [(MetricName::Rss, "rss"), (MetricName::Vms, "vms")] {
+        if let Some(r) = report.result(name) {
+            parts.push(format!(
+                "{word} {} avg{}",
+                human_bytes(r.value),
+                problem(Some(r))
+            ));
+        }
+    }
+    let core = [
+        MetricName::Workers,
+        MetricName::Cpu,
+        MetricName::Rss,
+        MetricName::Vms,
+    ];
+    for r in &report.results {
+        if !core.contains(&r.name) && r.verdict.range.is_some() {
+            let unit = r.name.unit();
+            parts.push(format!(
+                "{} {}{}",
+                r.name.label(),
+                value_text(r.value, unit),
+                problem(Some(r))
+            ));
+        }
+    }
+    parts.join(", ")
+}
+
+/// `4 workers < 5 (masters 812, 900 included) (pidfile ... is missing)`: the count, its
+/// masters and why the named master is missing.
+fn workers_part(report: &Report) -> String {
     let workers = report.figures.workers;
     let mut first = format!(
         "{workers} worker{}{}",
@@ -115,38 +172,7 @@ fn summary(report: &Report) -> String {
     if let Some(problem) = &report.problem {
         let _ = write!(first, " ({problem})");
     }
-    parts.push(first);
-    match report.result(MetricName::Cpu) {
-        Some(cpu) => parts.push(format!("cpu {:.1}%{}", cpu.value, problem(Some(cpu)))),
-        None => parts.push("cpu n/a".to_string()),
-    }
-    for (name, word) in [(MetricName::Rss, "rss"), (MetricName::Vms, "vms")] {
-        if let Some(r) = report.result(name) {
-            parts.push(format!(
-                "{word} {} avg{}",
-                human_bytes(r.value),
-                problem(Some(r))
-            ));
-        }
-    }
-    let core = [
-        MetricName::Workers,
-        MetricName::Cpu,
-        MetricName::Rss,
-        MetricName::Vms,
-    ];
-    for r in &report.results {
-        if !core.contains(&r.name) && r.verdict.range.is_some() {
-            let unit = r.name.unit();
-            parts.push(format!(
-                "{} {}{}",
-                r.name.label(),
-                value_text(r.value, unit),
-                problem(Some(r))
-            ));
-        }
-    }
-    parts.join(", ")
+    first
 }
 
 /// ` > 95` after a figure whose range alerted, nothing otherwise.

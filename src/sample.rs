@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use procfs::{FromRead, Uptime};
 use rustix::fs::{Mode, OFlags};
 
-use crate::select::{exe_matches, CgroupFilter, CommMatch, OwnProcesses, Selector};
+use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector};
 use crate::text::shown_bytes;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -378,6 +378,22 @@ pub fn enrich(root: &Path, workers: &mut [ProcSample]) {
                 .ok()
                 .and_then(|()| v2_path(&String::from_utf8_lossy(reader.bytes())));
         }
+    }
+}
+
+/// The check's own process and its parent, which must never be counted: NRPE and Icinga often
+/// wrap a check in `sh -c`, and `check_procs` counted that shell for years.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OwnProcesses {
+    pub pid: Option<i32>,
+    pub parent: Option<i32>,
+}
+
+impl OwnProcesses {
+    /// True for the check, its parent and its children.
+    pub fn contains(&self, p: &ProcSample) -> bool {
+        let own = |pid: Option<i32>| pid == Some(p.pid);
+        own(self.pid) || own(self.parent) || (self.pid.is_some() && self.pid == Some(p.ppid))
     }
 }
 

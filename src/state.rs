@@ -8,7 +8,7 @@
 mod dir;
 
 use std::collections::HashSet;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write as _};
 use std::os::unix::fs::MetadataExt;
@@ -21,8 +21,9 @@ use nix::sys::stat::FileStat;
 
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
+use crate::filter::{NameFilter, Part, Selector};
 use crate::sample::{ProcSample, Snapshot};
-use crate::select::{CgroupFilter, ParentSpec, Selection, Selector};
+use crate::select::Selection;
 
 /// First line of every tick file; a file with another first line is not ours or too new.
 pub const FORMAT_LINE: &str = "check_workers ticks v1";
@@ -94,61 +95,72 @@ impl TickState {
             }
             _ => bail!("not a tick file"),
         }
-        let mut uptime = None;
-        let mut btime = None;
-        let mut clock_ticks = None;
-        let mut workers = Vec::new();
-        let mut masters = Vec::new();
-        let mut seen = HashSet::new();
+        let mut read = Lines::default();
         for (index, line) in lines {
-            let parsed = (|| -> Result<()> {
-                if line.is_empty() || line.starts_with('#') {
-                    return Ok(());
-                }
-                let mut fields = line.split(' ');
-                let key = fields.next().unwrap_or_default();
-                let values: Vec<&str> = fields.collect();
-                match (key, values.as_slice()) {
-                    ("uptime", [v]) => {
-                        let v: f64 = v.parse()?;
-                        if !v.is_finite() || v < 0.0 {
-                            bail!("bad uptime");
-                        }
-                        set_once(&mut uptime, v)?
-                    }
-                    ("btime", [v]) => set_once(&mut btime, v.parse::<u64>()?)?,
-                    ("hz", [v]) => set_once(&mut clock_ticks, v.parse::<u64>()?)?,
-                    ("worker" | "master", [pid, start, user, system, child_user, child_system]) => {
-                        let ticks = ProcTicks {
-                            pid: pid.parse()?,
-                            starttime: start.parse()?,
-                            utime: user.parse()?,
-                            stime: system.parse()?,
-                            cutime: child_user.parse()?,
-                            cstime: child_system.parse()?,
-                        };
-                        if ticks.pid <= 0 || !seen.insert((key == "worker", ticks.pid)) {
-                            bail!("bad or repeated pid {}", ticks.pid);
-                        }
-                        if key == "worker" {
-                            workers.push(ticks)
-                        } else {
-                            masters.push(ticks)
-                        }
-                    }
-                    _ => bail!("unexpected line"),
-                }
-                Ok(())
-            })();
-            parsed.with_context(|| format!("line {}", index + 1))?;
+            read.line(line)
+                .with_context(|| format!("line {}", index + 1))?;
         }
         Ok(TickState {
-            uptime: uptime.context("no uptime line")?,
-            btime: btime.context("no btime line")?,
-            clock_ticks: clock_ticks.context("no hz line")?,
-            workers,
-            masters,
+            uptime: read.uptime.context("no uptime line")?,
+            btime: read.btime.context("no btime line")?,
+            clock_ticks: read.clock_ticks.context("no hz line")?,
+            workers: read.workers,
+            masters: read.masters,
         })
+    }
+}
+
+/// What the lines of a tick file after its format line have said so far.
+#[derive(Default)]
+struct Lines {
+    uptime: Option<f64>,
+    btime: Option<u64>,
+    clock_ticks: Option<u64>,
+    workers: Vec<ProcTicks>,
+    masters: Vec<ProcTicks>,
+    /// (worker?, pid) of every process line, so that a pid is listed once
+    seen: HashSet<(bool, i32)>,
+}
+
+impl Lines {
+    fn line(&mut self, line: &str) -> Result<()> {
+        if line.is_empty() || line.starts_with('#') {
+            return Ok(());
+        }
+        let mut fields = line.split(' ');
+        let key = fields.next().unwrap_or_default();
+        let values: Vec<&str> = fields.collect();
+        match (key, values.as_slice()) {
+            ("uptime", [v]) => {
+                let v: f64 = v.parse()?;
+                if !v.is_finite() || v < 0.0 {
+                    bail!("bad uptime");
+                }
+                set_once(&mut self.uptime, v)?
+            }
+            ("btime", [v]) => set_once(&mut self.btime, v.parse::<u64>()?)?,
+            ("hz", [v]) => set_once(&mut self.clock_ticks, v.parse::<u64>()?)?,
+            ("worker" | "master", [pid, start, user, system, child_user, child_system]) => {
+                let ticks = ProcTicks {
+                    pid: pid.parse()?,
+                    starttime: start.parse()?,
+                    utime: user.parse()?,
+                    stime: system.parse()?,
+                    cutime: child_user.parse()?,
+                    cstime: child_system.parse()?,
+                };
+                if ticks.pid <= 0 || !self.seen.insert((key == "worker", ticks.pid)) {
+                    bail!("bad or repeated pid {}", ticks.pid);
+                }
+                if key == "worker" {
+                    self.workers.push(ticks)
+                } else {
+                    self.masters.push(ticks)
+                }
+            }
+            _ => bail!("unexpected line"),
+        }
+        Ok(())
     }
 }
 
@@ -480,62 +492,29 @@ impl TickStore {
 }
 
 /// One tick file per selection, so two services that watch different things never share
-/// ticks. The name starts with the process name so an operator can tell files apart; the hash
-/// keeps it unique and stable across releases (FNV-1a, not std's unspecified hasher).
+/// ticks. The name starts with the process name (or unit) so an operator can tell files apart;
+/// the hash of the selection's parts keeps it unique and stable across releases (FNV-1a, not
+/// std's unspecified hasher).
 pub fn tick_file_name(selector: &Selector) -> String {
-    // the name as the bytes it matches: two names that print alike must not share a file
-    let name_bytes = selector
-        .name
-        .as_ref()
-        .map(|n| n.bytes())
-        .unwrap_or_default();
-    let name = selector.name.as_ref().map(|n| n.name()).unwrap_or("");
-    let mut key = String::new();
-    if let Some(uid) = selector.uid {
-        let _ = write!(key, "uid={uid}\0");
-    }
-    let _ = write!(key, "master={}\0", selector.include_master);
-    match &selector.parent {
-        Some(ParentSpec::Pid(pid)) => {
-            let _ = write!(key, "ppid={pid}\0");
-        }
-        Some(ParentSpec::Pidfile(path)) => {
-            let _ = write!(key, "pidfile={}\0", path.display());
-        }
-        None => {}
-    }
-    match &selector.cgroup {
-        Some(CgroupFilter::Unit(unit)) => {
-            let _ = write!(key, "unit={unit}\0");
-        }
-        Some(CgroupFilter::Glob(glob)) => {
-            let _ = write!(key, "cgroup={glob}\0");
-        }
-        None => {}
-    }
-    if let Some(re) = &selector.cmdline {
-        let _ = write!(key, "cmdline={}\0", re.pattern());
-    }
-    if let Some(exe) = &selector.exe {
-        let _ = write!(key, "exe={exe}\0");
-    }
-    if let Some(states) = &selector.states {
-        let _ = write!(key, "states={states}\0");
+    let parts = selector.parts();
+    // the name comes first, always, and as the bytes it matches: two names that print alike
+    // must not share a file
+    let name_bytes = selector.name.as_ref().map(NameFilter::bytes);
+    let mut key: Vec<u8> = [b"name=", name_bytes.unwrap_or_default(), b"\0"].concat();
+    for part in parts.iter().filter(|p| !matches!(p, Part::Name(_))) {
+        key.extend_from_slice(format!("{}={}\0", part.key(), part.value()).as_bytes());
     }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let parts: [&[u8]; 4] = [b"name=", name_bytes, b"\0", key.as_bytes()];
-    for &byte in parts.iter().flat_map(|part| part.iter()) {
+    for &byte in &key {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    let unit = match &selector.cgroup {
-        Some(CgroupFilter::Unit(unit)) => unit.as_str(),
-        _ => "",
-    };
-    let readable: String = [name, unit, "all"]
-        .into_iter()
-        .find(|n| !n.is_empty())
-        .unwrap_or("all")
+    // readable: the name, else the unit, else "all"
+    let shown = parts
+        .iter()
+        .find(|p| matches!(p, Part::Name(_) | Part::Unit(_)) && !p.value().is_empty())
+        .map_or_else(|| "all".into(), Part::value);
+    let readable: String = shown
         .chars()
         .take(40)
         .map(|c| {
@@ -552,7 +531,8 @@ pub fn tick_file_name(selector: &Selector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::select::NameFilter;
+    use crate::filter::{CgroupFilter, ParentSpec};
+    use std::fmt::Write as _;
     use std::path::{Path, PathBuf};
 
     fn sample_state() -> TickState {
@@ -680,6 +660,80 @@ mod tests {
             ..base
         };
         assert!(tick_file_name(&odd).starts_with("a_.._b_c-"));
+    }
+
+    // Upgrading must keep every baseline: these names were computed by the release before
+    // the selection got one description (`Selector::parts`), and must never change.
+    #[test]
+    fn file_names_stay_as_released() {
+        let name_of = |args: &[&str]| {
+            let mut all = vec!["check_workers"];
+            all.extend_from_slice(args);
+            let config = crate::cli::parse(all, &crate::cli::Environment::default()).unwrap();
+            tick_file_name(&config.selector)
+        };
+        let cases: [(&[&str], &str); 11] = [
+            (&["-n", "nginx"], "nginx-99186b14f643583f.ticks"),
+            (
+                &["-n", "nginx", "-u", "33", "--include-master"],
+                "nginx-8d1005ed0ce829bd.ticks",
+            ),
+            (
+                &["--unit", "php8.2-fpm.service"],
+                "php8.2-fpm.service-cc9c6af9d07cecd1.ticks",
+            ),
+            (
+                &["--pidfile", "/run/nginx.pid"],
+                "all-025fbd11167c7a4f.ticks",
+            ),
+            (&["-a", "gunicorn.*app"], "all-2b1e9187f46d58c6.ticks"),
+            (
+                &["--exe", "/usr/sbin/nginx", "-s", "RS"],
+                "all-c647072f22c26941.ticks",
+            ),
+            (
+                &["--cgroup", "/system.slice/php*"],
+                "all-88ce2ba6ec9f4f71.ticks",
+            ),
+            (
+                &["-n", "nginx", "--ppid", "812"],
+                "nginx-b794b8ee596298d0.ticks",
+            ),
+            (&["-u", "0", "-s", "R,D"], "all-55715d6e2753b69b.ticks"),
+            (
+                &["-n", "php-fpm: pool www"],
+                "php-fpm__pool_www-fee3a1a363807980.ticks",
+            ),
+            (
+                &[
+                    "-n",
+                    "nginx",
+                    "-u",
+                    "0",
+                    "--include-master",
+                    "--pidfile",
+                    "/run/nginx.pid",
+                    "--cgroup",
+                    "/system.slice/*",
+                    "-a",
+                    "worker",
+                    "--exe",
+                    "/usr/sbin/nginx",
+                    "-s",
+                    "S",
+                ],
+                "nginx-9376535067d545a4.ticks",
+            ),
+        ];
+        for (args, want) in cases {
+            assert_eq!(name_of(args), want, "{args:?}");
+        }
+        // a name that is not UTF-8 is hashed as its bytes
+        let raw = Selector {
+            name: Some(NameFilter::from_bytes(b"w\xff|k")),
+            ..Selector::default()
+        };
+        assert_eq!(tick_file_name(&raw), "w_xff_x7ck-18317da371b4150a.ticks");
     }
 
     mod fuzz {
