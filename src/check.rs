@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
+use crate::catalog::MetricName;
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, Part};
@@ -18,7 +19,7 @@ use crate::report::{MetricResult, Report};
 use crate::sample::{self, OwnProcesses, Pidfile, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
-use crate::thresholds::{MetricName, Thresholds};
+use crate::thresholds::Thresholds;
 
 /// Longest wait for a peer's lock on the tick file.
 const LOCK_WAIT: Duration = Duration::from_secs(2);

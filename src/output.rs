@@ -11,9 +11,10 @@
 
 use std::fmt::Write as _;
 
+use crate::catalog::{MetricName, Unit};
 use crate::report::{MetricResult, Report};
 use crate::text;
-use crate::thresholds::{format_number, format_plain, human_bytes, MetricName, Range, Unit};
+use crate::thresholds::{format_number, format_plain, human_bytes, Range};
 
 /// At most this many per-worker lines with -v; the rest are counted.
 const MAX_WORKER_LINES: usize = 20;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use nagiosplugin::ServiceState;
 
+use crate::catalog::MetricName;
 use crate::metrics::Figures;
-use crate::thresholds::{MetricName, Pair, Verdict};
+use crate::thresholds::{Pair, Verdict};
 
 /// One measured metric with its thresholds and verdict; perfdata and the status line are both
 /// rendered from this one value.

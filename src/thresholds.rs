@@ -11,7 +11,7 @@ use nagiosplugin::ServiceState;
 
 // Ranges are parsed in a metric's unit, so whoever judges or renders a metric needs both: the
 // catalog defines them, and they are re-exported for the steps that meet them with ranges.
-pub use crate::catalog::{MetricName, Unit};
+use crate::catalog::{MetricName, Unit};
 
 /// A Nagios range. The value is OK when `start <= value <= end`; `inverted` (`@`) flips that.
 /// Infinite ends stand for `~` and for an omitted end.
