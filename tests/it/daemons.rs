@@ -17,18 +17,17 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin;
 use serde_json::Value;
-use tempfile::TempDir;
 
-use crate::fixture::{copy_executable, cpu_heavy, is_root, skip, unique};
+use crate::fixture::perfdata::{of_line, Perfdata};
+use crate::fixture::spawn::{install_binary, open_to_all, public_dir, unique, Spawned};
+use crate::fixture::{binary, command, cpu_heavy, is_root, real_check, skip, status_line};
 
 const NRPE: &str = "/usr/sbin/nrpe";
 const CHECK_NRPE: &str = "/usr/lib/nagios/plugins/check_nrpe";
@@ -98,43 +97,12 @@ fn ready_as_nagios(test: &str, binaries: &[&str]) -> Option<(u32, u32)> {
     }
 }
 
-/// Makes `path` mode 0755 and, when given, owned by `owner`.
-fn open_to_all(path: &Path, owner: Option<(u32, u32)>) {
-    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
-    }
-}
-
-/// A temporary directory every user may enter, owned by `owner` when given.
-fn work_dir(owner: Option<(u32, u32)>) -> TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("cw-daemons")
-        .tempdir()
-        .unwrap();
-    open_to_all(dir.path(), owner);
-    dir
-}
-
 /// `dir/name`, created 0755 and owned by `owner` when given.
 fn sub_dir(dir: &Path, name: &str, owner: Option<(u32, u32)>) -> PathBuf {
     let path = dir.join(name);
     fs::create_dir_all(&path).unwrap();
     open_to_all(&path, owner);
     path
-}
-
-/// A copy of the executable `from` at `to` (mode 0755) that any user may run.
-fn install_executable(from: &Path, to: &Path) {
-    copy_executable(from, to);
-    open_to_all(to, None);
-}
-
-/// A copy of the built binary that the nagios user may run (the target dir may be private).
-fn install_binary(dir: &Path) -> PathBuf {
-    let exe = dir.join("check_workers");
-    install_executable(&cargo_bin("check_workers"), &exe);
-    exe
 }
 
 /// A port that was free a moment ago, on 127.0.0.1.
@@ -243,40 +211,7 @@ impl Drop for Daemon {
     }
 }
 
-/// Sleepers under a unique name (a copy of sleep), optionally as another user; killed and
-/// reaped when dropped.
-struct Sleepers {
-    exe: PathBuf,
-    children: Vec<Child>,
-}
-
-impl Sleepers {
-    fn spawn(dir: &Path, name: &str, count: usize, user: Option<(u32, u32)>) -> Sleepers {
-        let exe = dir.join(name);
-        install_executable(Path::new("/bin/sleep"), &exe);
-        let children = (0..count)
-            .map(|_| {
-                let mut cmd = StdCommand::new(&exe);
-                cmd.arg("600").stdin(Stdio::null());
-                if let Some((uid, gid)) = user {
-                    cmd.uid(uid).gid(gid);
-                }
-                cmd.spawn().unwrap()
-            })
-            .collect();
-        Sleepers { exe, children }
-    }
-}
-
-impl Drop for Sleepers {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
+/// A whole run for failure messages: exit code, stdout and stderr.
 fn text(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout:\n{}stderr:\n{}",
@@ -286,40 +221,6 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn first_line(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
-}
-
-/// The labels of perfdata (`workers=3;;1:;0; cpu=...`), in order.
-fn labels_of(perfdata: &str) -> Vec<String> {
-    perfdata
-        .split_whitespace()
-        .filter_map(|item| item.split_once('=').map(|(label, _)| label.to_string()))
-        .collect()
-}
-
-/// The labels of the perfdata after " | " in a status line.
-fn perf_labels(line: &str) -> Vec<String> {
-    labels_of(line.split_once('|').map(|(_, p)| p).unwrap_or_default())
-}
-
-/// The value of `label` in perfdata (`rss=4718592B;;;0;` gives 4718592).
-fn perf_value(line: &str, label: &str) -> Option<f64> {
-    let perf = line.split_once('|')?.1;
-    let item = perf
-        .split_whitespace()
-        .find_map(|item| item.strip_prefix(&format!("{label}=")))?;
-    item.split(';')
-        .next()?
-        .trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%')
-        .parse()
-        .ok()
-}
-
 /// The first of [`LABELS`] that `have` lacks.
 fn missing_label(have: &[String]) -> Option<&'static str> {
     LABELS
@@ -327,9 +228,9 @@ fn missing_label(have: &[String]) -> Option<&'static str> {
         .find(|label| !have.iter().any(|h| h == label))
 }
 
-fn assert_every_label(line: &str, context: &str) {
-    if let Some(label) = missing_label(&perf_labels(line)) {
-        panic!("no {label} in the perfdata: {line}\n{context}");
+fn assert_every_label(perfdata: Perfdata, context: &str) {
+    if let Some(label) = missing_label(&perfdata.labels()) {
+        panic!("no {label} in the perfdata {perfdata:?}\n{context}");
     }
 }
 
@@ -380,11 +281,12 @@ fn nrpe_round_trip_with_the_contrib_commands() {
         return;
     };
     let _serial = cpu_heavy();
-    let work = work_dir(Some(nagios));
+    let work = public_dir(Some(nagios));
     let dir = work.path();
     let exe = install_binary(dir);
     let name = unique("cwn");
-    let _sleepers = Sleepers::spawn(dir, &name, 2, None);
+    let mut sleepers = Spawned::new();
+    sleepers.sleepers(&name, 2);
     // NRPE clears the environment, so the state dir is given on the command line; the nagios
     // user owns the directory above it, the check creates it 0700
     let state = dir.join("state");
@@ -451,11 +353,11 @@ fn nrpe_round_trip_with_the_contrib_commands() {
     // the handshake (TLS) and the version
     let out = check_nrpe(port, None);
     assert_exit(&out, 0);
-    assert!(first_line(&out).starts_with("NRPE v4"), "{}", text(&out));
+    assert!(status_line(&out).starts_with("NRPE v4"), "{}", text(&out));
 
     // two workers where three are wanted: WARNING, through nrpe and back
     let out = check_nrpe(port, Some("check_workers_test"));
-    let line = first_line(&out);
+    let line = status_line(&out);
     assert_exit(&out, 1);
     assert!(
         line.starts_with(&format!("WORKERS WARNING - {name}: 2 workers < 3, cpu ")),
@@ -463,12 +365,12 @@ fn nrpe_round_trip_with_the_contrib_commands() {
         text(&out)
     );
     assert!(line.contains(" | workers=2;3:;1:;0; "), "{line}");
-    assert_every_label(&line, &text(&out));
+    assert_every_label(of_line(&line), &text(&out));
 
     // every shipped command line runs and parses: a state, never a usage error (UNKNOWN)
     for (command, cmdline) in &commands {
         let out = check_nrpe(port, Some(command));
-        let line = first_line(&out);
+        let line = status_line(&out);
         let code = out.status.code();
         let state = match code {
             Some(0) => "OK",
@@ -482,7 +384,10 @@ fn nrpe_round_trip_with_the_contrib_commands() {
             "{command}: {}",
             text(&out)
         );
-        assert!(perf_labels(&line).iter().any(|l| l == "workers"), "{line}");
+        assert!(
+            of_line(&line).labels().iter().any(|l| l == "workers"),
+            "{line}"
+        );
     }
     assert!(nrpe.running(), "nrpe died\n{}", nrpe.log());
 }
@@ -536,10 +441,7 @@ fn icinga_argument_keys(conf: &str) -> Vec<String> {
 
 /// (short, long) of every option `check_workers --help` lists, less help and version.
 fn binary_options() -> Vec<(Option<String>, String)> {
-    let out = StdCommand::new(cargo_bin("check_workers"))
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = command(binary()).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     let mut options = Vec::new();
     for line in help.lines() {
@@ -836,7 +738,7 @@ fn icinga2_validates_and_runs_the_check_command() {
         return;
     };
     let _serial = cpu_heavy();
-    let work = work_dir(Some(nagios));
+    let work = public_dir(Some(nagios));
     let dir = work.path();
     for sub in [
         "data",
@@ -921,8 +823,8 @@ object Service "every-argument" {{
 
     // --- the daemon: a service that runs check_workers every second on real processes
     let name = unique("cwi");
-    let bin = sub_dir(dir, "bin", None);
-    let sleepers = Sleepers::spawn(&bin, &name, 2, Some(nagios));
+    let mut sleepers = Spawned::new();
+    let sleeper = sleepers.sleepers_as(&name, 2, nagios);
     let influx = start_influxd(TEST, dir);
     let influx_writer = match &influx {
         Some((_, port)) => format!(
@@ -997,7 +899,7 @@ object Service "every" {{
             ini = ini.display(),
             perf = perf.display(),
             dir = dir.display(),
-            sleeper = sleepers.exe.display(),
+            sleeper = sleeper.display(),
         ),
     )
     .unwrap();
@@ -1009,7 +911,7 @@ object Service "every" {{
 
     let complete = |line: &Option<String>| {
         line.as_deref()
-            .map(|l| labels_of(field(l, "SERVICEPERFDATA")))
+            .map(|l| Perfdata::new(field(l, "SERVICEPERFDATA")).labels())
             .is_some_and(|labels| missing_label(&labels).is_none())
     };
     let done = wait_for(Duration::from_secs(30), || {
@@ -1025,16 +927,15 @@ object Service "every" {{
     for service in ["live", "every"] {
         let line = icinga_perfdata(&perf, service).unwrap();
         let perfdata = field(&line, "SERVICEPERFDATA");
-        assert_every_label(&format!("| {perfdata}"), &line);
+        assert_every_label(Perfdata::new(perfdata), &line);
         assert_eq!(field(&line, "SERVICESTATE"), "WARNING", "{line}");
         assert_eq!(field(&line, "SERVICECHECKCOMMAND"), "workers", "{line}");
         assert!(perfdata.starts_with("workers=2;3:;1:;0; "), "{line}");
     }
     // the ini file's threshold reached the every service's check
     let every = icinga_perfdata(&perf, "every").unwrap();
-    let rss_total = field(&every, "SERVICEPERFDATA")
-        .split_whitespace()
-        .find(|item| item.starts_with("rss_total="))
+    let rss_total = Perfdata::new(field(&every, "SERVICEPERFDATA"))
+        .item("rss_total")
         .unwrap();
     assert!(rss_total.ends_with("B;;1073741824;0;"), "{every}");
 
@@ -1046,7 +947,7 @@ object Service "every" {{
         "--cpu-scale",
         "host",
         "--exe",
-        sleepers.exe.to_str().unwrap(),
+        sleeper.to_str().unwrap(),
         &format!("--extra-opts=every@{}", ini.display()),
         "--include-master",
         "--interval",
@@ -1285,7 +1186,7 @@ fn nagios4_verifies_the_contrib_commands() {
     let Some(nagios) = ready_as_nagios(TEST, &[NAGIOS4]) else {
         return;
     };
-    let work = work_dir(Some(nagios));
+    let work = public_dir(Some(nagios));
     let shipped = read(&contrib("nagios/commands.cfg"));
     let with_examples = nagios_with_examples(&shipped);
     assert!(with_examples.matches("\ndefine service {").count() >= 2);
@@ -1340,25 +1241,11 @@ fn vm_bytes(pid: u32, key: &str) -> u64 {
     kib * 1024
 }
 
-/// [`perf_value`], which must be there.
-fn perf_number(line: &str, label: &str) -> f64 {
-    perf_value(line, label).unwrap_or_else(|| panic!("no {label}: {line}"))
-}
-
 fn assert_close(what: &str, got: f64, want: f64, line: &str) {
     assert!(
         (got - want).abs() <= want * 0.01,
         "{what}: check says {got}, /proc says {want} (more than 1 % apart)\n{line}"
     );
-}
-
-fn run_check(args: &[&str]) -> Output {
-    StdCommand::new(cargo_bin("check_workers"))
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 #[test]
@@ -1376,7 +1263,7 @@ fn nginx_workers_master_and_memory_match_proc() {
         );
         return;
     }
-    let work = work_dir(None);
+    let work = public_dir(None);
     let dir = work.path();
     let d = dir.display();
     let port = free_port();
@@ -1433,15 +1320,18 @@ fn nginx_workers_master_and_memory_match_proc() {
     // every check measures at once and keeps its state here
     let state = dir.join("state");
     let check = |args: &[&str]| {
-        let now = ["--state-dir", state.to_str().unwrap(), "--interval", "0"];
-        run_check(&[args, &now].concat())
+        real_check(&state)
+            .args(args)
+            .args(["--interval", "0"])
+            .output()
+            .unwrap()
     };
     let three_workers = format!("WORKERS OK - nginx: 3 workers (master {master}), ");
     let out = check(&["-n", "nginx", "-v"]);
-    let line = first_line(&out);
+    let line = status_line(&out);
     assert_exit(&out, 0);
     assert!(line.starts_with(&three_workers), "{}", text(&out));
-    assert_eq!(perf_value(&line, "workers"), Some(3.0), "{line}");
+    assert_eq!(of_line(&line).value("workers"), Some(3.0), "{line}");
     // -v lists exactly the worker pids
     let mut listed: Vec<u32> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -1458,31 +1348,31 @@ fn nginx_workers_master_and_memory_match_proc() {
     let rss_max = *rss.iter().max().unwrap() as f64;
     assert_close(
         "rss_total",
-        perf_number(&line, "rss_total"),
+        of_line(&line).number("rss_total"),
         rss_total,
         &line,
     );
-    assert_close("rss", perf_number(&line, "rss"), rss_total / 3.0, &line);
-    assert_close("rss_max", perf_number(&line, "rss_max"), rss_max, &line);
+    assert_close("rss", of_line(&line).number("rss"), rss_total / 3.0, &line);
+    assert_close("rss_max", of_line(&line).number("rss_max"), rss_max, &line);
     let vms_mean = vms.iter().sum::<u64>() as f64 / 3.0;
-    assert_close("vms", perf_number(&line, "vms"), vms_mean, &line);
+    assert_close("vms", of_line(&line).number("vms"), vms_mean, &line);
 
     // -u with the workers' user still names the root master
     let out = check(&["-n", "nginx", "-u", "www-data"]);
     assert!(
-        first_line(&out).starts_with(&three_workers),
+        status_line(&out).starts_with(&three_workers),
         "{}",
         text(&out)
     );
 
     // --pidfile, when the binary has it: the master from nginx's own pid file
-    let help = run_check(&["--help"]);
+    let help = command(binary()).arg("--help").output().unwrap();
     if String::from_utf8_lossy(&help.stdout).contains("--pidfile") {
         let out = check(&["--pidfile", pidfile.to_str().unwrap()]);
-        let line = first_line(&out);
+        let line = status_line(&out);
         assert_exit(&out, 0);
-        assert_eq!(perf_value(&line, "workers"), Some(3.0), "{}", text(&out));
-        let got = perf_number(&line, "rss_total");
+        assert_eq!(of_line(&line).value("workers"), Some(3.0), "{}", text(&out));
+        let got = of_line(&line).number("rss_total");
         assert_close("rss_total (--pidfile)", got, rss_total, &line);
     } else {
         skip(

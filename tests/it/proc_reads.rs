@@ -3,14 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::process::Command as StdCommand;
 
-use assert_cmd::cargo::cargo_bin;
-
-use crate::fixture::{skip, state_dir, FakeProc, ProcTree};
+use crate::fixture::{check_command, command, skip, state_dir, FakeProc, ProcTree};
 
 fn strace_works() -> bool {
-    StdCommand::new("strace")
+    command("strace")
         .args(["-qq", "-e", "trace=none", "true"])
         .output()
         .is_ok_and(|o| o.status.success())
@@ -48,7 +45,8 @@ impl Opened {
 fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, Vec<Opened>> {
     let state = state_dir();
     let log = state.path().join("strace.log");
-    let status = StdCommand::new("strace")
+    let check = check_command(tree.path(), &state.path().join("state"));
+    let status = command("strace")
         .args([
             "-f",
             "-qq",
@@ -58,11 +56,8 @@ fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, Vec<Opened>> {
             "-o",
         ])
         .arg(&log)
-        .arg(cargo_bin("check_workers"))
-        .arg("--proc-root")
-        .arg(tree.path())
-        .arg("--state-dir")
-        .arg(state.path().join("state"))
+        .arg(check.get_program())
+        .args(check.get_args())
         .args(args)
         .status()
         .unwrap();

@@ -2,14 +2,17 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Stdio;
 
-use assert_cmd::cargo::cargo_bin;
 use predicates::prelude::*;
 
 use crate::fixture::{
-    check, cpu_heavy, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree,
+    check, check_command, cpu_heavy, mkfifo, run, state_dir, status_line, stdout_of, tick_file,
+    FakeProc, ProcTree,
 };
+
+/// The arguments of every run here: the nginx workers, CPU from the tick file only.
+const NGINX: [&str; 4] = ["-n", "nginx", "--interval", "0"];
 
 fn tree() -> ProcTree {
     let tree = ProcTree::new(5000.0);
@@ -30,13 +33,8 @@ fn fifty_checks_at_once_on_one_state_dir() {
         tree.set_uptime(5000.0 + 60.0 * f64::from(round));
         let children: Vec<_> = (0..50)
             .map(|_| {
-                StdCommand::new(cargo_bin("check_workers"))
-                    .env_clear()
-                    .arg("--proc-root")
-                    .arg(tree.path())
-                    .arg("--state-dir")
-                    .arg(state.path())
-                    .args(["-n", "nginx", "--interval", "0"])
+                check_command(tree.path(), state.path())
+                    .args(NGINX)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
@@ -61,7 +59,7 @@ fn fifty_checks_at_once_on_one_state_dir() {
     tree.put(&FakeProc::new(813, 812, "nginx", 33).ticks(400, 0));
     // 300 ticks over 120 s since the last round = 2.5 %
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0)
         .stdout(predicate::str::contains(" cpu=2.5%;"));
@@ -74,17 +72,11 @@ fn planted_symlink_at_the_tick_file_is_not_followed() {
     let outside = state_dir();
     let victim = outside.path().join("victim");
     fs::write(&victim, "precious\n").unwrap();
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0"])
-            .output()
-            .unwrap()
-    };
-    run();
+    run(&tree, &state, &NGINX);
     let ticks = tick_file(state.path());
     fs::remove_file(&ticks).unwrap();
     symlink(&victim, &ticks).unwrap();
-    let out = run();
+    let out = run(&tree, &state, &NGINX);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no baseline (tick file discarded: "));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
@@ -100,7 +92,7 @@ fn planted_symlink_at_the_lock_file_is_refused() {
     let victim = outside.path().join("victim");
     fs::write(&victim, "precious\n").unwrap();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let lock = tick_file(state.path()).with_extension("lock");
@@ -108,7 +100,7 @@ fn planted_symlink_at_the_lock_file_is_refused() {
     symlink(&victim, &lock).unwrap();
     // no read-modify-write without the lock: measured within the run, and UNKNOWN says why
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(3)
         .stdout(predicate::str::starts_with(
@@ -128,16 +120,12 @@ fn fifo_at_the_tick_file_does_not_hang() {
     let tree = tree();
     let state = state_dir();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let ticks = tick_file(state.path());
     fs::remove_file(&ticks).unwrap();
-    assert!(StdCommand::new("mkfifo")
-        .arg(&ticks)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&ticks);
     check(tree.path(), state.path())
         .args(["-n", "nginx", "--interval", "0", "-t", "5"])
         .assert()
@@ -151,18 +139,12 @@ fn fifo_at_the_tick_file_does_not_hang() {
 fn fifo_at_the_sweep_marker_does_not_hang() {
     let tree = tree();
     let state = state_dir();
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0", "-t", "5"])
-            .output()
-            .unwrap()
-    };
-    let first = run();
+    let args = [&NGINX[..], &["-t", "5"]].concat();
+    let first = run(&tree, &state, &args);
     assert_eq!(first.status.code(), Some(0));
     let marker = state.path().join(".last-sweep");
     fs::remove_file(&marker).unwrap();
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
-    nix::unistd::mkfifo(&marker, mode).unwrap();
+    mkfifo(&marker);
     let two_days_ago = nix::sys::time::TimeSpec::new(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -181,7 +163,7 @@ fn fifo_at_the_sweep_marker_does_not_hang() {
     .unwrap();
     tree.set_uptime(5060.0);
     let started = std::time::Instant::now();
-    let out = run();
+    let out = run(&tree, &state, &args);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
     assert!(
@@ -203,23 +185,12 @@ fn killed_runs_never_leave_a_torn_tick_file() {
         tree.put(&FakeProc::new(pid, 1, "gunicorn", 33).ticks(pid as u64, 7));
     }
     let state = state_dir();
-    let run = |uptime: f64| {
-        tree.set_uptime(uptime);
-        check(tree.path(), state.path())
-            .args(["-n", "gunicorn", "--interval", "0"])
-            .output()
-            .unwrap()
-    };
-    run(5000.0);
+    let args = ["-n", "gunicorn", "--interval", "0"];
+    run(&tree, &state, &args);
     for round in 1..=20u32 {
         tree.set_uptime(5000.0 + f64::from(round) * 10.0);
-        let mut child = StdCommand::new(cargo_bin("check_workers"))
-            .env_clear()
-            .arg("--proc-root")
-            .arg(tree.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["-n", "gunicorn", "--interval", "0"])
+        let mut child = check_command(tree.path(), state.path())
+            .args(args)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -229,11 +200,12 @@ fn killed_runs_never_leave_a_torn_tick_file() {
         let _ = child.wait();
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
         assert!(
-            crate::fixture::tick_file_parses(&text),
+            check_workers::state::TickState::parse(&text).is_ok(),
             "round {round}: torn tick file"
         );
     }
-    let out = run(6000.0);
+    tree.set_uptime(6000.0);
+    let out = run(&tree, &state, &args);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(!text.contains("no baseline"), "{text}");
     assert!(text.contains(" cpu=0%;"), "{text}");
@@ -246,17 +218,14 @@ fn lock_held_by_a_peer_is_waited_for_only_briefly() {
     let tree = tree();
     let state = state_dir();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let lock_path = tick_file(state.path()).with_extension("lock");
     let held = fs::File::options().write(true).open(&lock_path).unwrap();
     held.lock().unwrap();
     let started = std::time::Instant::now();
-    let out = check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0", "-t", "4"])
-        .output()
-        .unwrap();
+    let out = run(&tree, &state, &[&NGINX[..], &["-t", "4"]].concat());
     let waited = started.elapsed();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -278,7 +247,7 @@ fn held_lock_and_interval_fit_inside_the_timeout() {
     let tree = tree();
     let state = state_dir();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let lock_path = tick_file(state.path()).with_extension("lock");
