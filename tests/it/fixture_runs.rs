@@ -190,15 +190,17 @@ fn listing(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-/// Runs `-n nginx --interval 0` on the tree, then applies `change` and runs again.
+/// Lays a baseline with a plain first run on the nginx tree (exactly [`T0_LINE`]), then applies
+/// `change` and runs `-n nginx --interval 0` again with `extra`.
 fn two_runs(change: impl FnOnce(&ProcTree), extra: &[&str]) -> std::process::Output {
     let tree = nginx_tree();
     let state = state_dir();
-    let args = [&["-n", "nginx", "--interval", "0"][..], extra].concat();
+    let args = ["-n", "nginx", "--interval", "0"];
     let first = run(&tree, &state, &args);
-    assert!(first.status.code().is_some_and(|c| c <= 3));
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    assert_eq!(stdout_of(&first), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     change(&tree);
-    run(&tree, &state, &args)
+    run(&tree, &state, &[&args, extra].concat())
 }
 
 #[test]
@@ -401,7 +403,8 @@ fn corrupt_tick_file_is_discarded_not_fatal() {
     let tree = nginx_tree();
     let state = state_dir();
     let args = ["-n", "nginx", "--interval", "0"];
-    run(&tree, &state, &args);
+    let first = run(&tree, &state, &args);
+    assert_eq!(stdout_of(&first), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     let path = tick_file(state.path());
     for garbage in [
         &b"\x00\xff garbage"[..],

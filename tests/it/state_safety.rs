@@ -22,15 +22,44 @@ fn tree() -> ProcTree {
     tree
 }
 
+/// Stdout of a run on [`tree`] at `uptime` that measured CPU against a baseline (`cpu 0.0%`, the
+/// ticks never move), or without one (`cpu n/a`, and the note `no baseline (why) ...`).
+fn nginx_stdout(uptime: f64, no_baseline: Option<&str>) -> String {
+    let age = uptime - 10.0;
+    let (cpu, cpu_perf) = match no_baseline {
+        None => (
+            "0.0%",
+            "cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 cpu_max=0%;;;0;200 ",
+        ),
+        Some(_) => ("n/a", ""),
+    };
+    let note = no_baseline
+        .map(|why| format!("no baseline ({why}) and --interval 0: cpu not measured in this run\n"))
+        .unwrap_or_default();
+    format!(
+        "WORKERS OK - nginx: 2 workers (master 812), cpu {cpu}, rss 4.0 MiB avg, vms 100.0 MiB \
+         avg | workers=2;;1:;0; {cpu_perf}rss=4194304B;;;0; vms=104857600B;;;0; \
+         pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         fd_pct_max=0.78%;;;0;100 age_min={age}s;;;0; age_max={age}s;;;0; zombies=0;;;0; \
+         uninterruptible=0;;;0;\n{note}"
+    )
+}
+
 /// Icinga retries, an operator by hand, two services with one filter: many runs at once must
-/// each answer properly and leave a tick file the next run can use.
+/// each answer properly and leave a tick file the next run can use. Which run takes the lock
+/// when is up to the scheduler, so each answer is one of an exact few: in each round exactly
+/// one run reads the previous round's file (none in round 0), every later one reads the file a
+/// run of this round wrote (too short to measure), and a run that waited in vain for the lock
+/// says so.
 #[test]
 fn fifty_checks_at_once_on_one_state_dir() {
     let _serial = cpu_heavy();
     let tree = tree();
     let state = state_dir();
     for round in 0..3 {
-        tree.set_uptime(5000.0 + 60.0 * f64::from(round));
+        let uptime = 5000.0 + 60.0 * f64::from(round);
+        tree.set_uptime(uptime);
         let children: Vec<_> = (0..50)
             .map(|_| {
                 check_command(tree.path(), state.path())
@@ -41,16 +70,28 @@ fn fifty_checks_at_once_on_one_state_dir() {
                     .unwrap()
             })
             .collect();
+        let baseline = if round == 0 {
+            nginx_stdout(uptime, Some("first run"))
+        } else {
+            nginx_stdout(uptime, None)
+        };
+        let too_short = nginx_stdout(uptime, Some("last run less than 2 clock ticks ago"));
+        let busy = format!(
+            "{}tick file not updated: another check of the same workers holds it\n",
+            nginx_stdout(uptime, Some("another check of the same workers is running"))
+        );
+        let mut with_baseline = 0;
         for child in children {
             let out = child.wait_with_output().unwrap();
-            let code = out.status.code().expect("exited, not killed");
-            assert!(code <= 3, "exit {code}");
-            let line = status_line(&out);
+            let text = stdout_of(&out);
+            assert_eq!(out.status.code(), Some(0), "round {round}: {text}");
             assert!(
-                line.starts_with("WORKERS OK - nginx: 2 workers (master 812), cpu "),
-                "round {round}: {line}"
+                [&baseline, &too_short, &busy].contains(&&text),
+                "round {round}: {text}"
             );
+            with_baseline += usize::from(text == baseline);
         }
+        assert_eq!(with_baseline, 1, "round {round}");
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
         assert!(text.starts_with("check_workers ticks v1\n"), "{text}");
         assert!(text.contains("\nworker 814 1000 200 0 0 0\n"), "{text}");
