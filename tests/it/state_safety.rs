@@ -3,6 +3,7 @@
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::process::Stdio;
+use std::time::Instant;
 
 use predicates::prelude::*;
 
@@ -216,9 +217,13 @@ fn fifo_at_the_sweep_marker_does_not_hang() {
 }
 
 /// A run killed at any instant (the scheduler's own timeout, OOM, a reboot) leaves the old or
-/// the new tick file, never a torn one: the next run always has a usable baseline.
+/// the new tick file, never a torn one, so the next run always has a usable baseline.
+/// `state::tests` proves it deterministically at each step of the save; this smoke test kills
+/// real runs at assorted instants, from start-up to past the end of a run, and asserts the file
+/// is then exactly the one the last completed run wrote, beside nothing but the killed runs'
+/// temp files.
 #[test]
-fn killed_runs_never_leave_a_torn_tick_file() {
+fn killed_runs_leave_the_tick_file_of_the_last_completed_run() {
     let _serial = cpu_heavy();
     let tree = ProcTree::new(5000.0);
     tree.put(&FakeProc::new(1, 0, "gunicorn", 0));
@@ -227,27 +232,61 @@ fn killed_runs_never_leave_a_torn_tick_file() {
     }
     let state = state_dir();
     let args = ["-n", "gunicorn", "--interval", "0"];
-    run(&tree, &state, &args);
+    let started = Instant::now();
+    let first = run(&tree, &state, &args);
+    let whole_run = started.elapsed();
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    let path = tick_file(state.path());
+    let first_file = fs::read_to_string(&path).unwrap();
+    // the runs differ only in the uptime they sampled
+    let file_at =
+        |uptime: f64| first_file.replace("\nuptime 5000.00\n", &format!("\nuptime {uptime:.2}\n"));
+    assert_ne!(file_at(5010.0), first_file);
+    let tick_name = path.file_name().unwrap().to_str().unwrap().to_string();
+    let lock_name = tick_name.replace(".ticks", ".lock");
+    let mut last_completed = 5000.0;
+    let mut killed_pids = Vec::new();
     for round in 1..=20u32 {
-        tree.set_uptime(5000.0 + f64::from(round) * 10.0);
+        let uptime = 5000.0 + f64::from(round) * 10.0;
+        tree.set_uptime(uptime);
         let mut child = check_command(tree.path(), state.path())
             .args(args)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        // kill at a different instant each round, from start-up to the write
-        std::thread::sleep(std::time::Duration::from_millis(u64::from(round) * 4));
+        // kill at a different instant each round, from start-up to past a whole run's time
+        std::thread::sleep(whole_run * round / 16);
         let _ = child.kill();
-        let _ = child.wait();
-        let text = fs::read_to_string(tick_file(state.path())).unwrap();
-        assert!(
-            check_workers::state::TickState::parse(&text).is_ok(),
-            "round {round}: torn tick file"
-        );
+        let status = child.wait().unwrap();
+        killed_pids.push(child.id());
+        let text = fs::read_to_string(&path).unwrap();
+        if text == file_at(uptime) {
+            last_completed = uptime;
+        } else {
+            assert!(
+                status.code().is_none(),
+                "round {round}: a run that finished ({status}) left no new file"
+            );
+            assert_eq!(
+                text,
+                file_at(last_completed),
+                "round {round}: neither the old nor the new tick file"
+            );
+        }
+        for entry in fs::read_dir(state.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let known = [tick_name.as_str(), lock_name.as_str(), ".last-sweep"]
+                .contains(&name.as_str())
+                || killed_pids
+                    .iter()
+                    .any(|pid| name.starts_with(&format!(".tmp-{pid}-")));
+            assert!(known, "round {round}: {name} in the state dir");
+        }
     }
     tree.set_uptime(6000.0);
     let out = run(&tree, &state, &args);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("no baseline"), "{text}");
     assert!(text.contains(" cpu=0%;"), "{text}");
 }
