@@ -307,21 +307,65 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// to disk, then renamed over the old one and the directory synced, so a run killed at any
 /// instant leaves the old or the new file.
 pub fn save(dir: &OpenStateDir, tick_name: &str, state: &TickState) -> Result<()> {
+    save_until(dir, tick_name, state, None)
+}
+
+/// The steps of [`save`], in order. A run killed between two steps leaves what the earlier one
+/// made; the tests stop a save after each to prove every such instant is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))] // only tests stop a save early
+enum SaveStep {
+    /// the temp file exists under its fresh name, empty
+    Created,
+    /// the new ticks are in the temp file (perhaps only in the page cache)
+    Written,
+    /// the temp file is on disk (fsync)
+    Synced,
+    /// the temp file has replaced the tick file (renameat)
+    Renamed,
+    /// the rename is on disk (fsync of the directory)
+    DirSynced,
+}
+
+/// [`save`], which stops right after `stop_after` when given, as a run killed there would:
+/// nothing after it runs, not even the removal of the temp file. `None` runs every step.
+fn save_until(
+    dir: &OpenStateDir,
+    tick_name: &str,
+    state: &TickState,
+    stop_after: Option<SaveStep>,
+) -> Result<()> {
+    let stops_after = |step| stop_after == Some(step);
     let shown = dir.path().display();
     let (temp, mut file) =
         create_temp(dir).with_context(|| format!("cannot write tick file in {shown}"))?;
-    let written = file
-        .write_all(state.to_string().as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write tick file in {shown}"))
-        .and_then(|()| {
-            dir.rename(&temp, tick_name)
-                .with_context(|| format!("cannot write tick file {shown}/{tick_name}"))
-        });
-    if written.is_err() {
-        let _ = dir.remove(&temp);
+    if stops_after(SaveStep::Created) {
+        return Ok(());
     }
-    written?;
+    // true: the rename is done; false: stopped before the end, as a killed run
+    let mut steps = || -> Result<bool> {
+        file.write_all(state.to_string().as_bytes())
+            .with_context(|| format!("cannot write tick file in {shown}"))?;
+        if stops_after(SaveStep::Written) {
+            return Ok(false);
+        }
+        file.sync_all()
+            .with_context(|| format!("cannot write tick file in {shown}"))?;
+        if stops_after(SaveStep::Synced) {
+            return Ok(false);
+        }
+        dir.rename(&temp, tick_name)
+            .with_context(|| format!("cannot write tick file {shown}/{tick_name}"))?;
+        Ok(!stops_after(SaveStep::Renamed))
+    };
+    match steps() {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => {
+            let _ = dir.remove(&temp);
+            return Err(e);
+        }
+    }
     // make the rename itself durable; failing that only risks the old file after a crash
     let _ = dir.sync();
     Ok(())
@@ -624,6 +668,127 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    /// The same workers sampled a minute after [`sample_state`].
+    fn later_state() -> TickState {
+        let mut state = sample_state();
+        state.uptime += 60.0;
+        state.workers[0].utime += 600;
+        state.masters[0].cutime += 50;
+        state
+    }
+
+    /// The temp files in `dir`, by path.
+    fn temp_files(dir: &Path) -> Vec<PathBuf> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    const SAVE_STEPS: [SaveStep; 5] = [
+        SaveStep::Created,
+        SaveStep::Written,
+        SaveStep::Synced,
+        SaveStep::Renamed,
+        SaveStep::DirSynced,
+    ];
+
+    /// Saves `new` over `old` (None: no tick file yet) and stops after `step`, as a run killed
+    /// there; then asserts what the next runs find: the whole old file (or none) before the
+    /// rename, the whole new one from it on, and a temp file that does not disturb the next
+    /// save and that the sweep removes once it is a day old.
+    fn crash_after(step: SaveStep, old: Option<&TickState>) {
+        let (dir, open) = opened();
+        let path = dir.path().join("x.ticks");
+        if let Some(old) = old {
+            save(&open, "x.ticks", old).unwrap();
+        }
+        let new = later_state();
+        save_until(&open, "x.ticks", &new, Some(step)).unwrap();
+
+        let renamed = matches!(step, SaveStep::Renamed | SaveStep::DirSynced);
+        let found = if renamed { Some(&new) } else { old };
+        match found {
+            Some(state) => {
+                assert_eq!(
+                    fs::read_to_string(&path).unwrap(),
+                    state.to_string(),
+                    "{step:?}"
+                );
+                assert_eq!(load(&open, "x.ticks"), Ok(state.clone()), "{step:?}");
+            }
+            None => {
+                assert!(!path.exists(), "{step:?}");
+                assert_eq!(
+                    load(&open, "x.ticks"),
+                    Err(NoBaseline::FirstRun),
+                    "{step:?}"
+                );
+            }
+        }
+        let temps = temp_files(dir.path());
+        if renamed {
+            assert_eq!(temps, Vec::<PathBuf>::new(), "{step:?}");
+        } else {
+            assert_eq!(temps.len(), 1, "{step:?}: {temps:?}");
+            let content = fs::read_to_string(&temps[0]).unwrap();
+            let written = if step == SaveStep::Created {
+                String::new()
+            } else {
+                new.to_string()
+            };
+            assert_eq!(content, written, "{step:?}");
+            let mode = fs::metadata(&temps[0]).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{step:?}");
+        }
+
+        // the next run saves as usual, the leftover beside it
+        let next = TickState {
+            uptime: new.uptime + 60.0,
+            ..new.clone()
+        };
+        save(&open, "x.ticks", &next).unwrap();
+        assert_eq!(load(&open, "x.ticks"), Ok(next.clone()), "{step:?}");
+        assert_eq!(temp_files(dir.path()), temps, "{step:?}");
+
+        // the sweep leaves a young leftover alone and removes it a day later
+        let now = SystemTime::now();
+        assert_eq!(remove_stale(&open, now), 0, "{step:?}");
+        assert_eq!(temp_files(dir.path()), temps, "{step:?}");
+        let day_later = now + SWEEP_EVERY + Duration::from_secs(1);
+        assert_eq!(remove_stale(&open, day_later), temps.len(), "{step:?}");
+        assert_eq!(names_in(dir.path()), [SWEEP_MARKER, "x.ticks"], "{step:?}");
+        assert_eq!(load(&open, "x.ticks"), Ok(next), "{step:?}");
+    }
+
+    /// Issue 10: crash safety proved at each step of `save`, not by killing runs at random
+    /// instants and hoping one lands inside the write.
+    #[test]
+    fn crash_after_each_save_step_leaves_the_old_or_the_new_file() {
+        for step in SAVE_STEPS {
+            crash_after(step, Some(&sample_state()));
+        }
+    }
+
+    #[test]
+    fn crash_after_each_step_of_a_first_save_leaves_no_file_or_the_new_one() {
+        for step in SAVE_STEPS {
+            crash_after(step, None);
+        }
     }
 
     #[test]

@@ -1,12 +1,20 @@
-//! Fixture proc trees and the command that runs the check on them.
+//! What the integration tests stand on: fixture proc trees, and the one way each kind of run
+//! of the check is built.
 //!
 //! A [`ProcTree`] is a directory shaped like `/proc` (`uptime`, `stat`, `PID/{comm,stat,status,
 //! cmdline}`), written from plain [`FakeProc`] values so every test states the exact ticks and
 //! sizes it asserts on. Ticks are 1/100 s: the binary uses the host's USER_HZ, which is 100 on
-//! every Linux architecture we build for. [`check`] builds the command with a fresh environment.
+//! every Linux architecture we build for. [`check`] and [`run`] run the check on a tree,
+//! [`real_check`] on the real `/proc`, both with the environment Nagios gives ([`command`]).
+//! Real processes to check come from [`spawn`], perfdata is read with [`perfdata`].
 
+pub mod perfdata;
+pub mod spawn;
+
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command as StdCommand, Output};
 use std::sync::{Mutex, MutexGuard};
 
 use assert_cmd::Command;
@@ -202,6 +210,12 @@ pub struct ProcTree {
     dir: TempDir,
 }
 
+impl AsRef<Path> for ProcTree {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
 impl ProcTree {
     /// A host with two CPUs, booted at [`BTIME`], `uptime` seconds ago.
     pub fn new(uptime: f64) -> ProcTree {
@@ -284,17 +298,49 @@ impl ProcTree {
     }
 }
 
-/// The check with a cleaned environment, reading `root` and keeping state in `state`.
-pub fn check(root: &Path, state: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("check_workers").unwrap();
-    cmd.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .arg("--proc-root")
+/// `program` with the environment Nagios gives a check: nothing but a PATH.
+pub fn command(program: impl AsRef<OsStr>) -> StdCommand {
+    let mut cmd = StdCommand::new(program);
+    cmd.env_clear().env("PATH", "/usr/bin:/bin");
+    cmd
+}
+
+/// The built check.
+pub fn binary() -> PathBuf {
+    assert_cmd::cargo::cargo_bin("check_workers")
+}
+
+/// The check reading the fixture tree `root` and keeping state in `state`, as a plain command
+/// (to spawn, kill or wrap it); [`check`] is the same for assert_cmd's assertions.
+pub fn check_command(root: &Path, state: &Path) -> StdCommand {
+    let mut cmd = command(binary());
+    cmd.arg("--proc-root")
         .arg(root)
         .arg("--state-dir")
         .arg(state)
         .arg("--sys-root")
         .arg(root.join("sys"));
+    cmd
+}
+
+/// The check reading the fixture tree `root` and keeping state in `state`.
+pub fn check(root: &Path, state: &Path) -> Command {
+    Command::from_std(check_command(root, state))
+}
+
+/// One finished run of [`check`] with `args`, on a [`ProcTree`] or a tree's path. `state` may
+/// be a fresh [`state_dir`], gone with the run.
+pub fn run(root: impl AsRef<Path>, state: impl AsRef<Path>, args: &[&str]) -> Output {
+    check(root.as_ref(), state.as_ref())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The check reading the real `/proc` and keeping state in `state`.
+pub fn real_check(state: &Path) -> Command {
+    let mut cmd = Command::from_std(command(binary()));
+    cmd.arg("--state-dir").arg(state);
     cmd
 }
 
@@ -315,7 +361,7 @@ pub fn tick_file(state: &Path) -> PathBuf {
 }
 
 /// Stdout of a finished run, asserting an empty stderr (Nagios reads stdout only).
-pub fn stdout_of(output: &std::process::Output) -> String {
+pub fn stdout_of(output: &Output) -> String {
     assert!(
         output.stderr.is_empty(),
         "stderr must be empty: {}",
@@ -325,7 +371,7 @@ pub fn stdout_of(output: &std::process::Output) -> String {
 }
 
 /// The first line, the status line with perfdata.
-pub fn status_line(output: &std::process::Output) -> String {
+pub fn status_line(output: &Output) -> String {
     stdout_of(output)
         .lines()
         .next()
@@ -353,41 +399,18 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// True when `text` is a complete tick file (the library's own parser decides).
-pub fn tick_file_parses(text: &str) -> bool {
-    check_workers::state::TickState::parse(text).is_ok()
+/// The unprivileged user the tests switch to.
+pub const NOBODY: u32 = 65534;
+
+/// True when `setpriv` (to run as another user) works.
+pub fn setpriv_available() -> bool {
+    StdCommand::new("setpriv")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
-/// Copies an executable (to give it a unique name) and returns once it can be executed.
-///
-/// While the copy is written, another test thread may fork; its child holds the write end
-/// until it execs, and executing the copy meanwhile fails with ETXTBSY ("Text file busy").
-/// Forks after the copy is closed cannot inherit it, so one successful exec here means every
-/// later one (ours, or a shell's, or a daemon's) succeeds too.
-pub fn copy_executable(from: &Path, to: &Path) {
-    fs::copy(from, to).unwrap();
-    for _ in 0..500 {
-        match std::process::Command::new(to)
-            .arg("--version")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-        {
-            Err(e) if e.raw_os_error() == Some(26) => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
-            }
-            Err(e) => panic!("cannot run {}: {e}", to.display()),
-            Ok(_) => return,
-        }
-    }
-    panic!("{} stayed busy", to.display());
-}
-
-/// A name unique to this test run, at most 15 bytes so the kernel keeps it whole (a process
-/// name, `comm`, is cut at 15).
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", std::process::id())
-        .chars()
-        .take(15)
-        .collect()
+/// A FIFO at `path`: an open of it for reading blocks until a writer comes.
+pub fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
 }

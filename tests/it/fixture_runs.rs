@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::fixture::{
-    check, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree, BTIME,
+    check, mkfifo, run, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree, BTIME,
 };
 
 const WWW: u32 = 33;
@@ -85,6 +85,9 @@ const T0_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu n/a, rss 
      fd_pct_max=0.78%;;;0;100 age_min=4989s;;;0; age_max=4989s;;;0; zombies=0;;;0; \
      uninterruptible=0;;;0;";
 
+/// The note of a first run with `--interval 0`.
+const FIRST_RUN: &str = "no baseline (first run) and --interval 0: cpu not measured in this run";
+
 const T1_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu 75.0%, rss 4.5 MiB avg, \
      vms 100.0 MiB avg | workers=4;;1:;0; cpu=75%;;;0;200 cpu_user=65%;;;0;200 \
      cpu_system=10%;;;0;200 cpu_max=60%;;;0;200 rss=4718592B;;;0; vms=104857600B;;;0; \
@@ -130,12 +133,7 @@ fn first_run_with_interval_0_reports_no_cpu() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        stdout_of(&out),
-        format!(
-            "{T0_LINE}\nno baseline (first run) and --interval 0: cpu not measured in this run\n"
-        )
-    );
+    assert_eq!(stdout_of(&out), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
     assert!(ticks.starts_with("check_workers ticks v1\n"), "{ticks}");
     assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
@@ -192,21 +190,17 @@ fn listing(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-/// Runs `-n nginx --interval 0` on the tree, then applies `change` and runs again.
+/// Lays a baseline with a plain first run on the nginx tree (exactly [`T0_LINE`]), then applies
+/// `change` and runs `-n nginx --interval 0` again with `extra`.
 fn two_runs(change: impl FnOnce(&ProcTree), extra: &[&str]) -> std::process::Output {
     let tree = nginx_tree();
     let state = state_dir();
-    let run = |tree: &ProcTree| {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0"])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    let first = run(&tree);
-    assert!(first.status.code().is_some_and(|c| c <= 3));
+    let args = ["-n", "nginx", "--interval", "0"];
+    let first = run(&tree, &state, &args);
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    assert_eq!(stdout_of(&first), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     change(&tree);
-    run(&tree)
+    run(&tree, &state, &[&args, extra].concat())
 }
 
 #[test]
@@ -408,13 +402,9 @@ fn help_and_version_exit_3() {
 fn corrupt_tick_file_is_discarded_not_fatal() {
     let tree = nginx_tree();
     let state = state_dir();
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0"])
-            .output()
-            .unwrap()
-    };
-    run();
+    let args = ["-n", "nginx", "--interval", "0"];
+    let first = run(&tree, &state, &args);
+    assert_eq!(stdout_of(&first), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     let path = tick_file(state.path());
     for garbage in [
         &b"\x00\xff garbage"[..],
@@ -423,7 +413,7 @@ fn corrupt_tick_file_is_discarded_not_fatal() {
         b"",
     ] {
         fs::write(&path, garbage).unwrap();
-        let out = run();
+        let out = run(&tree, &state, &args);
         assert_eq!(out.status.code(), Some(0));
         let text = stdout_of(&out);
         assert!(text.starts_with(T0_LINE), "{text}");
@@ -651,7 +641,7 @@ fn timeout_gives_unknown() {
     let tree = nginx_tree();
     let status = tree.path().join("813/status");
     fs::remove_file(&status).unwrap();
-    nix_mkfifo(&status);
+    mkfifo(&status);
     let state = state_dir();
     let out = check(tree.path(), state.path())
         .args(["-n", "nginx", "--interval", "0", "-t", "1"])
@@ -660,14 +650,6 @@ fn timeout_gives_unknown() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout_of(&out), "WORKERS UNKNOWN - timed out after 1s\n");
-}
-
-fn nix_mkfifo(path: &Path) {
-    let status = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 #[test]
@@ -739,21 +721,15 @@ fn exited_workers_are_recovered_from_the_master() {
             .ticks(300, 60),
     );
     let state = state_dir();
-    let run = |extra: &[&str]| {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0"])
-            .args(extra)
-            .output()
-            .unwrap()
-    };
-    run(&[]);
+    let args = ["-n", "nginx", "--interval", "0"];
+    run(&tree, &state, &args);
     nginx_t1(&tree);
     tree.put(
         &FakeProc::new(812, 1, "nginx", 0)
             .ticks(52, 31)
             .children_ticks(2000, 100),
     );
-    let out = run(&["-vv"]);
+    let out = run(&tree, &state, &[&args[..], &["-vv"]].concat());
     let text = stdout_of(&out);
     let line = status_line(&out);
     assert!(line.contains(" cpu 104.0%,"), "{text}");
@@ -1013,7 +989,7 @@ fn unusable_state_dir_with_a_pipe_is_escaped() {
 fn extra_opts_reads_only_small_regular_files() {
     let state = state_dir();
     let fifo = state.path().join("fifo.ini");
-    nix_mkfifo(&fifo);
+    mkfifo(&fifo);
     let big = state.path().join("big.ini");
     let mut text = String::from("[check_workers]\nname=nginx\ninterval=0\n");
     text.push_str(&"# padding\n".repeat(110_000));

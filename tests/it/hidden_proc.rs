@@ -7,13 +7,14 @@ use std::fs;
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::process::{Command as StdCommand, Output};
 
-use crate::fixture::{is_root, skip, stdout_of, unique};
-use crate::privileges::{public_binary, setpriv_available, sleeper, NOBODY};
+use crate::fixture::spawn::{install_binary, public_dir, unique, Spawned};
+use crate::fixture::{is_root, setpriv_available, skip, stdout_of, NOBODY};
 
 /// Runs the check as nobody (with `group` as its one supplementary group, if any) on a fresh
 /// proc mounted with `options`, in a private mount namespace.
 fn run_blind(options: &str, group: Option<u32>, args: &[&str]) -> Output {
-    let (_bin_dir, exe) = public_binary();
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
     let place = tempfile::tempdir().unwrap();
     fs::set_permissions(place.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let proc_dir = place.path().join("proc");
@@ -63,7 +64,8 @@ fn hidepid_invisible_is_unknown_with_the_cure() {
         return;
     }
     let name = unique("hidw");
-    let _worker = sleeper(&name);
+    let mut worker = Spawned::new();
+    worker.sleepers(&name, 1);
     let out = run_blind("hidepid=2", None, &["-n", &name]);
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(3), "{text}");
@@ -83,7 +85,8 @@ fn hidepid_noaccess_is_unknown_even_where_zero_workers_are_allowed() {
         return;
     }
     let name = unique("hidn");
-    let _worker = sleeper(&name);
+    let mut worker = Spawned::new();
+    worker.sleepers(&name, 1);
     let out = run_blind(
         "hidepid=1,gid=4242",
         None,
@@ -102,7 +105,8 @@ fn exempt_readers_see_the_workers() {
         return;
     }
     let name = unique("hidx");
-    let _worker = sleeper(&name);
+    let mut worker = Spawned::new();
+    worker.sleepers(&name, 1);
     let out = run_blind("hidepid=2,gid=4242", Some(4242), &["-n", &name]);
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");

@@ -6,43 +6,22 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::process::{Command as StdCommand, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use assert_cmd::cargo::cargo_bin;
-use tempfile::TempDir;
-
+use crate::fixture::spawn::{install_binary, public_dir, Spawned};
 use crate::fixture::{
-    copy_executable, is_root, skip, state_dir, status_line, stdout_of, FakeProc, ProcTree,
+    binary, check, command, cpu_heavy, is_root, setpriv_available, skip, state_dir, status_line,
+    stdout_of, FakeProc, ProcTree, NOBODY,
 };
-
-/// The unprivileged user the tests switch to.
-pub(crate) const NOBODY: u32 = 65534;
-
-/// A copy of the binary in a directory every user may enter.
-pub(crate) fn public_binary() -> (TempDir, PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let exe = dir.path().join("check_workers");
-    copy_executable(&cargo_bin("check_workers"), &exe);
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
-    (dir, exe)
-}
-
-pub(crate) fn setpriv_available() -> bool {
-    StdCommand::new("setpriv")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
 
 /// Runs the check as `uid` (None: as ourselves, root) with the default state location under
 /// `mp_state_path`.
 fn run_as(uid: Option<u32>, exe: &Path, mp_state_path: &Path, args: &[&str]) -> Output {
     let mut cmd = match uid {
         Some(uid) => {
-            let mut c = StdCommand::new("setpriv");
+            let mut c = command("setpriv");
             c.arg(format!("--reuid={uid}"))
                 .arg(format!("--regid={uid}"))
                 .arg("--clear-groups")
@@ -50,36 +29,13 @@ fn run_as(uid: Option<u32>, exe: &Path, mp_state_path: &Path, args: &[&str]) -> 
                 .arg(exe);
             c
         }
-        None => StdCommand::new(exe),
+        None => command(exe),
     };
-    cmd.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("MP_STATE_PATH", mp_state_path)
+    cmd.env("MP_STATE_PATH", mp_state_path)
         .current_dir("/")
         .args(args)
         .output()
         .unwrap()
-}
-
-pub(crate) struct Sleeper {
-    child: Child,
-    /// holds the renamed copy of sleep until the child is gone
-    _dir: TempDir,
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub(crate) fn sleeper(name: &str) -> Sleeper {
-    let dir = tempfile::tempdir().unwrap();
-    let exe = dir.path().join(name);
-    copy_executable(std::path::Path::new("/bin/sleep"), &exe);
-    let child = StdCommand::new(&exe).arg("600").spawn().unwrap();
-    Sleeper { child, _dir: dir }
 }
 
 /// The classic "Cannot write statefile" of stateful plugins: root creates the state first,
@@ -94,12 +50,14 @@ fn root_then_unprivileged_user_both_keep_state() {
         );
         return;
     }
-    let (_bin, exe) = public_binary();
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
     let base = tempfile::tempdir().unwrap();
     fs::set_permissions(base.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let mp = base.path().join("mp-state");
     let name = format!("cwp{}", std::process::id());
-    let _sleeper = sleeper(&name);
+    let mut worker = Spawned::new();
+    worker.sleepers(&name, 1);
     let args = ["-n", name.as_str(), "--interval", "0"];
 
     let root_first = run_as(None, &exe, &mp, &args);
@@ -146,12 +104,14 @@ fn unprivileged_user_first_then_root() {
         );
         return;
     }
-    let (_bin, exe) = public_binary();
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
     let base = tempfile::tempdir().unwrap();
     fs::set_permissions(base.path(), fs::Permissions::from_mode(0o1777)).unwrap();
     let mp = base.path().join("mp-state");
     let name = format!("cwq{}", std::process::id());
-    let _sleeper = sleeper(&name);
+    let mut worker = Spawned::new();
+    worker.sleepers(&name, 1);
     let args = ["-n", name.as_str(), "--interval", "0"];
     let user = run_as(Some(NOBODY), &exe, &mp, &args);
     assert_eq!(user.status.code(), Some(0), "{}", stdout_of(&user));
@@ -182,7 +142,7 @@ fn state_dir_of_another_user_is_refused() {
     tree.put(&FakeProc::new(10, 1, "nginx", 0));
     let state = state_dir();
     std::os::unix::fs::chown(state.path(), Some(NOBODY), None).unwrap();
-    let out = crate::fixture::check(tree.path(), state.path())
+    let out = check(tree.path(), state.path())
         .args(["-n", "nginx", "--interval", "0"])
         .output()
         .unwrap();
@@ -217,7 +177,7 @@ fn state_dir_link_of_another_user_in_a_sticky_dir_is_refused() {
     std::os::unix::fs::symlink(real.path(), &link).unwrap();
     std::os::unix::fs::lchown(&link, Some(NOBODY), Some(NOBODY)).unwrap();
     let run = || {
-        crate::fixture::check(tree.path(), &link)
+        check(tree.path(), &link)
             .args(["-n", "nginx", "--interval", "0"])
             .output()
             .unwrap()
@@ -277,7 +237,7 @@ fn squatted_state_dir_does_not_hide_a_critical() {
             "--interval",
             "0",
         ];
-        run_as(None, &cargo_bin("check_workers"), &mp, &args)
+        run_as(None, &binary(), &mp, &args)
     };
     let why = format!(
         "UNKNOWN: tick file not saved: state dir {} belongs to uid {NOBODY}, not to uid 0: \
@@ -369,7 +329,7 @@ fn full_disk_still_reports_the_figures() {
         run "$T1" apache2
     "#;
     let out = with_private_var_tmp("64k", script)
-        .env("EXE", cargo_bin("check_workers"))
+        .env("EXE", binary())
         .env("T0", t0.path())
         .env("T1", t1.path())
         .output()
@@ -430,7 +390,7 @@ fn link_flipped_at_the_shared_parent_never_changes_a_mode() {
         );
         return;
     }
-    let _serial = crate::fixture::cpu_heavy();
+    let _serial = cpu_heavy();
     let tree = ProcTree::new(5000.0);
     tree.put(&FakeProc::new(812, 1, "nginx", 0))
         .put(&FakeProc::new(813, 812, "nginx", 33));
@@ -448,7 +408,7 @@ fn link_flipped_at_the_shared_parent_never_changes_a_mode() {
         echo "$i runs, target mode $(stat -c %a /var/tmp/target)"
     "#;
     let mut child = with_private_var_tmp("1m", script)
-        .env("EXE", cargo_bin("check_workers"))
+        .env("EXE", binary())
         .env("T", tree.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

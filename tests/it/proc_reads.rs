@@ -3,14 +3,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::process::Command as StdCommand;
 
-use assert_cmd::cargo::cargo_bin;
-
-use crate::fixture::{skip, state_dir, FakeProc, ProcTree};
+use crate::fixture::{check_command, command, skip, state_dir, stdout_of, FakeProc, ProcTree};
 
 fn strace_works() -> bool {
-    StdCommand::new("strace")
+    command("strace")
         .args(["-qq", "-e", "trace=none", "true"])
         .output()
         .is_ok_and(|o| o.status.success())
@@ -48,7 +45,8 @@ impl Opened {
 fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, Vec<Opened>> {
     let state = state_dir();
     let log = state.path().join("strace.log");
-    let status = StdCommand::new("strace")
+    let check = check_command(tree.path(), &state.path().join("state"));
+    let out = command("strace")
         .args([
             "-f",
             "-qq",
@@ -58,15 +56,29 @@ fn files_opened(tree: &ProcTree, args: &[&str]) -> BTreeMap<i32, Vec<Opened>> {
             "-o",
         ])
         .arg(&log)
-        .arg(cargo_bin("check_workers"))
-        .arg("--proc-root")
-        .arg(tree.path())
-        .arg("--state-dir")
-        .arg(state.path().join("state"))
+        .arg(check.get_program())
+        .args(check.get_args())
         .args(args)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.code().is_some_and(|c| c <= 3));
+    // every tree here has the nginx master 10 with its three workers, and nothing else to say
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let label = match args {
+        ["--ppid", pid, ..] => format!("children of {pid}"),
+        _ => "nginx".to_string(),
+    };
+    assert_eq!(
+        text.split_once(" | ").map(|(status, _)| status),
+        Some(
+            format!(
+                "WORKERS OK - {label}: 3 workers (master 10), cpu n/a, rss 4.0 MiB avg, \
+                 vms 100.0 MiB avg"
+            )
+            .as_str()
+        ),
+        "{text}"
+    );
     let root = fs::canonicalize(tree.path()).unwrap();
     let root = format!("{}/", root.display());
     let mut opened: BTreeMap<i32, Vec<Opened>> = BTreeMap::new();

@@ -6,7 +6,9 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::fixture::{check, state_dir, status_line, stdout_of, FakeProc, ProcTree, BTIME};
+use crate::fixture::{
+    check, run, state_dir, status_line, stdout_of, FakeProc, ProcTree, BTIME, NOBODY,
+};
 
 const WWW: u32 = 33;
 
@@ -30,15 +32,6 @@ fn host() -> ProcTree {
     tree
 }
 
-fn run(tree: &ProcTree, args: &[&str]) -> std::process::Output {
-    let state = state_dir();
-    check(tree.path(), state.path())
-        .args(["--interval", "0"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn pidfile(dir: &Path, content: &str) -> String {
     let path = dir.join("nginx.pid");
     fs::write(&path, content).unwrap();
@@ -50,7 +43,7 @@ fn pidfile_names_the_master_and_its_children_are_the_workers() {
     let tree = host();
     let dir = state_dir();
     let file = pidfile(dir.path(), "812\n");
-    let out = run(&tree, &["--pidfile", &file]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--pidfile", &file]);
     assert_eq!(out.status.code(), Some(0));
     assert!(
         status_line(&out).starts_with(&format!(
@@ -60,7 +53,11 @@ fn pidfile_names_the_master_and_its_children_are_the_workers() {
         stdout_of(&out)
     );
     // with -n too, the label is the name
-    let out = run(&tree, &["-n", "nginx", "--pidfile", &file]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", "nginx", "--pidfile", &file],
+    );
     assert!(status_line(&out).starts_with("WORKERS OK - nginx: 3 workers (master 812),"));
 }
 
@@ -72,7 +69,11 @@ fn children_files_spare_the_full_scan() {
     let mut master = FakeProc::new(812, 1, "nginx", 0);
     master.children = vec![813, 814];
     tree.put(&master);
-    let out = run(&tree, &["--ppid", "812", "-vvv"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--ppid", "812", "-vvv"],
+    );
     let text = stdout_of(&out);
     assert!(
         status_line(&out).starts_with("WORKERS OK - children of 812: 2 workers (master 812),"),
@@ -94,7 +95,11 @@ fn missing_pidfile_is_critical() {
     let tree = host();
     let dir = state_dir();
     let file = dir.path().join("gone.pid");
-    let out = run(&tree, &["--pidfile", file.to_str().unwrap()]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--pidfile", file.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         status_line(&out),
@@ -118,7 +123,7 @@ fn empty_or_garbage_pidfile_is_unknown() {
         ("-5", "does not hold a pid"),
     ] {
         let file = pidfile(dir.path(), content);
-        let out = run(&tree, &["--pidfile", &file]);
+        let out = run(&tree, state_dir(), &["--interval", "0", "--pidfile", &file]);
         assert_eq!(out.status.code(), Some(3), "{content:?}");
         let text = stdout_of(&out);
         assert!(
@@ -134,7 +139,7 @@ fn stale_pidfile_is_critical() {
     let tree = host();
     let dir = state_dir();
     let file = pidfile(dir.path(), "4242\n");
-    let out = run(&tree, &["--pidfile", &file]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--pidfile", &file]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         status_line(&out).contains(&format!(
@@ -158,7 +163,7 @@ fn pid_reused_by_another_program_is_critical() {
         .unwrap()
         .set_modified(UNIX_EPOCH + Duration::from_secs(BTIME + 5))
         .unwrap();
-    let out = run(&tree, &["--pidfile", &file]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--pidfile", &file]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         status_line(&out).contains(&format!(
@@ -172,49 +177,91 @@ fn pid_reused_by_another_program_is_critical() {
 #[test]
 fn ppid_selects_children() {
     let tree = host();
-    let out = run(&tree, &["--ppid", "812"]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--ppid", "812"]);
     assert!(status_line(&out).starts_with("WORKERS OK - children of 812: 3 workers (master 812),"));
-    let out = run(&tree, &["--ppid", "31337"]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--ppid", "31337"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(status_line(&out).contains("0 workers < 1 (process 31337 is not running)"));
-    let out = run(&tree, &["--ppid", "812", "--include-master"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--ppid", "812", "--include-master"],
+    );
     assert!(status_line(&out).contains(": 4 workers (master 812 included),"));
 }
 
 #[test]
 fn unit_and_cgroup_glob() {
     let tree = host();
-    let out = run(&tree, &["--unit", "nginx.service"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--unit", "nginx.service"],
+    );
     assert!(
         status_line(&out).starts_with("WORKERS OK - nginx.service: 3 workers (master 812),"),
         "{}",
         stdout_of(&out)
     );
-    let out = run(&tree, &["--cgroup", "/system.slice/ngi?x.*"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--cgroup", "/system.slice/ngi?x.*"],
+    );
     assert!(status_line(&out)
         .starts_with("WORKERS OK - cgroup /system.slice/ngi?x.*: 3 workers (master 812),"));
-    let out = run(&tree, &["-n", "nginx", "--cgroup", "/user.slice/*"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &[
+            "--interval",
+            "0",
+            "-n",
+            "nginx",
+            "--cgroup",
+            "/user.slice/*",
+        ],
+    );
     assert!(status_line(&out).starts_with("WORKERS OK - nginx: 1 worker,"));
     // cgroup v1 lines match too
     let tree = host();
     let v1 = "12:pids:/system.slice/php8.2-fpm.service\n1:name=systemd:/system.slice/php8.2-fpm.service\n";
     tree.put(&FakeProc::new(700, 1, "php-fpm8.2", 33));
     fs::write(tree.path().join("700/cgroup"), v1).unwrap();
-    let out = run(&tree, &["--unit", "php8.2-fpm.service"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--unit", "php8.2-fpm.service"],
+    );
     assert!(status_line(&out).starts_with("WORKERS OK - php8.2-fpm.service: 1 worker,"));
 }
 
 #[test]
 fn cmdline_regex_reads_nuls_as_spaces() {
     let tree = host();
-    let out = run(&tree, &["-n", "nginx", "-a", "^nginx: worker process$"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &[
+            "--interval",
+            "0",
+            "-n",
+            "nginx",
+            "-a",
+            "^nginx: worker process$",
+        ],
+    );
     let line = status_line(&out);
     // only workers match, so there is no hierarchy among them and no master to name
     assert!(
         line.starts_with("WORKERS OK - nginx: 3 workers, cpu n/a"),
         "{line}"
     );
-    let out = run(&tree, &["-a", "master_process on;$"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-a", "master_process on;$"],
+    );
     assert!(status_line(&out).starts_with("WORKERS OK - cmdline /master_process on;$/: 1 worker,"));
 }
 
@@ -224,7 +271,11 @@ fn exe_matches_also_after_an_upgrade() {
     let mut upgraded = FakeProc::new(815, 812, "nginx", WWW);
     upgraded.exe = Some("/usr/sbin/nginx (deleted)".into());
     tree.put(&upgraded);
-    let out = run(&tree, &["--exe", "/usr/sbin/nginx"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--exe", "/usr/sbin/nginx"],
+    );
     assert!(
         status_line(&out).starts_with("WORKERS OK - /usr/sbin/nginx: 3 workers,"),
         "{}",
@@ -243,7 +294,17 @@ fn states_filter_and_counts() {
     tree.put(&zombie).put(&stuck);
     let out = run(
         &tree,
-        &["-n", "nginx", "-c", "zombies=0", "-w", "uninterruptible=0"],
+        state_dir(),
+        &[
+            "--interval",
+            "0",
+            "-n",
+            "nginx",
+            "-c",
+            "zombies=0",
+            "-w",
+            "uninterruptible=0",
+        ],
     );
     assert_eq!(out.status.code(), Some(2));
     let line = status_line(&out);
@@ -255,9 +316,17 @@ fn states_filter_and_counts() {
         line.contains(" zombies=1;;0;0; uninterruptible=1;0;;0;"),
         "{line}"
     );
-    let out = run(&tree, &["-n", "nginx", "-s", "S,D"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", "nginx", "-s", "S,D"],
+    );
     assert!(status_line(&out).starts_with("WORKERS OK - nginx: 3 workers (master 812),"));
-    let out = run(&tree, &["-n", "nginx", "-s", "Z"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", "nginx", "-s", "Z"],
+    );
     assert!(status_line(&out).starts_with("WORKERS OK - nginx: 1 worker (master 812),"));
 }
 
@@ -268,7 +337,11 @@ fn pss_left_out_with_a_note_when_unreadable() {
     private.pss_kib = None;
     private.fds = None;
     tree.put(&private);
-    let out = run(&tree, &["-n", "nginx", "-w", "pss=1M"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", "nginx", "-w", "pss=1M"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let text = stdout_of(&out);
     let line = status_line(&out);
@@ -306,7 +379,10 @@ fn extra_metrics_with_thresholds_and_units() {
     tree.put(&big);
     let out = run(
         &tree,
+        state_dir(),
         &[
+            "--interval",
+            "0",
             "-n",
             "nginx",
             "-u",
@@ -349,7 +425,17 @@ fn young_workers_mean_a_crash_loop() {
     tree.put(&FakeProc::new(816, 812, "nginx", WWW).started(499_000));
     let out = run(
         &tree,
-        &["-n", "nginx", "-w", "age_min=60:", "-c", "age_min=5s:"],
+        state_dir(),
+        &[
+            "--interval",
+            "0",
+            "-n",
+            "nginx",
+            "-w",
+            "age_min=60:",
+            "-c",
+            "age_min=5s:",
+        ],
     );
     assert_eq!(out.status.code(), Some(1));
     let line = status_line(&out);
@@ -365,11 +451,8 @@ fn cpu_scale_host_uses_affinity_and_cgroup_quota() {
     let tree = host();
     let state = state_dir();
     let runs = |args: &[&str]| {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "-u", "33", "--interval", "0"])
-            .args(args)
-            .output()
-            .unwrap()
+        let base = ["-n", "nginx", "-u", "33", "--interval", "0"];
+        run(&tree, &state, &[&base, args].concat())
     };
     // every 10 s the three workers burn 500 ticks each: 1500 of 1000 per core = 150 %
     let ten_seconds_later = |uptime: f64, ticks: u64| {
@@ -415,7 +498,11 @@ fn cpu_scale_host_uses_affinity_and_cgroup_quota() {
 #[test]
 fn vv_explains_the_selection_and_vvv_lists_every_process() {
     let tree = host();
-    let out = run(&tree, &["-n", "nginx", "-u", "33", "-vv"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", "nginx", "-u", "33", "-vv"],
+    );
     let text = stdout_of(&out);
     assert!(
         text.contains("\nselection: name nginx, uid 33; master not counted\n"),
@@ -426,7 +513,11 @@ fn vv_explains_the_selection_and_vvv_lists_every_process() {
         "{text}"
     );
     assert!(text.contains("\ntick file: "), "{text}");
-    let out = run(&tree, &["-n", "nginx", "-vvv"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", "nginx", "-vvv"],
+    );
     let text = stdout_of(&out);
     for line in [
         "pid 1: no match (name)",
@@ -446,7 +537,11 @@ fn unit_reads_its_cgroup_procs_instead_of_scanning() {
     fs::create_dir_all(unit.join("workers")).unwrap();
     fs::write(unit.join("cgroup.procs"), "812\n813\n").unwrap();
     fs::write(unit.join("workers/cgroup.procs"), "814\n900\n").unwrap();
-    let out = run(&tree, &["--unit", "nginx.service", "-vvv"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "--unit", "nginx.service", "-vvv"],
+    );
     let text = stdout_of(&out);
     assert!(
         status_line(&out).starts_with("WORKERS OK - nginx.service: 2 workers (master 812),"),
@@ -470,7 +565,6 @@ fn unit_reads_its_cgroup_procs_instead_of_scanning() {
 // added to the workers' CPU as recovered (cpu 37 % with all of nobody's processes asleep).
 #[test]
 fn user_alone_has_no_master_and_recovers_nothing_from_pid_1() {
-    const NOBODY: u32 = 65534;
     let tree = ProcTree::new(5000.0);
     let state = state_dir();
     let put = |init_children_ticks: (u64, u64)| {
@@ -479,18 +573,13 @@ fn user_alone_has_no_master_and_recovers_nothing_from_pid_1() {
             .put(&FakeProc::new(640, 1, "bash", NOBODY))
             .put(&FakeProc::new(700, 640, "sleep", NOBODY));
     };
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["-u", "65534", "--interval", "0"])
-            .output()
-            .unwrap()
-    };
+    let args = ["-u", "65534", "--interval", "0"];
     put((0, 0));
-    run();
+    run(&tree, &state, &args);
     // a minute later init has reaped 2220 ticks' worth of orphans; nobody's processes slept
     tree.set_uptime(5060.0);
     put((2000, 220));
-    let out = run();
+    let out = run(&tree, &state, &args);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(
         stdout_of(&out),
@@ -515,17 +604,12 @@ fn ppid_1_has_workers_but_no_master_to_recover_from() {
             .put(&FakeProc::new(640, 1, "bash", WWW))
             .put(&FakeProc::new(641, 1, "bash", WWW));
     };
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["--ppid", "1", "--interval", "0", "--include-master"])
-            .output()
-            .unwrap()
-    };
+    let args = ["--ppid", "1", "--interval", "0", "--include-master"];
     put(0);
-    run();
+    run(&tree, &state, &args);
     tree.set_uptime(5060.0);
     put(3000);
-    let out = run();
+    let out = run(&tree, &state, &args);
     let line = status_line(&out);
     assert!(
         line.starts_with("WORKERS OK - children of 1: 2 workers, cpu 0.0%, "),
@@ -555,7 +639,11 @@ fn long_name_cut_inside_a_character_is_found() {
     // the same 15 bytes, but another program
     let other = FakeProc::new(702, 1, "worker-aééééééx", WWW).raw_comm(cut);
     tree.put(&by_argv0).put(&by_exe).put(&other);
-    let out = run(&tree, &["-n", LONG_NON_ASCII, "-vvv"]);
+    let out = run(
+        &tree,
+        state_dir(),
+        &["--interval", "0", "-n", LONG_NON_ASCII, "-vvv"],
+    );
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(
@@ -583,7 +671,7 @@ fn long_name_cut_inside_a_character_is_found() {
 fn user_and_ppid_include_a_process_whose_name_is_not_utf8() {
     let tree = host();
     tree.put(&FakeProc::new(816, 812, "nginx", WWW).raw_comm(b"ngx\xff\xfe|w"));
-    let out = run(&tree, &["-u", "33", "-vvv"]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "-u", "33", "-vvv"]);
     let text = stdout_of(&out);
     assert!(
         status_line(&out).starts_with("WORKERS OK - user 33: 4 workers, cpu n/a,"),
@@ -595,7 +683,7 @@ fn user_and_ppid_include_a_process_whose_name_is_not_utf8() {
         "{text}"
     );
     assert!(!text.contains("could not be read"), "{text}");
-    let out = run(&tree, &["--ppid", "812"]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--ppid", "812"]);
     let text = stdout_of(&out);
     assert!(
         status_line(&out).starts_with("WORKERS OK - children of 812: 4 workers (master 812),"),
@@ -618,7 +706,7 @@ fn pid_reused_by_a_program_whose_name_is_not_utf8_is_critical() {
         .unwrap()
         .set_modified(UNIX_EPOCH + Duration::from_secs(BTIME + 5))
         .unwrap();
-    let out = run(&tree, &["--pidfile", &file]);
+    let out = run(&tree, state_dir(), &["--interval", "0", "--pidfile", &file]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout_of(&out));
     assert_eq!(
         status_line(&out),

@@ -2,14 +2,18 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Stdio;
+use std::time::Instant;
 
-use assert_cmd::cargo::cargo_bin;
 use predicates::prelude::*;
 
 use crate::fixture::{
-    check, cpu_heavy, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree,
+    check, check_command, cpu_heavy, mkfifo, run, state_dir, status_line, stdout_of, tick_file,
+    FakeProc, ProcTree,
 };
+
+/// The arguments of every run here: the nginx workers, CPU from the tick file only.
+const NGINX: [&str; 4] = ["-n", "nginx", "--interval", "0"];
 
 fn tree() -> ProcTree {
     let tree = ProcTree::new(5000.0);
@@ -19,40 +23,76 @@ fn tree() -> ProcTree {
     tree
 }
 
+/// Stdout of a run on [`tree`] at `uptime` that measured CPU against a baseline (`cpu 0.0%`, the
+/// ticks never move), or without one (`cpu n/a`, and the note `no baseline (why) ...`).
+fn nginx_stdout(uptime: f64, no_baseline: Option<&str>) -> String {
+    let age = uptime - 10.0;
+    let (cpu, cpu_perf) = match no_baseline {
+        None => (
+            "0.0%",
+            "cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 cpu_max=0%;;;0;200 ",
+        ),
+        Some(_) => ("n/a", ""),
+    };
+    let note = no_baseline
+        .map(|why| format!("no baseline ({why}) and --interval 0: cpu not measured in this run\n"))
+        .unwrap_or_default();
+    format!(
+        "WORKERS OK - nginx: 2 workers (master 812), cpu {cpu}, rss 4.0 MiB avg, vms 100.0 MiB \
+         avg | workers=2;;1:;0; {cpu_perf}rss=4194304B;;;0; vms=104857600B;;;0; \
+         pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         fd_pct_max=0.78%;;;0;100 age_min={age}s;;;0; age_max={age}s;;;0; zombies=0;;;0; \
+         uninterruptible=0;;;0;\n{note}"
+    )
+}
+
 /// Icinga retries, an operator by hand, two services with one filter: many runs at once must
-/// each answer properly and leave a tick file the next run can use.
+/// each answer properly and leave a tick file the next run can use. Which run takes the lock
+/// when is up to the scheduler, so each answer is one of an exact few: in each round exactly
+/// one run reads the previous round's file (none in round 0), every later one reads the file a
+/// run of this round wrote (too short to measure), and a run that waited in vain for the lock
+/// says so.
 #[test]
 fn fifty_checks_at_once_on_one_state_dir() {
     let _serial = cpu_heavy();
     let tree = tree();
     let state = state_dir();
     for round in 0..3 {
-        tree.set_uptime(5000.0 + 60.0 * f64::from(round));
+        let uptime = 5000.0 + 60.0 * f64::from(round);
+        tree.set_uptime(uptime);
         let children: Vec<_> = (0..50)
             .map(|_| {
-                StdCommand::new(cargo_bin("check_workers"))
-                    .env_clear()
-                    .arg("--proc-root")
-                    .arg(tree.path())
-                    .arg("--state-dir")
-                    .arg(state.path())
-                    .args(["-n", "nginx", "--interval", "0"])
+                check_command(tree.path(), state.path())
+                    .args(NGINX)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::piped())
                     .spawn()
                     .unwrap()
             })
             .collect();
+        let baseline = if round == 0 {
+            nginx_stdout(uptime, Some("first run"))
+        } else {
+            nginx_stdout(uptime, None)
+        };
+        let too_short = nginx_stdout(uptime, Some("last run less than 2 clock ticks ago"));
+        let busy = format!(
+            "{}tick file not updated: another check of the same workers holds it\n",
+            nginx_stdout(uptime, Some("another check of the same workers is running"))
+        );
+        let mut with_baseline = 0;
         for child in children {
             let out = child.wait_with_output().unwrap();
-            let code = out.status.code().expect("exited, not killed");
-            assert!(code <= 3, "exit {code}");
-            let line = status_line(&out);
+            let text = stdout_of(&out);
+            assert_eq!(out.status.code(), Some(0), "round {round}: {text}");
             assert!(
-                line.starts_with("WORKERS OK - nginx: 2 workers (master 812), cpu "),
-                "round {round}: {line}"
+                [&baseline, &too_short, &busy].contains(&&text),
+                "round {round}: {text}"
             );
+            with_baseline += usize::from(text == baseline);
         }
+        assert_eq!(with_baseline, 1, "round {round}");
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
         assert!(text.starts_with("check_workers ticks v1\n"), "{text}");
         assert!(text.contains("\nworker 814 1000 200 0 0 0\n"), "{text}");
@@ -61,7 +101,7 @@ fn fifty_checks_at_once_on_one_state_dir() {
     tree.put(&FakeProc::new(813, 812, "nginx", 33).ticks(400, 0));
     // 300 ticks over 120 s since the last round = 2.5 %
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0)
         .stdout(predicate::str::contains(" cpu=2.5%;"));
@@ -74,17 +114,11 @@ fn planted_symlink_at_the_tick_file_is_not_followed() {
     let outside = state_dir();
     let victim = outside.path().join("victim");
     fs::write(&victim, "precious\n").unwrap();
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0"])
-            .output()
-            .unwrap()
-    };
-    run();
+    run(&tree, &state, &NGINX);
     let ticks = tick_file(state.path());
     fs::remove_file(&ticks).unwrap();
     symlink(&victim, &ticks).unwrap();
-    let out = run();
+    let out = run(&tree, &state, &NGINX);
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("no baseline (tick file discarded: "));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
@@ -100,7 +134,7 @@ fn planted_symlink_at_the_lock_file_is_refused() {
     let victim = outside.path().join("victim");
     fs::write(&victim, "precious\n").unwrap();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let lock = tick_file(state.path()).with_extension("lock");
@@ -108,7 +142,7 @@ fn planted_symlink_at_the_lock_file_is_refused() {
     symlink(&victim, &lock).unwrap();
     // no read-modify-write without the lock: measured within the run, and UNKNOWN says why
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(3)
         .stdout(predicate::str::starts_with(
@@ -128,16 +162,12 @@ fn fifo_at_the_tick_file_does_not_hang() {
     let tree = tree();
     let state = state_dir();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let ticks = tick_file(state.path());
     fs::remove_file(&ticks).unwrap();
-    assert!(StdCommand::new("mkfifo")
-        .arg(&ticks)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&ticks);
     check(tree.path(), state.path())
         .args(["-n", "nginx", "--interval", "0", "-t", "5"])
         .assert()
@@ -151,18 +181,12 @@ fn fifo_at_the_tick_file_does_not_hang() {
 fn fifo_at_the_sweep_marker_does_not_hang() {
     let tree = tree();
     let state = state_dir();
-    let run = || {
-        check(tree.path(), state.path())
-            .args(["-n", "nginx", "--interval", "0", "-t", "5"])
-            .output()
-            .unwrap()
-    };
-    let first = run();
+    let args = [&NGINX[..], &["-t", "5"]].concat();
+    let first = run(&tree, &state, &args);
     assert_eq!(first.status.code(), Some(0));
     let marker = state.path().join(".last-sweep");
     fs::remove_file(&marker).unwrap();
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
-    nix::unistd::mkfifo(&marker, mode).unwrap();
+    mkfifo(&marker);
     let two_days_ago = nix::sys::time::TimeSpec::new(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -181,7 +205,7 @@ fn fifo_at_the_sweep_marker_does_not_hang() {
     .unwrap();
     tree.set_uptime(5060.0);
     let started = std::time::Instant::now();
-    let out = run();
+    let out = run(&tree, &state, &args);
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
     assert!(
@@ -193,9 +217,13 @@ fn fifo_at_the_sweep_marker_does_not_hang() {
 }
 
 /// A run killed at any instant (the scheduler's own timeout, OOM, a reboot) leaves the old or
-/// the new tick file, never a torn one: the next run always has a usable baseline.
+/// the new tick file, never a torn one, so the next run always has a usable baseline.
+/// `state::tests` proves it deterministically at each step of the save; this smoke test kills
+/// real runs at assorted instants, from start-up to past the end of a run, and asserts the file
+/// is then exactly the one the last completed run wrote, beside nothing but the killed runs'
+/// temp files.
 #[test]
-fn killed_runs_never_leave_a_torn_tick_file() {
+fn killed_runs_leave_the_tick_file_of_the_last_completed_run() {
     let _serial = cpu_heavy();
     let tree = ProcTree::new(5000.0);
     tree.put(&FakeProc::new(1, 0, "gunicorn", 0));
@@ -203,38 +231,62 @@ fn killed_runs_never_leave_a_torn_tick_file() {
         tree.put(&FakeProc::new(pid, 1, "gunicorn", 33).ticks(pid as u64, 7));
     }
     let state = state_dir();
-    let run = |uptime: f64| {
-        tree.set_uptime(uptime);
-        check(tree.path(), state.path())
-            .args(["-n", "gunicorn", "--interval", "0"])
-            .output()
-            .unwrap()
-    };
-    run(5000.0);
+    let args = ["-n", "gunicorn", "--interval", "0"];
+    let started = Instant::now();
+    let first = run(&tree, &state, &args);
+    let whole_run = started.elapsed();
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    let path = tick_file(state.path());
+    let first_file = fs::read_to_string(&path).unwrap();
+    // the runs differ only in the uptime they sampled
+    let file_at =
+        |uptime: f64| first_file.replace("\nuptime 5000.00\n", &format!("\nuptime {uptime:.2}\n"));
+    assert_ne!(file_at(5010.0), first_file);
+    let tick_name = path.file_name().unwrap().to_str().unwrap().to_string();
+    let lock_name = tick_name.replace(".ticks", ".lock");
+    let mut last_completed = 5000.0;
+    let mut killed_pids = Vec::new();
     for round in 1..=20u32 {
-        tree.set_uptime(5000.0 + f64::from(round) * 10.0);
-        let mut child = StdCommand::new(cargo_bin("check_workers"))
-            .env_clear()
-            .arg("--proc-root")
-            .arg(tree.path())
-            .arg("--state-dir")
-            .arg(state.path())
-            .args(["-n", "gunicorn", "--interval", "0"])
+        let uptime = 5000.0 + f64::from(round) * 10.0;
+        tree.set_uptime(uptime);
+        let mut child = check_command(tree.path(), state.path())
+            .args(args)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        // kill at a different instant each round, from start-up to the write
-        std::thread::sleep(std::time::Duration::from_millis(u64::from(round) * 4));
+        // kill at a different instant each round, from start-up to past a whole run's time
+        std::thread::sleep(whole_run * round / 16);
         let _ = child.kill();
-        let _ = child.wait();
-        let text = fs::read_to_string(tick_file(state.path())).unwrap();
-        assert!(
-            crate::fixture::tick_file_parses(&text),
-            "round {round}: torn tick file"
-        );
+        let status = child.wait().unwrap();
+        killed_pids.push(child.id());
+        let text = fs::read_to_string(&path).unwrap();
+        if text == file_at(uptime) {
+            last_completed = uptime;
+        } else {
+            assert!(
+                status.code().is_none(),
+                "round {round}: a run that finished ({status}) left no new file"
+            );
+            assert_eq!(
+                text,
+                file_at(last_completed),
+                "round {round}: neither the old nor the new tick file"
+            );
+        }
+        for entry in fs::read_dir(state.path()).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let known = [tick_name.as_str(), lock_name.as_str(), ".last-sweep"]
+                .contains(&name.as_str())
+                || killed_pids
+                    .iter()
+                    .any(|pid| name.starts_with(&format!(".tmp-{pid}-")));
+            assert!(known, "round {round}: {name} in the state dir");
+        }
     }
-    let out = run(6000.0);
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    tree.set_uptime(6000.0);
+    let out = run(&tree, &state, &args);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(!text.contains("no baseline"), "{text}");
     assert!(text.contains(" cpu=0%;"), "{text}");
 }
@@ -246,17 +298,14 @@ fn lock_held_by_a_peer_is_waited_for_only_briefly() {
     let tree = tree();
     let state = state_dir();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let lock_path = tick_file(state.path()).with_extension("lock");
     let held = fs::File::options().write(true).open(&lock_path).unwrap();
     held.lock().unwrap();
     let started = std::time::Instant::now();
-    let out = check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0", "-t", "4"])
-        .output()
-        .unwrap();
+    let out = run(&tree, &state, &[&NGINX[..], &["-t", "4"]].concat());
     let waited = started.elapsed();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -278,7 +327,7 @@ fn held_lock_and_interval_fit_inside_the_timeout() {
     let tree = tree();
     let state = state_dir();
     check(tree.path(), state.path())
-        .args(["-n", "nginx", "--interval", "0"])
+        .args(NGINX)
         .assert()
         .code(0);
     let lock_path = tick_file(state.path()).with_extension("lock");
