@@ -588,6 +588,7 @@ mod tests {
             stime,
             cutime: 0,
             cstime: 0,
+            io: None,
         }
     }
 
