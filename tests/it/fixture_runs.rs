@@ -144,7 +144,10 @@ fn first_run_with_interval_0_reports_no_cpu() {
         ticks.contains("\nworker 813 1100 1000 200 0 0 - -\n"),
         "{ticks}"
     );
-    assert!(ticks.contains("\nmaster 812 1000 50 30 0 0 - -\n"), "{ticks}");
+    assert!(
+        ticks.contains("\nmaster 812 1000 50 30 0 0 - -\n"),
+        "{ticks}"
+    );
 }
 
 #[test]

@@ -141,12 +141,24 @@ fn a_process_that_does_not_match_costs_one_read_of_comm() {
     }
     // workers get their stat, status and per-worker details; the master no details
     let worker: BTreeSet<&str> = opened[&11].iter().map(|o| o.file.as_str()).collect();
-    for file in ["comm", "stat", "status", "io", "smaps_rollup", "limits", "fd"] {
+    for file in [
+        "comm",
+        "stat",
+        "status",
+        "io",
+        "smaps_rollup",
+        "limits",
+        "fd",
+    ] {
         assert!(worker.contains(file), "worker lacks {file}: {worker:?}");
     }
     let master: BTreeSet<&str> = opened[&10].iter().map(|o| o.file.as_str()).collect();
     // and its io once more, split into its own and its reaped children's (none here)
-    assert_eq!(master, [".", "comm", "io", "stat", "status"].into(), "master");
+    assert_eq!(
+        master,
+        [".", "comm", "io", "stat", "status"].into(),
+        "master"
+    );
 }
 
 /// A candidate's row is one process: after the cheap comm read by path, its directory is
@@ -191,7 +203,16 @@ fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
         .collect();
     assert_eq!(
         worker,
-        ["cgroup", "fd", "io", "limits", "smaps_rollup", "stat", "status"].into(),
+        [
+            "cgroup",
+            "fd",
+            "io",
+            "limits",
+            "smaps_rollup",
+            "stat",
+            "status"
+        ]
+        .into(),
         "{:?}",
         opened[&11]
     );
