@@ -84,6 +84,18 @@ pub struct IoFigures {
     /// of those, bytes of workers that exited within the interval, recovered from their
     /// master's reaped-children I/O; None without a master to recover them from
     pub exited: Option<IoCounters>,
+    /// why exited workers could not be recovered although there is a master: the figures
+    /// then count the live workers only, and a note says so
+    pub unrecovered: Option<Unrecovered>,
+}
+
+/// Why the I/O of exited workers was not recovered from their master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrecovered {
+    /// the master's `/proc/PID/io` may not be read (another user's)
+    MasterUnreadable,
+    /// its reaped-children I/O, or a gone worker's counters, not known at both samples
+    NotKnown,
 }
 
 /// Why a run with an interval has no I/O figures: the metrics are left out, never a 0 or a
@@ -92,12 +104,12 @@ pub struct IoFigures {
 pub enum IoGap {
     /// no process has `/proc/PID/io` (a kernel without task I/O accounting): no note
     NoAccounting,
-    /// workers and masters whose `/proc/PID/io` may not be read (needs ptrace access)
-    Unreadable { workers: usize, masters: usize },
-    /// processes whose `/proc/PID/io` was gone when read (they exited meanwhile)
+    /// workers whose `/proc/PID/io` may not be read (it needs ptrace access)
+    Unreadable(usize),
+    /// workers whose `/proc/PID/io` was gone when read (they exited meanwhile)
     Missing(usize),
-    /// processes with no I/O counters in the previous sample (an older tick file, or they
-    /// were not readable then)
+    /// workers with no I/O counters in the previous sample (an older tick file, or they were
+    /// not readable then)
     NoBaseline(usize),
 }
 
@@ -186,7 +198,10 @@ impl Figures {
             };
             notes.extend(cpu_notes(cpu, &label, verbosity));
         }
-        notes.extend(io_notes(self, verbosity));
+        notes.extend(io_notes(self));
+        if let Some(io) = &self.io {
+            notes.extend(io_recovery_note(io, verbosity));
+        }
         if self.pss_unreadable > 0 {
             notes.push(format!(
                 "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
@@ -239,45 +254,49 @@ fn cpu_notes(cpu: &CpuFigures, label: &str, verbosity: u8) -> Vec<String> {
     notes
 }
 
-/// Why the I/O metrics are left out (whenever they are, but for a kernel that has no I/O
-/// accounting), and with -vv what was recovered for exited workers.
-fn io_notes(figures: &Figures, verbosity: u8) -> Option<String> {
+/// Why the I/O metrics are left out, whenever they are but for a kernel that has no I/O
+/// accounting.
+fn io_notes(figures: &Figures) -> Option<String> {
     let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
-    let why = match (figures.io_gap, figures.io) {
-        (Some(IoGap::Unreadable { workers, masters }), _) => {
-            let of_masters = match masters {
-                0 => String::new(),
-                1 => " and of the master".to_string(),
-                n => format!(" and of {n} masters"),
-            };
-            format!(
-                "/proc/PID/io of {workers} of {} workers{of_masters} not readable (needs root \
-                 or the workers' user)",
-                figures.workers
-            )
-        }
-        (Some(IoGap::Missing(n)), _) => {
-            format!("/proc/PID/io of {n} processes gone when read (they exited meanwhile)")
-        }
-        (Some(IoGap::NoBaseline(n)), _) => format!(
-            "{n} processes have no I/O counters in the previous sample (an older tick file, \
-             or not readable then)"
+    let left_out = match figures.io_gap? {
+        IoGap::NoAccounting => return None,
+        IoGap::Unreadable(n) => format!(
+            "/proc/PID/io of {n} of {} workers not readable (needs root or the workers' user)",
+            figures.workers
         ),
-        (
-            Some(IoGap::NoAccounting) | None,
-            Some(IoFigures {
-                exited: Some(e), ..
-            }),
-        ) if verbosity > 1 => {
+        IoGap::Missing(n) => {
+            format!("/proc/PID/io of {n} workers gone when read (they exited meanwhile)")
+        }
+        IoGap::NoBaseline(n) => format!(
+            "{n} workers have no I/O counters in the previous sample (an older tick file, or \
+             not readable then)"
+        ),
+    };
+    Some(format!("{labels}: {left_out}; left out"))
+}
+
+/// With the I/O figures: why exited workers are not in them, or with -vv what was recovered.
+fn io_recovery_note(io: &IoFigures, verbosity: u8) -> Option<String> {
+    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
+    let why = match (io.unrecovered, io.exited) {
+        (Some(Unrecovered::MasterUnreadable), _) => {
+            "/proc/PID/io of the master not readable (needs root or its user)"
+        }
+        (Some(Unrecovered::NotKnown), _) => {
+            "the master's reaped-children I/O not known at both samples"
+        }
+        (None, Some(e)) if verbosity > 1 => {
             return Some(format!(
                 "{labels}: {} bytes read and {} written by workers that exited within the \
                  interval, recovered from the master's reaped-children I/O",
                 e.read_bytes, e.write_bytes
-            ));
+            ))
         }
-        (Some(IoGap::NoAccounting) | None, _) => return None,
+        (None, _) => return None,
     };
-    Some(format!("{labels}: {why}; left out"))
+    Some(format!(
+        "{labels}: {why}, so workers that exited within the interval are not counted"
+    ))
 }
 
 /// What the workers may use, for the relative figures.
@@ -507,45 +526,57 @@ fn worker_io_bytes(
 }
 
 /// All workers' I/O over the interval, exited ones recovered from their master, or why it
-/// cannot be known: every worker's and master's counters are needed, as a sum over the
-/// readable ones would describe other workers than the check reports on.
+/// cannot be known: every worker's counters are needed, as a sum over the readable ones would
+/// describe other workers than the check reports on.
 fn io_interval(
     prev: &TickState,
     workers: &[ProcSample],
     masters: &[ProcSample],
     bytes: &[Option<IoCounters>],
 ) -> Result<IoFigures, IoGap> {
-    io_readable(workers, masters)?;
-    let no_baseline = bytes.iter().filter(|b| b.is_none()).count();
-    let exited = exited_io(prev, workers, masters, no_baseline)?;
+    io_readable(workers)?;
+    match bytes.iter().filter(|b| b.is_none()).count() {
+        0 => {}
+        n => return Err(IoGap::NoBaseline(n)),
+    }
     let live = bytes
         .iter()
         .flatten()
         .fold(IoCounters::default(), |sum, b| sum.plus(*b));
+    let recovery = exited_io(prev, workers, masters);
+    let exited = match recovery {
+        Recovery::Recovered(bytes) => Some(bytes),
+        Recovery::NoMaster | Recovery::Not(_) => None,
+    };
     Ok(IoFigures {
         bytes: exited.map_or(live, |e| live.plus(e)),
         exited,
+        unrecovered: match recovery {
+            Recovery::Not(why) => Some(why),
+            _ => None,
+        },
     })
 }
 
-/// Whether every worker's and master's `/proc/PID/io` was read.
-fn io_readable(workers: &[ProcSample], masters: &[ProcSample]) -> Result<(), IoGap> {
-    let count = |list: &[ProcSample], io: Io| list.iter().filter(|p| p.io == io).count();
-    let unreadable = (
-        count(workers, Io::Unreadable),
-        count(masters, Io::Unreadable),
-    );
-    if unreadable != (0, 0) {
-        return Err(IoGap::Unreadable {
-            workers: unreadable.0,
-            masters: unreadable.1,
-        });
+/// Whether every worker's `/proc/PID/io` was read.
+fn io_readable(workers: &[ProcSample]) -> Result<(), IoGap> {
+    let count = |io: Io| workers.iter().filter(|p| p.io == io).count();
+    match (count(Io::Unreadable), count(Io::Absent)) {
+        (0, 0) => Ok(()),
+        (0, absent) if absent == workers.len() => Err(IoGap::NoAccounting),
+        (0, absent) => Err(IoGap::Missing(absent)),
+        (unreadable, _) => Err(IoGap::Unreadable(unreadable)),
     }
-    match count(workers, Io::Absent) + count(masters, Io::Absent) {
-        0 => Ok(()),
-        all if all == workers.len() + masters.len() => Err(IoGap::NoAccounting),
-        some => Err(IoGap::Missing(some)),
-    }
+}
+
+/// What became of the I/O of workers that exited within the interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    Recovered(IoCounters),
+    /// no master, or not the same one in both samples: nothing to recover from, as for CPU
+    NoMaster,
+    /// the master is there but its reaped-children I/O is not known at both samples
+    Not(Unrecovered),
 }
 
 /// I/O that workers gone since the previous sample did inside the interval, recovered from
@@ -559,50 +590,39 @@ fn io_readable(workers: &[ProcSample], masters: &[ProcSample]) -> Result<(), IoG
 ///
 /// clamped at zero. The master's own I/O is never in it, so this holds whether or not a
 /// worker of the previous sample exited (a worker born and gone between two samples is
-/// counted too). Ok(None) with no master, or a changed one: nothing to recover from, as for
-/// CPU. An error when a counter it needs is unknown (`no_baseline` workers already are).
-fn exited_io(
-    prev: &TickState,
-    workers: &[ProcSample],
-    masters: &[ProcSample],
-    no_baseline: usize,
-) -> Result<Option<IoCounters>, IoGap> {
+/// counted too).
+fn exited_io(prev: &TickState, workers: &[ProcSample], masters: &[ProcSample]) -> Recovery {
     let same = |b: &&ProcTicks, m: &ProcSample| b.pid == m.pid && b.starttime == m.starttime;
     let before: Option<Vec<&ProcTicks>> = masters
         .iter()
         .map(|m| prev.masters.iter().find(|b| same(b, m)))
         .collect();
-    let before = before.filter(|b| !b.is_empty() && b.len() == prev.masters.len());
+    let Some(before) = before.filter(|b| !b.is_empty() && b.len() == prev.masters.len()) else {
+        return Recovery::NoMaster;
+    };
+    if masters.iter().any(|m| m.io == Io::Unreadable) {
+        return Recovery::Not(Unrecovered::MasterUnreadable);
+    }
     let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
-    let gone = prev
+    let gone: Option<Vec<IoCounters>> = prev
         .workers
         .iter()
-        .filter(|b| !alive.contains(&(b.pid, b.starttime)));
-    let Some(before) = before else {
-        return match no_baseline {
-            0 => Ok(None),
-            n => Err(IoGap::NoBaseline(n)),
-        };
-    };
-    if masters.iter().any(|m| m.reaped_io.is_none()) {
-        return Err(IoGap::Missing(masters.len()));
-    }
-    let unknown = before.iter().filter(|b| b.io.is_none()).count()
-        + gone.clone().filter(|b| b.io.is_none()).count();
-    if no_baseline + unknown > 0 {
-        return Err(IoGap::NoBaseline(no_baseline + unknown));
-    }
+        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
+        .map(|b| b.io)
+        .collect();
+    let reaped: Option<Vec<IoCounters>> = masters
+        .iter()
+        .zip(&before)
+        .map(|(m, b)| Some(m.reaped_io?.since(b.io?)))
+        .collect();
     let sum = |list: Vec<IoCounters>| {
         list.into_iter()
             .fold(IoCounters::default(), IoCounters::plus)
     };
-    let reaped = sum(masters
-        .iter()
-        .zip(&before)
-        .flat_map(|(m, b)| Some(m.reaped_io?.since(b.io?)))
-        .collect());
-    let counted = sum(gone.filter_map(|b| b.io).collect());
-    Ok(Some(reaped.since(counted)))
+    match (reaped, gone) {
+        (Some(reaped), Some(gone)) => Recovery::Recovered(sum(reaped).since(sum(gone))),
+        _ => Recovery::Not(Unrecovered::NotKnown),
+    }
 }
 
 /// [`Part::Count`](crate::catalog::Part): workers and threads.
@@ -1250,6 +1270,38 @@ mod tests {
         restarted.starttime = 99_000;
         let f = at_1060(&now, &[restarted], &prev);
         assert_eq!(io_of(&f), (Some(0.0), Some(10.0)));
+        assert_eq!(f.io.unwrap().unrecovered, None);
+    }
+
+    // The workers' own counters are all there but the master's may not be read: the live
+    // workers' figure, and a note that exited ones are missing from it (as with no master).
+    #[test]
+    fn an_unreadable_master_leaves_exited_workers_out_with_a_note() {
+        let mut prev = previous(1000.0, vec![io_ticks(21, 500, 0, 0)]);
+        prev.masters = vec![master_ticks(0, 0)];
+        let mut master = io_master(0, 0);
+        master.io = Io::Unreadable;
+        master.reaped_io = None;
+        let f = at_1060(&[io_worker(21, 500, 0, 600)], &[master], &prev);
+        assert_eq!(io_of(&f), (Some(0.0), Some(10.0)));
+        assert_eq!(
+            f.io.unwrap().unrecovered,
+            Some(Unrecovered::MasterUnreadable)
+        );
+        assert!(
+            f.notes(0).contains(
+                &"io_read, io_write: /proc/PID/io of the master not readable (needs root or \
+                  its user), so workers that exited within the interval are not counted"
+                    .to_string()
+            ),
+            "{:?}",
+            f.notes(0)
+        );
+        // readable, but not in the previous sample
+        let mut master = io_master(0, 0);
+        master.io = Io::Read(io(0, 0));
+        let f = at_1060(&[io_worker(21, 500, 0, 600)], &[master], &prev);
+        assert_eq!(f.io.unwrap().unrecovered, Some(Unrecovered::NotKnown));
     }
 
     // A master counted as a worker: its reaped children are exited workers, counted once.
@@ -1277,13 +1329,7 @@ mod tests {
         denied.io = Io::Unreadable;
         let f = at_1060(&[io_worker(10, 500, 0, 60), denied], &[], &prev);
         assert_eq!(io_of(&f), (None, None));
-        assert_eq!(
-            f.io_gap,
-            Some(IoGap::Unreadable {
-                workers: 1,
-                masters: 0
-            })
-        );
+        assert_eq!(f.io_gap, Some(IoGap::Unreadable(1)));
         assert!(f.notes(0).contains(
             &"io_read, io_write: /proc/PID/io of 1 of 2 workers not readable (needs root or \
               the workers' user); left out"
