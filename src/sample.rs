@@ -2,8 +2,9 @@
 //! plain [`ProcSample`] values. This is the only module that reads `/proc` or uses `procfs`.
 //!
 //! In a full scan every process costs one read of its `comm` by path; only a process whose name
-//! can match has its directory opened, once, and its `stat`, `status` and the rest read through
-//! that descriptor, so that one row never mixes two processes that had the same pid. Names,
+//! can match has its directory opened, once, and its `stat`, `status`, `io` and the rest read
+//! through that descriptor, so that one row never mixes two processes that had the same pid.
+//! After selection, the masters' `io` is read again with their threads' (see [`master_io`]). Names,
 //! command lines and links are bytes, not UTF-8: `stat` and `status` are parsed by hand.
 //! Time and boot time come from the tree's own `uptime` and `stat`, so a fixture tree fixes
 //! them and tests can assert exact CPU figures.

@@ -1,5 +1,5 @@
-//! State step: the tick file one run leaves for the next, so CPU is measured over the real
-//! interval between two checks instead of over each process's lifetime.
+//! State step: the tick file one run leaves for the next, so CPU and I/O are measured over the
+//! real interval between two checks instead of over each process's lifetime.
 //!
 //! The file is plain text an operator can read: a version line, the sample time and boot time,
 //! then one line per process. Anything that does not parse is "no baseline", never an error:
