@@ -65,6 +65,8 @@ pub enum Part {
     Memory,
     /// open file descriptors and their limit
     Fds,
+    /// I/O over the interval between two samples
+    Io,
     /// how long workers have lived
     Ages,
     /// process states
@@ -131,6 +133,8 @@ catalog! {
     Threads         = "threads",         Count,   Open,       Count,   "threads of all workers";
     Fds             = "fds",             Count,   Open,       Fds,     "open file descriptors of all workers";
     FdPctMax        = "fd_pct_max",      Percent, Hundred,    Fds,     "the highest % of its soft RLIMIT_NOFILE a worker uses";
+    IoRead          = "io_read",         Bytes,   Open,       Io,      "bytes/s all workers made the storage layer read";
+    IoWrite         = "io_write",        Bytes,   Open,       Io,      "bytes/s all workers made the storage layer write";
     AgeMin          = "age_min",         Seconds, Open,       Ages,    "seconds since the youngest worker started";
     AgeMax          = "age_max",         Seconds, Open,       Ages,    "seconds since the oldest worker started";
     Zombies         = "zombies",         Count,   Open,       States,  "workers in state Z (zombie)";

@@ -246,7 +246,8 @@ impl Sampler<'_> {
             (Some(_), None) => (Master::Missing, None),
         };
         let candidates = std::mem::take(&mut snapshot.procs);
-        let selection = select::select(candidates, &config.selector, self.own, &master);
+        let mut selection = select::select(candidates, &config.selector, self.own, &master);
+        split_master_io(&config.proc_root, &mut selection);
         Ok(Reading {
             snapshot,
             selection,
@@ -446,6 +447,21 @@ fn check_parent(
         }
     }
     (Master::Given(Box::new(parent.clone())), None)
+}
+
+/// Reads the masters' I/O split into their own and their reaped children's, which exited
+/// workers' I/O is recovered from. Taken with every reading, so a baseline taken within the
+/// run has it too. A master counted as a worker (`--include-master`) takes the split into its
+/// worker row as well, so that its reaped children are counted once, as exited workers.
+fn split_master_io(proc_root: &Path, selection: &mut Selection) {
+    sample::master_io(proc_root, &mut selection.masters);
+    for m in &selection.masters {
+        let same = |w: &&mut sample::ProcSample| w.pid == m.pid && w.starttime == m.starttime;
+        if let Some(w) = selection.workers.iter_mut().find(same) {
+            w.io = m.io;
+            w.reaped_io = m.reaped_io;
+        }
+    }
 }
 
 /// The cgroup all workers share, whose limits then apply to them as a group.

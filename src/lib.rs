@@ -7,7 +7,7 @@
 //! - `filter`: the operator's filters ([`filter::Selector`]) and how each matches a process
 //! - `select`: which sampled processes are the workers, and which is their master
 //! - `state`: the tick file one run leaves for the next: its name, lock, load and save
-//! - `metrics`: two samples into figures (CPU over the interval, memory, counts); pure
+//! - `metrics`: two samples into figures (CPU and I/O over the interval, memory, counts); pure
 //! - `catalog`: each metric defined once (label, unit, perfdata max, meaning, computing part)
 //! - `thresholds`: Nagios ranges per metric and their verdicts; pure
 //! - `report`: what a run found ([`report::Report`]), built once, ready to render

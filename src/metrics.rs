@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::catalog::MetricName::{self, *};
-use crate::sample::{Details, ProcSample, Snapshot};
+use crate::sample::{Details, Io, IoCounters, ProcSample, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
 
 /// Decides whether the previous sample can serve as the start of the CPU interval.
@@ -64,6 +64,53 @@ pub struct WorkerFigures {
     pub state: char,
     /// proportional set size, bytes, where readable
     pub pss: Option<u64>,
+    /// its I/O over the interval, where known
+    pub io: Option<IoRate>,
+}
+
+/// Bytes per second read and written at the storage layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IoRate {
+    pub read: f64,
+    pub write: f64,
+}
+
+/// How the I/O of all workers over the interval was measured. The interval is the CPU's: the
+/// same baseline (whatever rule picked it) serves both, so there is one precision rule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IoFigures {
+    /// bytes of all workers in the interval, exited ones included
+    pub bytes: IoCounters,
+    /// of those, bytes of workers that exited within the interval, recovered from their
+    /// master's reaped-children I/O; None without a master to recover them from
+    pub exited: Option<IoCounters>,
+    /// why exited workers could not be recovered although there is a master: the figures
+    /// then count the live workers only, and a note says so
+    pub unrecovered: Option<Unrecovered>,
+}
+
+/// Why the I/O of exited workers was not recovered from their master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unrecovered {
+    /// the master's `/proc/PID/io` may not be read (another user's)
+    MasterUnreadable,
+    /// its reaped-children I/O, or a gone worker's counters, not known at both samples
+    NotKnown,
+}
+
+/// Why a run with an interval has no I/O figures: the metrics are left out, never a 0 or a
+/// sum over the workers that could be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoGap {
+    /// no process has `/proc/PID/io` (a kernel without task I/O accounting): no note
+    NoAccounting,
+    /// workers whose `/proc/PID/io` may not be read (it needs ptrace access)
+    Unreadable(usize),
+    /// workers whose `/proc/PID/io` was gone when read (they exited meanwhile)
+    Missing(usize),
+    /// workers with no I/O counters in the previous sample (an older tick file, or they were
+    /// not readable then)
+    NoBaseline(usize),
 }
 
 /// How the CPU of all workers over the interval was measured: the ticks behind the CPU metrics
@@ -115,6 +162,9 @@ pub struct Figures {
     pub pss_unreadable: usize,
     /// workers whose fds could not be counted
     pub fds_unreadable: usize,
+    /// I/O over the interval; None with no interval, or for the reason in `io_gap`
+    pub io: Option<IoFigures>,
+    pub io_gap: Option<IoGap>,
     /// per worker, busiest first
     pub per_worker: Vec<WorkerFigures>,
 }
@@ -141,7 +191,16 @@ impl Figures {
     pub fn notes(&self, verbosity: u8) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(cpu) = &self.cpu {
-            notes.extend(cpu_notes(cpu, verbosity));
+            // I/O follows CPU's rules: the same workers are unknown, new or exited
+            let label = match self.io {
+                Some(_) => format!("{}, {}, {}", Cpu.label(), IoRead.label(), IoWrite.label()),
+                None => Cpu.label().to_string(),
+            };
+            notes.extend(cpu_notes(cpu, &label, verbosity));
+        }
+        notes.extend(io_notes(self));
+        if let Some(io) = &self.io {
+            notes.extend(io_recovery_note(io, verbosity));
         }
         if self.pss_unreadable > 0 {
             notes.push(format!(
@@ -168,9 +227,8 @@ impl Figures {
 
 /// The CPU notes: an unknown share always (the figure is low by it), exited workers with -vv,
 /// new workers with -v.
-fn cpu_notes(cpu: &CpuFigures, verbosity: u8) -> Vec<String> {
+fn cpu_notes(cpu: &CpuFigures, label: &str, verbosity: u8) -> Vec<String> {
     let mut notes = Vec::new();
-    let label = Cpu.label();
     if cpu.unknown_workers > 0 {
         notes.push(format!(
             "{label}: {} workers were running but not workers at the previous sample; \
@@ -180,8 +238,9 @@ fn cpu_notes(cpu: &CpuFigures, verbosity: u8) -> Vec<String> {
     }
     if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
         notes.push(format!(
-            "{label}: {} workers exited within the interval; {} ticks recovered from the \
+            "{}: {} workers exited within the interval; {} ticks recovered from the \
              master's reaped-children time",
+            Cpu.label(),
             exited.count,
             exited.user_ticks + exited.system_ticks
         ));
@@ -193,6 +252,51 @@ fn cpu_notes(cpu: &CpuFigures, verbosity: u8) -> Vec<String> {
         ));
     }
     notes
+}
+
+/// Why the I/O metrics are left out, whenever they are but for a kernel that has no I/O
+/// accounting.
+fn io_notes(figures: &Figures) -> Option<String> {
+    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
+    let left_out = match figures.io_gap? {
+        IoGap::NoAccounting => return None,
+        IoGap::Unreadable(n) => format!(
+            "/proc/PID/io of {n} of {} workers not readable (needs root or the workers' user)",
+            figures.workers
+        ),
+        IoGap::Missing(n) => {
+            format!("/proc/PID/io of {n} workers gone when read (they exited meanwhile)")
+        }
+        IoGap::NoBaseline(n) => format!(
+            "{n} workers have no I/O counters in the previous sample (an older tick file, or \
+             not readable then)"
+        ),
+    };
+    Some(format!("{labels}: {left_out}; left out"))
+}
+
+/// With the I/O figures: why exited workers are not in them, or with -vv what was recovered.
+fn io_recovery_note(io: &IoFigures, verbosity: u8) -> Option<String> {
+    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
+    let why = match (io.unrecovered, io.exited) {
+        (Some(Unrecovered::MasterUnreadable), _) => {
+            "/proc/PID/io of the master not readable (needs root or its user)"
+        }
+        (Some(Unrecovered::NotKnown), _) => {
+            "the master's reaped-children I/O not known at both samples"
+        }
+        (None, Some(e)) if verbosity > 1 => {
+            return Some(format!(
+                "{labels}: {} bytes read and {} written by workers that exited within the \
+                 interval, recovered from the master's reaped-children I/O",
+                e.read_bytes, e.write_bytes
+            ))
+        }
+        (None, _) => return None,
+    };
+    Some(format!(
+        "{labels}: {why}, so workers that exited within the interval are not counted"
+    ))
 }
 
 /// What the workers may use, for the relative figures.
@@ -254,13 +358,27 @@ pub fn compute(
         divisor: capacity.cpu_divisor,
     };
     let ticks = previous.map(|prev| worker_ticks(workers, prev, hz));
-    let per_worker = per_worker(workers, ticks.as_deref(), rate, now.uptime);
+    let io_bytes = previous
+        .zip(ticks.as_deref())
+        .map(|(prev, ticks)| worker_io_bytes(workers, prev, ticks));
+    let per_worker = per_worker(
+        workers,
+        ticks.as_deref(),
+        io_bytes.as_deref(),
+        rate,
+        now.uptime,
+    );
     let cpu = previous
         .zip(ticks.as_deref())
         .map(|(prev, ticks)| cpu_interval(prev, workers, masters, ticks, rate.seconds));
+    // the same baseline as CPU's, so the same rule decides whether the interval is usable
+    let io = previous
+        .zip(io_bytes.as_deref())
+        .map(|(prev, bytes)| io_interval(prev, workers, masters, bytes));
 
     let mut values = counts(workers);
     values.extend(cpu_values(cpu.as_ref(), rate, &per_worker));
+    values.extend(io_values(io.and_then(Result::ok).as_ref(), rate));
     values.extend(memory(workers, capacity.memory));
     values.extend(fds(workers));
     values.extend(ages(&per_worker));
@@ -272,6 +390,8 @@ pub fn compute(
         values: in_perfdata_order(values),
         pss_unreadable: unreadable(workers, |d| d.pss),
         fds_unreadable: unreadable(workers, |d| d.fds),
+        io: io.and_then(Result::ok),
+        io_gap: io.and_then(Result::err),
         per_worker,
     }
 }
@@ -302,6 +422,17 @@ impl Rate {
     fn percent(self, ticks: u64) -> f64 {
         ticks as f64 / (self.seconds * self.hz) * 100.0 / self.divisor
     }
+
+    fn per_second(self, bytes: u64) -> f64 {
+        bytes as f64 / self.seconds
+    }
+
+    fn io(self, bytes: IoCounters) -> IoRate {
+        IoRate {
+            read: self.per_second(bytes.read_bytes),
+            write: self.per_second(bytes.write_bytes),
+        }
+    }
 }
 
 /// What each worker did since the previous sample, in the order of `workers`.
@@ -318,6 +449,7 @@ fn worker_ticks(workers: &[ProcSample], prev: &TickState, hz: f64) -> Vec<Worker
 fn per_worker(
     workers: &[ProcSample],
     ticks: Option<&[WorkerCpu]>,
+    io_bytes: Option<&[Option<IoCounters>]>,
     rate: Rate,
     uptime: f64,
 ) -> Vec<WorkerFigures> {
@@ -333,6 +465,7 @@ fn per_worker(
             age: (uptime - w.starttime as f64 / rate.hz).max(0.0),
             state: w.state,
             pss: w.details.as_ref().and_then(|d| d.pss),
+            io: io_bytes.and_then(|b| b[i]).map(|bytes| rate.io(bytes)),
         })
         .collect();
     figures.sort_by(|a, b| {
@@ -368,6 +501,130 @@ fn cpu_interval(
     }
 }
 
+/// Bytes each worker read and wrote inside the interval, in the order of `workers`, by the
+/// rules of its CPU (`ticks`): the same process (pid and starttime) counts its growth, a new
+/// one all of its counters, one whose share is unknown zero. None where not known: its
+/// `/proc/PID/io` unreadable now, or missing from the previous sample of the same process.
+fn worker_io_bytes(
+    workers: &[ProcSample],
+    prev: &TickState,
+    ticks: &[WorkerCpu],
+) -> Vec<Option<IoCounters>> {
+    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
+    workers
+        .iter()
+        .zip(ticks)
+        .map(|(w, t)| {
+            let now = w.own_io()?;
+            match t.basis {
+                CpuBasis::Delta => Some(now.since(before.get(&w.pid)?.io?)),
+                CpuBasis::New => Some(now),
+                CpuBasis::Unknown => Some(IoCounters::default()),
+            }
+        })
+        .collect()
+}
+
+/// All workers' I/O over the interval, exited ones recovered from their master, or why it
+/// cannot be known: every worker's counters are needed, as a sum over the readable ones would
+/// describe other workers than the check reports on.
+fn io_interval(
+    prev: &TickState,
+    workers: &[ProcSample],
+    masters: &[ProcSample],
+    bytes: &[Option<IoCounters>],
+) -> Result<IoFigures, IoGap> {
+    io_readable(workers)?;
+    match bytes.iter().filter(|b| b.is_none()).count() {
+        0 => {}
+        n => return Err(IoGap::NoBaseline(n)),
+    }
+    let live = bytes
+        .iter()
+        .flatten()
+        .fold(IoCounters::default(), |sum, b| sum.plus(*b));
+    let recovery = exited_io(prev, workers, masters);
+    let exited = match recovery {
+        Recovery::Recovered(bytes) => Some(bytes),
+        Recovery::NoMaster | Recovery::Not(_) => None,
+    };
+    Ok(IoFigures {
+        bytes: exited.map_or(live, |e| live.plus(e)),
+        exited,
+        unrecovered: match recovery {
+            Recovery::Not(why) => Some(why),
+            _ => None,
+        },
+    })
+}
+
+/// Whether every worker's `/proc/PID/io` was read.
+fn io_readable(workers: &[ProcSample]) -> Result<(), IoGap> {
+    let count = |io: Io| workers.iter().filter(|p| p.io == io).count();
+    match (count(Io::Unreadable), count(Io::Absent)) {
+        (0, 0) => Ok(()),
+        (0, absent) if absent == workers.len() => Err(IoGap::NoAccounting),
+        (0, absent) => Err(IoGap::Missing(absent)),
+        (unreadable, _) => Err(IoGap::Unreadable(unreadable)),
+    }
+}
+
+/// What became of the I/O of workers that exited within the interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    Recovered(IoCounters),
+    /// no master, or not the same one in both samples: nothing to recover from, as for CPU
+    NoMaster,
+    /// the master is there but its reaped-children I/O is not known at both samples
+    Not(Unrecovered),
+}
+
+/// I/O that workers gone since the previous sample did inside the interval, recovered from
+/// their master the way [`exited_workers`] recovers their CPU. When the master reaps a child,
+/// the kernel adds the child's whole `/proc/PID/io` (its own and its reaped children's) to
+/// the master's, apart from the master's own threads' (see [`ProcSample::reaped_io`]):
+///
+/// ```text
+/// exited = delta(masters' reaped-children I/O) - I/O the gone workers had at the previous sample
+/// ```
+///
+/// clamped at zero. The master's own I/O is never in it, so this holds whether or not a
+/// worker of the previous sample exited (a worker born and gone between two samples is
+/// counted too).
+fn exited_io(prev: &TickState, workers: &[ProcSample], masters: &[ProcSample]) -> Recovery {
+    let same = |b: &&ProcTicks, m: &ProcSample| b.pid == m.pid && b.starttime == m.starttime;
+    let before: Option<Vec<&ProcTicks>> = masters
+        .iter()
+        .map(|m| prev.masters.iter().find(|b| same(b, m)))
+        .collect();
+    let Some(before) = before.filter(|b| !b.is_empty() && b.len() == prev.masters.len()) else {
+        return Recovery::NoMaster;
+    };
+    if masters.iter().any(|m| m.io == Io::Unreadable) {
+        return Recovery::Not(Unrecovered::MasterUnreadable);
+    }
+    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
+    let gone: Option<Vec<IoCounters>> = prev
+        .workers
+        .iter()
+        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
+        .map(|b| b.io)
+        .collect();
+    let reaped: Option<Vec<IoCounters>> = masters
+        .iter()
+        .zip(&before)
+        .map(|(m, b)| Some(m.reaped_io?.since(b.io?)))
+        .collect();
+    let sum = |list: Vec<IoCounters>| {
+        list.into_iter()
+            .fold(IoCounters::default(), IoCounters::plus)
+    };
+    match (reaped, gone) {
+        (Some(reaped), Some(gone)) => Recovery::Recovered(sum(reaped).since(sum(gone))),
+        _ => Recovery::Not(Unrecovered::NotKnown),
+    }
+}
+
 /// [`Part::Count`](crate::catalog::Part): workers and threads.
 fn counts(workers: &[ProcSample]) -> Vec<Measured> {
     vec![
@@ -392,6 +649,16 @@ fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]
             CpuMax,
             cpu.and(per_worker.first()).map(|w| w.cpu.unwrap_or(0.0)),
         ),
+    ]
+}
+
+/// [`Part::Io`](crate::catalog::Part): bytes per second all workers made the storage layer
+/// read and write, unmeasured without an interval or without every worker's counters.
+fn io_values(io: Option<&IoFigures>, rate: Rate) -> Vec<Measured> {
+    let per_second = |bytes: fn(&IoCounters) -> u64| io.map(|f| rate.per_second(bytes(&f.bytes)));
+    vec![
+        (IoRead, per_second(|b| b.read_bytes)),
+        (IoWrite, per_second(|b| b.write_bytes)),
     ]
 }
 
@@ -588,6 +855,7 @@ mod tests {
             stime,
             cutime: 0,
             cstime: 0,
+            io: None,
         }
     }
 
@@ -825,6 +1093,7 @@ mod tests {
             (Part::Cpu, cpu_values(None, rate, &[])),
             (Part::Memory, memory(&[], None)),
             (Part::Fds, fds(&[])),
+            (Part::Io, io_values(None, rate)),
             (Part::Ages, ages(&[])),
             (Part::States, states(&[])),
         ];
@@ -851,7 +1120,10 @@ mod tests {
         };
         let mut w = worker(10, 500, 1300, 350);
         w.details = Some(details);
-        let prev = previous(1000.0, vec![ticks(10, 500, 100, 50)]);
+        w.io = Io::Read(io(6000, 12_000));
+        let mut before = ticks(10, 500, 100, 50);
+        before.io = Some(io(0, 0));
+        let prev = previous(1000.0, vec![before]);
         let mut capacity = Capacity::per_core(4);
         capacity.memory = Some(1 << 30);
         let f = compute(&[w], &[], &snapshot(1060.0), Some(&prev), &capacity);
@@ -886,6 +1158,206 @@ mod tests {
         );
         assert_eq!(f.value(Cpu), Some(0.0));
         assert_eq!(f.value(CpuMax), None);
+    }
+
+    fn io(read_bytes: u64, write_bytes: u64) -> IoCounters {
+        IoCounters {
+            read_bytes,
+            write_bytes,
+        }
+    }
+
+    /// A worker whose `/proc/PID/io` said `read`, `write`.
+    fn io_worker(pid: i32, starttime: u64, read: u64, write: u64) -> ProcSample {
+        ProcSample {
+            io: Io::Read(io(read, write)),
+            ..worker(pid, starttime, 0, 0)
+        }
+    }
+
+    fn io_ticks(pid: i32, starttime: u64, read: u64, write: u64) -> ProcTicks {
+        ProcTicks {
+            io: Some(io(read, write)),
+            ..ticks(pid, starttime, 0, 0)
+        }
+    }
+
+    /// A master whose reaped children did `read`, `write`; its own I/O is more.
+    fn io_master(read: u64, write: u64) -> ProcSample {
+        ProcSample {
+            io: Io::Read(io(read + 1_000_000, write + 1_000_000)),
+            reaped_io: Some(io(read, write)),
+            ..master(0, 0)
+        }
+    }
+
+    fn io_of(f: &Figures) -> (Option<f64>, Option<f64>) {
+        (f.value(IoRead), f.value(IoWrite))
+    }
+
+    fn at_1060(workers: &[ProcSample], masters: &[ProcSample], prev: &TickState) -> Figures {
+        compute(
+            workers,
+            masters,
+            &snapshot(1060.0),
+            Some(prev),
+            &Capacity::per_core(4),
+        )
+    }
+
+    #[test]
+    fn io_is_the_counters_growth_over_the_interval() {
+        let prev = previous(1000.0, vec![io_ticks(10, 500, 6000, 60_000)]);
+        // pid 11 was born at 1030 s: all of its bytes are the interval's
+        let now = [
+            io_worker(10, 500, 6000 + 600, 60_000 + 120_000),
+            io_worker(11, 103_000, 0, 60),
+        ];
+        let f = at_1060(&now, &[], &prev);
+        assert_eq!(io_of(&f), (Some(10.0), Some(2001.0)));
+        assert_eq!(f.io.unwrap().exited, None, "no master to recover from");
+        let by_pid = |pid| f.per_worker.iter().find(|w| w.pid == pid).unwrap().io;
+        assert_eq!(
+            by_pid(10),
+            Some(IoRate {
+                read: 10.0,
+                write: 2000.0
+            })
+        );
+        assert_eq!(
+            by_pid(11),
+            Some(IoRate {
+                read: 0.0,
+                write: 1.0
+            })
+        );
+        // a reused pid is a new process: its predecessor's bytes are not subtracted
+        let reused = [io_worker(10, 103_000, 600, 6000)];
+        let f = at_1060(&reused, &[], &prev);
+        assert_eq!(io_of(&f), (Some(10.0), Some(100.0)));
+        // the same interval rule as CPU: no baseline, no figure
+        let f = compute(&now, &[], &snapshot(1060.0), None, &Capacity::per_core(4));
+        assert_eq!((io_of(&f), f.io_gap), ((None, None), None));
+    }
+
+    #[test]
+    fn exited_workers_io_is_recovered_from_the_master() {
+        // worker 20 had written 6000 bytes at the previous sample and is gone; the master
+        // reaped it (lifetime 9000) and a worker born and gone in between (3000)
+        let mut prev = previous(
+            1000.0,
+            vec![io_ticks(20, 500, 0, 6000), io_ticks(21, 500, 0, 0)],
+        );
+        prev.masters = vec![ProcTicks {
+            io: Some(io(0, 50_000)),
+            ..master_ticks(0, 0)
+        }];
+        let now = [io_worker(21, 500, 0, 600)];
+        let f = at_1060(&now, &[io_master(0, 50_000 + 12_000)], &prev);
+        let io_figures = f.io.unwrap();
+        assert_eq!(io_figures.exited, Some(io(0, 6000)));
+        // (600 + 12000 - 6000) / 60 s; the master's own I/O is not the workers'
+        assert_eq!(io_of(&f), (Some(0.0), Some(110.0)));
+        assert!(
+            f.notes(2).iter().any(|n| n
+                == "io_read, io_write: 0 bytes read and 6000 written by workers that exited \
+                    within the interval, recovered from the master's reaped-children I/O"),
+            "{:?}",
+            f.notes(2)
+        );
+        // a restarted master recovers nothing, as for CPU
+        let mut restarted = io_master(0, 90_000);
+        restarted.starttime = 99_000;
+        let f = at_1060(&now, &[restarted], &prev);
+        assert_eq!(io_of(&f), (Some(0.0), Some(10.0)));
+        assert_eq!(f.io.unwrap().unrecovered, None);
+    }
+
+    // The workers' own counters are all there but the master's may not be read: the live
+    // workers' figure, and a note that exited ones are missing from it (as with no master).
+    #[test]
+    fn an_unreadable_master_leaves_exited_workers_out_with_a_note() {
+        let mut prev = previous(1000.0, vec![io_ticks(21, 500, 0, 0)]);
+        prev.masters = vec![master_ticks(0, 0)];
+        let mut master = io_master(0, 0);
+        master.io = Io::Unreadable;
+        master.reaped_io = None;
+        let f = at_1060(&[io_worker(21, 500, 0, 600)], &[master], &prev);
+        assert_eq!(io_of(&f), (Some(0.0), Some(10.0)));
+        assert_eq!(
+            f.io.unwrap().unrecovered,
+            Some(Unrecovered::MasterUnreadable)
+        );
+        assert!(
+            f.notes(0).contains(
+                &"io_read, io_write: /proc/PID/io of the master not readable (needs root or \
+                  its user), so workers that exited within the interval are not counted"
+                    .to_string()
+            ),
+            "{:?}",
+            f.notes(0)
+        );
+        // readable, but not in the previous sample
+        let mut master = io_master(0, 0);
+        master.io = Io::Read(io(0, 0));
+        let f = at_1060(&[io_worker(21, 500, 0, 600)], &[master], &prev);
+        assert_eq!(f.io.unwrap().unrecovered, Some(Unrecovered::NotKnown));
+    }
+
+    // A master counted as a worker: its reaped children are exited workers, counted once.
+    #[test]
+    fn a_master_counted_as_a_worker_counts_its_own_io() {
+        let mut prev = previous(1000.0, vec![]);
+        let master_row = io_master(0, 6000);
+        prev.masters = vec![ProcTicks::of_master(&io_master(0, 0))];
+        prev.workers = vec![ProcTicks::from(&io_master(0, 0))];
+        assert_eq!(prev.workers[0].io, Some(io(1_000_000, 1_000_000)), "own");
+        let mut own = master_row.clone();
+        own.io = Io::Read(io(1_000_000, 1_000_000 + 6000 + 600));
+        let f = at_1060(&[own], &[master_row], &prev);
+        // 600 of its own, 6000 of its reaped children
+        assert_eq!(io_of(&f), (Some(0.0), Some(110.0)));
+    }
+
+    #[test]
+    fn io_is_left_out_unless_every_counter_is_known() {
+        let prev = previous(
+            1000.0,
+            vec![io_ticks(10, 500, 0, 0), io_ticks(11, 500, 0, 0)],
+        );
+        let mut denied = io_worker(11, 500, 0, 0);
+        denied.io = Io::Unreadable;
+        let f = at_1060(&[io_worker(10, 500, 0, 60), denied], &[], &prev);
+        assert_eq!(io_of(&f), (None, None));
+        assert_eq!(f.io_gap, Some(IoGap::Unreadable(1)));
+        assert!(f.notes(0).contains(
+            &"io_read, io_write: /proc/PID/io of 1 of 2 workers not readable (needs root or \
+              the workers' user); left out"
+                .to_string()
+        ));
+        assert_eq!(f.per_worker.iter().filter(|w| w.io.is_some()).count(), 1);
+        // a tick file from before the I/O columns
+        let old = previous(1000.0, vec![ticks(10, 500, 0, 0)]);
+        let f = at_1060(&[io_worker(10, 500, 0, 60)], &[], &old);
+        assert_eq!(
+            (io_of(&f), f.io_gap),
+            ((None, None), Some(IoGap::NoBaseline(1)))
+        );
+        // no io file anywhere (no I/O accounting): left out without a note
+        let f = at_1060(&[worker(10, 500, 0, 0)], &[], &prev);
+        assert_eq!(f.io_gap, Some(IoGap::NoAccounting));
+        assert!(
+            f.notes(2).iter().all(|n| !n.contains("io_")),
+            "{:?}",
+            f.notes(2)
+        );
+        // one file gone among readable ones
+        let f = at_1060(
+            &[io_worker(10, 500, 0, 0), worker(11, 500, 0, 0)],
+            &[],
+            &prev,
+        );
+        assert_eq!(f.io_gap, Some(IoGap::Missing(1)));
     }
 
     #[test]

@@ -80,8 +80,18 @@ fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
                 .pss
                 .map(|p| format!(" pss {}", human_bytes(p as f64)))
                 .unwrap_or_default();
+            // left out where unknown, so a host without I/O figures prints what it always has
+            let io =
+                w.io.map(|io| {
+                    format!(
+                        " io r {}/s w {}/s",
+                        human_bytes(io.read),
+                        human_bytes(io.write)
+                    )
+                })
+                .unwrap_or_default();
             out.push(format!(
-                "pid {} {user} {} cpu {cpu} rss {}{pss} vms {} age {}",
+                "pid {} {user} {} cpu {cpu} rss {}{pss} vms {} age {}{io}",
                 w.pid,
                 w.state,
                 human_bytes(w.rss as f64),
@@ -253,6 +263,7 @@ mod tests {
             age: 61.0,
             state: 'S',
             pss: None,
+            io: None,
         };
         Report {
             state: ServiceState::Critical,

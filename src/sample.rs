@@ -2,8 +2,9 @@
 //! plain [`ProcSample`] values. This is the only module that reads `/proc` or uses `procfs`.
 //!
 //! In a full scan every process costs one read of its `comm` by path; only a process whose name
-//! can match has its directory opened, once, and its `stat`, `status` and the rest read through
-//! that descriptor, so that one row never mixes two processes that had the same pid. Names,
+//! can match has its directory opened, once, and its `stat`, `status`, `io` and the rest read
+//! through that descriptor, so that one row never mixes two processes that had the same pid.
+//! After selection, the masters' `io` is read again with their threads' (see [`master_io`]). Names,
 //! command lines and links are bytes, not UTF-8: `stat` and `status` are parsed by hand.
 //! Time and boot time come from the tree's own `uptime` and `stat`, so a fixture tree fixes
 //! them and tests can assert exact CPU figures.
@@ -93,8 +94,73 @@ pub struct ProcSample {
     pub cpus_allowed: Option<u32>,
     /// the process's cgroup v2 path (`/system.slice/nginx.service`), where known
     pub cgroup: Option<String>,
+    /// what `/proc/PID/io` says: the whole process (its threads, dead and alive, and its
+    /// reaped children)
+    pub io: Io,
+    /// for a master (see [`master_io`]): the part of `io` its reaped children (and exited
+    /// threads) did, which the kernel keeps apart from its live threads' own; None otherwise
+    pub reaped_io: Option<IoCounters>,
     /// the rest is read for workers only (see [`enrich`]), so None also means "not read"
     pub details: Option<Details>,
+}
+
+/// Bytes a process made the storage layer read and write (`read_bytes`, `write_bytes` of
+/// `/proc/PID/io`): not page-cache hits, not tmpfs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// bytes
+    pub read_bytes: u64,
+    /// bytes
+    pub write_bytes: u64,
+}
+
+impl IoCounters {
+    /// `self - earlier`, field by field, never below zero.
+    pub fn since(self, earlier: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+
+    /// Both fields added, saturating.
+    pub fn plus(self, other: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_add(other.read_bytes),
+            write_bytes: self.write_bytes.saturating_add(other.write_bytes),
+        }
+    }
+}
+
+/// What `/proc/PID/io` of one process gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Io {
+    /// not read, or no such file: a kernel without task I/O accounting, a fixture tree
+    /// without it, a process that exited meanwhile
+    #[default]
+    Absent,
+    /// there but not readable: it needs ptrace access (root or the process's user), or it
+    /// did not parse
+    Unreadable,
+    Read(IoCounters),
+}
+
+impl Io {
+    pub fn counters(self) -> Option<IoCounters> {
+        match self {
+            Io::Read(c) => Some(c),
+            Io::Absent | Io::Unreadable => None,
+        }
+    }
+}
+
+impl ProcSample {
+    /// The I/O the process did itself: `io` less what its reaped children did, where that is
+    /// known (masters); for any other process its whole `io`.
+    pub fn own_io(&self) -> Option<IoCounters> {
+        let whole = self.io.counters()?;
+        Some(self.reaped_io.map_or(whole, |reaped| whole.since(reaped)))
+    }
 }
 
 /// Per-worker figures that cost a read or more each, taken only for the selected workers.
@@ -381,6 +447,26 @@ pub fn enrich(root: &Path, workers: &mut [ProcSample]) {
     }
 }
 
+/// Reads the masters' I/O once more, now split: `/proc/PID/io` is the whole process, and each
+/// `task/TID/io` one live thread's own, so what is left over is what the kernel added when the
+/// master reaped its children (and when its own threads exited): the I/O of exited workers, as
+/// `cutime`/`cstime` hold their CPU. The whole is read first, so I/O the master does between
+/// the reads lowers the reaped part rather than raising it. A master that exited or whose pid
+/// was reused keeps `reaped_io` at None; one whose files are not readable gets `Io::Unreadable`.
+pub fn master_io(root: &Path, masters: &mut [ProcSample]) {
+    let mut reader = Reader::new(root, false);
+    for m in masters {
+        m.reaped_io = None;
+        let Some(dir) = reader.reopen(m) else {
+            continue;
+        };
+        m.io = reader.io(&dir, "io");
+        if let Io::Read(whole) = m.io {
+            m.reaped_io = reader.threads_io(&dir).map(|own| whole.since(own));
+        }
+    }
+}
+
 /// The check's own process and its parent, which must never be counted: NRPE and Icinga often
 /// wrap a check in `sh -c`, and `check_procs` counted that shell for years.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -458,7 +544,15 @@ fn kib_field(text: &str, name: &str) -> Option<u64> {
 /// Proc files the kernel writes whole into its buffer before the first read returns (seq_file
 /// with a single record): a read that comes back shorter than asked holds all of the file. Not
 /// `cmdline`, which is copied from the process's memory a page at a time.
-const ONE_READ: [&str; 6] = ["comm", "stat", "status", "limits", "smaps_rollup", "cgroup"];
+const ONE_READ: [&str; 7] = [
+    "comm",
+    "stat",
+    "status",
+    "limits",
+    "smaps_rollup",
+    "cgroup",
+    "io",
+];
 
 /// `/proc/PID`, opened once. A file opened relative to it belongs to the process that had the
 /// pid when the directory was opened: once that process has exited, opening fails (ENOENT or
@@ -480,6 +574,21 @@ impl ProcDir {
 
     fn link(&self, name: &str) -> io::Result<Vec<u8>> {
         Ok(rustix::fs::readlinkat(&self.0, name, Vec::new())?.into_bytes())
+    }
+
+    /// The names in a subdirectory (`task`), without `.` and `..`.
+    fn entries(&self, name: &str) -> io::Result<Vec<String>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::Dir::new(rustix::fs::openat(&self.0, name, flags, Mode::empty())?)?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy();
+            if name != "." && name != ".." {
+                names.push(name.into_owned());
+            }
+        }
+        Ok(names)
     }
 
     /// Entries of a subdirectory (`fd`), without `.` and `..`.
@@ -510,9 +619,10 @@ struct Reader {
     trace: Vec<String>,
 }
 
-/// Why a process was not a candidate, for `-vvv`.
+/// Why a process was not a candidate, for `-vvv`. A candidate is boxed: most processes are
+/// rejected, and a rejection need not move a whole sample around.
 enum Verdict {
-    Candidate(ProcSample),
+    Candidate(Box<ProcSample>),
     Rejected(&'static str),
 }
 
@@ -549,7 +659,7 @@ impl Reader {
             self.trace.push(line);
         }
         match outcome {
-            Ok(Verdict::Candidate(p)) => snapshot.procs.push(p),
+            Ok(Verdict::Candidate(p)) => snapshot.procs.push(*p),
             Ok(Verdict::Rejected(_)) => {}
             Err(e) if vanished(&e) => snapshot.skipped.vanished += 1,
             Err(_) => snapshot.skipped.unreadable += 1,
@@ -576,7 +686,7 @@ impl Reader {
         };
         let mut p = self.finish(&dir, stat)?;
         p.cgroup = cgroup;
-        Ok(Verdict::Candidate(p))
+        Ok(Verdict::Candidate(Box::new(p)))
     }
 
     /// The first of the selector's filters, on its file read by path: Some(why) when the
@@ -664,6 +774,8 @@ impl Reader {
     fn finish(&mut self, dir: &ProcDir, stat: StatFields) -> io::Result<ProcSample> {
         self.read_at(dir, "status")?;
         let status = parse_status(self.bytes())?;
+        // read with stat and status, so a baseline taken within the run has it too
+        let io = self.io(dir, "io");
         Ok(ProcSample {
             pid: stat.pid,
             ppid: stat.ppid,
@@ -681,8 +793,33 @@ impl Reader {
             threads: status.threads,
             cpus_allowed: status.cpus_allowed,
             cgroup: None,
+            io,
+            reaped_io: None,
             details: None,
         })
+    }
+
+    /// One `io` file of the process `dir` stands for (`io`, or a thread's `task/TID/io`).
+    fn io(&mut self, dir: &ProcDir, file: &str) -> Io {
+        match self.read_at(dir, file) {
+            Ok(()) => parse_io(self.bytes()).map_or(Io::Unreadable, Io::Read),
+            Err(e) if e.kind() == ErrorKind::NotFound => Io::Absent,
+            Err(_) => Io::Unreadable,
+        }
+    }
+
+    /// The sum of the live threads' own I/O (`task/TID/io`); None when any is not readable.
+    fn threads_io(&mut self, dir: &ProcDir) -> Option<IoCounters> {
+        let mut sum = IoCounters::default();
+        for tid in dir.entries("task").ok()? {
+            match self.io(dir, &format!("task/{tid}/io")) {
+                Io::Read(own) => sum = sum.plus(own),
+                // a thread that exited meanwhile: its I/O is in the whole now
+                Io::Absent => {}
+                Io::Unreadable => return None,
+            }
+        }
+        Some(sum)
     }
 
     /// A worker's directory once more, if it still belongs to the sampled process: same start
@@ -900,6 +1037,22 @@ fn open_files_limit(limits: &str) -> Option<u64> {
         .ok()
 }
 
+/// `read_bytes` and `write_bytes` of a `/proc/PID/io`; None when either is missing.
+fn parse_io(bytes: &[u8]) -> Option<IoCounters> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    Some(IoCounters {
+        read_bytes: field("read_bytes")?,
+        write_bytes: field("write_bytes")?,
+    })
+}
+
 /// The cgroup v2 path (`0::/path`) of a `/proc/PID/cgroup`.
 fn v2_path(cgroup: &str) -> Option<String> {
     cgroup
@@ -1030,6 +1183,86 @@ mod tests {
         fs::remove_dir_all(root.path().join("gone")).unwrap();
         let e = reader.read_at(&dir, "status").unwrap_err();
         assert!(vanished(&e), "{e}");
+    }
+
+    fn io_file(read: u64, write: u64) -> String {
+        format!(
+            "rchar: 9999\nwchar: 8888\nsyscr: 7\nsyscw: 6\nread_bytes: {read}\n\
+             write_bytes: {write}\ncancelled_write_bytes: 4096\n"
+        )
+    }
+
+    #[test]
+    fn io_counters_of_a_process() {
+        assert_eq!(
+            parse_io(io_file(4096, 81_920).as_bytes()),
+            Some(IoCounters {
+                read_bytes: 4096,
+                write_bytes: 81_920
+            })
+        );
+        assert_eq!(parse_io(b"rchar: 1\nread_bytes: 2\n"), None);
+        assert_eq!(parse_io(b"read_bytes: x\nwrite_bytes: 1\n"), None);
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "nginx", 1000, 0);
+        let mut reader = Reader::new(root.path(), false);
+        let dir = reader.open_dir(812).unwrap();
+        // no io file: a kernel without I/O accounting
+        assert_eq!(reader.io(&dir, "io"), Io::Absent);
+        // not readable (a directory fails to read as another user's io does)
+        fs::create_dir(root.path().join("812/io")).unwrap();
+        assert_eq!(reader.io(&dir, "io"), Io::Unreadable);
+        fs::remove_dir(root.path().join("812/io")).unwrap();
+        fs::write(root.path().join("812/io"), io_file(1, 2)).unwrap();
+        let p = reader.whole(812).unwrap();
+        assert_eq!(
+            (p.io.counters(), p.reaped_io),
+            (Some(parse_io(io_file(1, 2).as_bytes()).unwrap()), None)
+        );
+    }
+
+    // What the kernel added to a master's io when it reaped its children is its whole io less
+    // its live threads' own (task/TID/io).
+    #[test]
+    fn a_masters_reaped_io_is_its_whole_less_its_threads() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "nginx", 1000, 0);
+        let dir = root.path().join("812");
+        fs::write(dir.join("io"), io_file(10_000, 50_000)).unwrap();
+        for (tid, own) in [(812, 1000), (900, 2000)] {
+            fs::create_dir_all(dir.join(format!("task/{tid}"))).unwrap();
+            fs::write(dir.join(format!("task/{tid}/io")), io_file(own, own * 10)).unwrap();
+        }
+        let mut masters = vec![ProcSample {
+            pid: 812,
+            starttime: 1000,
+            ..ProcSample::default()
+        }];
+        master_io(root.path(), &mut masters);
+        let m = &masters[0];
+        assert_eq!(
+            m.reaped_io,
+            Some(IoCounters {
+                read_bytes: 7000,
+                write_bytes: 20_000
+            })
+        );
+        assert_eq!(
+            m.own_io(),
+            Some(IoCounters {
+                read_bytes: 3000,
+                write_bytes: 30_000
+            })
+        );
+        // a thread's io unreadable: the split is unknown
+        fs::remove_file(dir.join("task/900/io")).unwrap();
+        fs::create_dir(dir.join("task/900/io")).unwrap();
+        master_io(root.path(), &mut masters);
+        assert_eq!(masters[0].reaped_io, None);
+        // a reused pid: nothing is taken from the new process
+        masters[0].starttime = 5;
+        master_io(root.path(), &mut masters);
+        assert_eq!(masters[0].reaped_io, None);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! State step: the tick file one run leaves for the next, so CPU is measured over the real
-//! interval between two checks instead of over each process's lifetime.
+//! State step: the tick file one run leaves for the next, so CPU and I/O are measured over the
+//! real interval between two checks instead of over each process's lifetime.
 //!
 //! The file is plain text an operator can read: a version line, the sample time and boot time,
 //! then one line per process. Anything that does not parse is "no baseline", never an error:
@@ -22,13 +22,13 @@ use nix::sys::stat::FileStat;
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
 use crate::filter::{NameFilter, Part, Selector};
-use crate::sample::{ProcSample, Snapshot};
+use crate::sample::{IoCounters, ProcSample, Snapshot};
 use crate::select::Selection;
 
 /// First line of every tick file; a file with another first line is not ours or too new.
 pub const FORMAT_LINE: &str = "check_workers ticks v1";
 
-/// Refuse to read more than this: a real file holds ~40 bytes per worker.
+/// Refuse to read more than this: a real file holds ~60 bytes per worker.
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// The ticks of one process at the previous sample. Pid and starttime together identify a
@@ -46,8 +46,12 @@ pub struct ProcTicks {
     pub cutime: u64,
     /// clock ticks of reaped children (kept for masters)
     pub cstime: u64,
+    /// bytes read and written at the storage layer: a worker's own (`/proc/PID/io`), a
+    /// master's reaped children's (see [`ProcSample::reaped_io`]); None when unknown
+    pub io: Option<IoCounters>,
 }
 
+/// A worker's line.
 impl From<&ProcSample> for ProcTicks {
     fn from(p: &ProcSample) -> ProcTicks {
         ProcTicks {
@@ -57,6 +61,18 @@ impl From<&ProcSample> for ProcTicks {
             stime: p.stime,
             cutime: p.cutime,
             cstime: p.cstime,
+            io: p.own_io(),
+        }
+    }
+}
+
+impl ProcTicks {
+    /// A master's line: like a worker's, but with the I/O of its reaped children, which is
+    /// what exited workers are recovered from (as their CPU is from `cutime`/`cstime`).
+    pub fn of_master(p: &ProcSample) -> ProcTicks {
+        ProcTicks {
+            io: p.reaped_io,
+            ..ProcTicks::from(p)
         }
     }
 }
@@ -81,7 +97,7 @@ impl TickState {
             btime: snapshot.btime,
             clock_ticks: snapshot.clock_ticks,
             workers: selection.workers.iter().map(ProcTicks::from).collect(),
-            masters: selection.masters.iter().map(ProcTicks::from).collect(),
+            masters: selection.masters.iter().map(ProcTicks::of_master).collect(),
         }
     }
 
@@ -140,7 +156,10 @@ impl Lines {
             }
             ("btime", [v]) => set_once(&mut self.btime, v.parse::<u64>()?)?,
             ("hz", [v]) => set_once(&mut self.clock_ticks, v.parse::<u64>()?)?,
-            ("worker" | "master", [pid, start, user, system, child_user, child_system]) => {
+            (
+                "worker" | "master",
+                [pid, start, user, system, child_user, child_system, io @ ..],
+            ) => {
                 let ticks = ProcTicks {
                     pid: pid.parse()?,
                     starttime: start.parse()?,
@@ -148,6 +167,7 @@ impl Lines {
                     stime: system.parse()?,
                     cutime: child_user.parse()?,
                     cstime: child_system.parse()?,
+                    io: io_columns(io)?,
                 };
                 if ticks.pid <= 0 || !self.seen.insert((key == "worker", ticks.pid)) {
                     bail!("bad or repeated pid {}", ticks.pid);
@@ -161,6 +181,19 @@ impl Lines {
             _ => bail!("unexpected line"),
         }
         Ok(())
+    }
+}
+
+/// The I/O columns after `cstime`: `read_bytes write_bytes`, `- -` for unknown, or none at all
+/// (a file from before they existed: unknown too).
+fn io_columns(columns: &[&str]) -> Result<Option<IoCounters>> {
+    match columns {
+        [] | ["-", "-"] => Ok(None),
+        [read, write] => Ok(Some(IoCounters {
+            read_bytes: read.parse()?,
+            write_bytes: write.parse()?,
+        })),
+        _ => bail!("unexpected I/O columns"),
     }
 }
 
@@ -179,12 +212,22 @@ impl fmt::Display for TickState {
         writeln!(f, "uptime {:.2}", self.uptime)?;
         writeln!(f, "btime {}", self.btime)?;
         writeln!(f, "hz {}", self.clock_ticks)?;
-        writeln!(f, "# kind pid starttime utime stime cutime cstime")?;
+        writeln!(
+            f,
+            "# kind pid starttime utime stime cutime cstime read_bytes write_bytes"
+        )?;
+        writeln!(
+            f,
+            "# (a master's bytes are its reaped children's; - is unknown)"
+        )?;
         for (kind, list) in [("master", &self.masters), ("worker", &self.workers)] {
             for t in list {
+                let io = t.io.map_or("- -".to_string(), |io| {
+                    format!("{} {}", io.read_bytes, io.write_bytes)
+                });
                 writeln!(
                     f,
-                    "{kind} {} {} {} {} {} {}",
+                    "{kind} {} {} {} {} {} {} {io}",
                     t.pid, t.starttime, t.utime, t.stime, t.cutime, t.cstime
                 )?;
             }
@@ -591,6 +634,10 @@ mod tests {
                 stime: 30,
                 cutime: 0,
                 cstime: 0,
+                io: Some(IoCounters {
+                    read_bytes: 4096,
+                    write_bytes: 81_920,
+                }),
             }],
             masters: vec![ProcTicks {
                 pid: 812,
@@ -599,6 +646,7 @@ mod tests {
                 stime: 5,
                 cutime: 700,
                 cstime: 90,
+                io: None,
             }],
         }
     }
@@ -613,8 +661,21 @@ mod tests {
     fn file_is_readable_text() {
         let text = sample_state().to_string();
         assert!(text.starts_with("check_workers ticks v1\n"));
-        assert!(text.contains("\nworker 813 5000 120 30 0 0\n"));
-        assert!(text.contains("\nmaster 812 4000 10 5 700 90\n"));
+        assert!(text.contains("\nworker 813 5000 120 30 0 0 4096 81920\n"));
+        assert!(text.contains("\nmaster 812 4000 10 5 700 90 - -\n"));
+    }
+
+    /// Files written before the I/O columns keep their baseline: CPU as before, I/O unknown.
+    #[test]
+    fn lines_without_io_columns_still_parse() {
+        let mut state = sample_state();
+        let old = state
+            .to_string()
+            .replace(" 4096 81920\n", "\n")
+            .replace(" - -\n", "\n");
+        assert!(old.contains("\nworker 813 5000 120 30 0 0\n"), "{old}");
+        state.workers[0].io = None;
+        assert_eq!(TickState::parse(&old).unwrap(), state);
     }
 
     #[test]
@@ -630,8 +691,12 @@ mod tests {
             good.replace("uptime 1000.50", "uptime -1"),
             good.replace("hz 100\n", ""),
             format!("{good}worker 813 5000 120 30 0 0\n"),
+            good.replace(" 4096 81920", " 4096"),
+            good.replace(" 4096 81920", " 4096 -"),
+            good.replace(" 4096 81920", " 4096 81920 7"),
+            good.replace(" 4096 81920", " 4096 -1"),
             format!("{good}uptime 5\n"),
-            good.replace("worker 813 5000 120 30 0 0", "worker 813 5000"),
+            good.replace("worker 813 5000 120 30 0 0 4096 81920", "worker 813 5000"),
             good.replace(' ', "  "),
         ];
         for case in cases {
@@ -914,14 +979,21 @@ mod tests {
                 any::<u64>(),
                 any::<u64>(),
                 any::<u64>(),
+                proptest::option::of((any::<u64>(), any::<u64>())),
             )
-                .prop_map(|(pid, starttime, utime, stime, cutime, cstime)| ProcTicks {
-                    pid,
-                    starttime,
-                    utime,
-                    stime,
-                    cutime,
-                    cstime,
+                .prop_map(|(pid, starttime, utime, stime, cutime, cstime, io)| {
+                    ProcTicks {
+                        pid,
+                        starttime,
+                        utime,
+                        stime,
+                        cutime,
+                        cstime,
+                        io: io.map(|(read_bytes, write_bytes)| IoCounters {
+                            read_bytes,
+                            write_bytes,
+                        }),
+                    }
                 })
         }
 
@@ -933,7 +1005,7 @@ mod tests {
 
             #[test]
             fn parse_of_line_soup_never_panics(lines in proptest::collection::vec(
-                "(uptime|btime|hz|worker|master|#|check_workers ticks v1)( -?[0-9.e+NaInf]{0,22}){0,7}", 0..20)) {
+                "(uptime|btime|hz|worker|master|#|check_workers ticks v1)( -?[0-9.e+NaInf]{0,22}){0,9}", 0..20)) {
                 let text = lines.join("\n");
                 let _ = TickState::parse(&text);
                 let with_header = format!("{FORMAT_LINE}\n{text}");
@@ -973,7 +1045,7 @@ mod tests {
     fn a_million_lines_parse_or_fail_cleanly() {
         let mut text = sample_state()
             .to_string()
-            .replace("worker 813 5000 120 30 0 0\n", "");
+            .replace("worker 813 5000 120 30 0 0 4096 81920\n", "");
         for pid in 1..=1_000_000 {
             let _ = writeln!(text, "worker {pid} 1 2 3 4 5");
         }

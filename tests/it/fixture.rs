@@ -61,6 +61,23 @@ pub struct FakeProc {
     pub exe: Option<String>,
     /// thread id -> children, written as `task/TID/children` (empty: no task dir)
     pub children: Vec<i32>,
+    /// `read_bytes`, `write_bytes` of `io`, and of that what reaped children did (the rest is
+    /// the process's own, written as `task/PID/io`); None: no `io` at all, as on a kernel
+    /// without I/O accounting
+    pub io: Option<FakeIo>,
+}
+
+/// What `/proc/PID/io` says, see [`FakeProc::io`].
+#[derive(Debug, Clone, Copy)]
+pub enum FakeIo {
+    Counters {
+        read: u64,
+        write: u64,
+        reaped_read: u64,
+        reaped_write: u64,
+    },
+    /// there but unreadable, as another user's is without root (a directory fails to read)
+    Denied,
 }
 
 impl FakeProc {
@@ -89,7 +106,31 @@ impl FakeProc {
             threads: 1,
             exe: None,
             children: Vec::new(),
+            io: None,
         }
+    }
+
+    /// `/proc/PID/io` with these bytes read and written, none of them by reaped children.
+    pub fn io(self, read: u64, write: u64) -> FakeProc {
+        self.io_with_reaped(read, write, 0, 0)
+    }
+
+    /// `/proc/PID/io` of a master: `read`, `write` in all, of which its reaped children did
+    /// `reaped_read`, `reaped_write`.
+    pub fn io_with_reaped(
+        mut self,
+        read: u64,
+        write: u64,
+        reaped_read: u64,
+        reaped_write: u64,
+    ) -> FakeProc {
+        self.io = Some(FakeIo::Counters {
+            read,
+            write,
+            reaped_read,
+            reaped_write,
+        });
+        self
     }
 
     pub fn started(mut self, starttime: u64) -> FakeProc {
@@ -205,6 +246,37 @@ impl FakeProc {
     }
 }
 
+/// `io` and the process's own `task/PID/io`, as `/proc` has them.
+fn write_io(dir: &Path, pid: i32, io: Option<FakeIo>) {
+    let file = |read: u64, write: u64| {
+        format!(
+            "rchar: {read}\nwchar: {write}\nsyscr: 1\nsyscw: 1\nread_bytes: {read}\n\
+             write_bytes: {write}\ncancelled_write_bytes: 0\n"
+        )
+    };
+    let (whole, own) = (
+        dir.join("io"),
+        dir.join("task").join(pid.to_string()).join("io"),
+    );
+    for path in [&whole, &own] {
+        let _ = fs::remove_file(path).or_else(|_| fs::remove_dir(path));
+    }
+    match io {
+        None => {}
+        Some(FakeIo::Denied) => fs::create_dir(&whole).unwrap(),
+        Some(FakeIo::Counters {
+            read,
+            write,
+            reaped_read,
+            reaped_write,
+        }) => {
+            fs::write(&whole, file(read, write)).unwrap();
+            fs::create_dir_all(own.parent().unwrap()).unwrap();
+            fs::write(&own, file(read - reaped_read, write - reaped_write)).unwrap();
+        }
+    }
+}
+
 /// A directory shaped like `/proc`.
 pub struct ProcTree {
     dir: TempDir,
@@ -278,6 +350,7 @@ impl ProcTree {
             let list: Vec<String> = p.children.iter().map(|c| c.to_string()).collect();
             fs::write(task.join("children"), format!("{} ", list.join(" "))).unwrap();
         }
+        write_io(&dir, p.pid, p.io);
         let smaps = dir.join("smaps_rollup");
         match p.pss_kib {
             Some(pss) => fs::write(smaps, p.smaps_rollup(pss)).unwrap(),

@@ -139,10 +139,13 @@ fn first_run_with_interval_0_reports_no_cpu() {
     assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
     assert!(ticks.contains(&format!("\nbtime {BTIME}\n")), "{ticks}");
     assert!(
-        ticks.contains("\nworker 813 1100 1000 200 0 0\n"),
+        ticks.contains("\nworker 813 1100 1000 200 0 0 - -\n"),
         "{ticks}"
     );
-    assert!(ticks.contains("\nmaster 812 1000 50 30 0 0\n"), "{ticks}");
+    assert!(
+        ticks.contains("\nmaster 812 1000 50 30 0 0 - -\n"),
+        "{ticks}"
+    );
 }
 
 #[test]

@@ -153,11 +153,24 @@ fn a_process_that_does_not_match_costs_one_read_of_comm() {
     }
     // workers get their stat, status and per-worker details; the master no details
     let worker: BTreeSet<&str> = opened[&11].iter().map(|o| o.file.as_str()).collect();
-    for file in ["comm", "stat", "status", "smaps_rollup", "limits", "fd"] {
+    for file in [
+        "comm",
+        "stat",
+        "status",
+        "io",
+        "smaps_rollup",
+        "limits",
+        "fd",
+    ] {
         assert!(worker.contains(file), "worker lacks {file}: {worker:?}");
     }
     let master: BTreeSet<&str> = opened[&10].iter().map(|o| o.file.as_str()).collect();
-    assert_eq!(master, [".", "comm", "stat", "status"].into(), "master");
+    // and its io once more, split into its own and its reaped children's (none here)
+    assert_eq!(
+        master,
+        [".", "comm", "io", "stat", "status"].into(),
+        "master"
+    );
 }
 
 /// A candidate's row is one process: after the cheap comm read by path, its directory is
@@ -181,12 +194,8 @@ fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
             .filter(|o| o.via == Via::Path)
             .map(|o| o.file.as_str())
             .collect();
-        // the master is read once; a worker's directory again for its details
-        let expected = if pid == 10 {
-            vec!["comm", "."]
-        } else {
-            vec!["comm", ".", "."]
-        };
+        // a worker's directory again for its details, the master's for its split io
+        let expected = vec!["comm", ".", "."];
         assert_eq!(by_path, expected, "pid {pid}: {:?}", opened[&pid]);
         let through_fd: BTreeSet<&str> = opened[&pid]
             .iter()
@@ -206,7 +215,16 @@ fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
         .collect();
     assert_eq!(
         worker,
-        ["cgroup", "fd", "limits", "smaps_rollup", "stat", "status"].into(),
+        [
+            "cgroup",
+            "fd",
+            "io",
+            "limits",
+            "smaps_rollup",
+            "stat",
+            "status"
+        ]
+        .into(),
         "{:?}",
         opened[&11]
     );
