@@ -14,11 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::fixture::spawn::{install_binary, public_dir};
 use crate::fixture::{
     check, cpu_heavy, is_root, skip, state_dir, status_line, stdout_of, tick_file, FakeIo,
     FakeProc, ProcTree,
 };
-use crate::privileges::{public_binary, setpriv_available, NOBODY};
+use crate::fixture::{setpriv_available, NOBODY};
 
 const WWW: u32 = 33;
 
@@ -787,7 +788,8 @@ fn unprivileged_run(test: &str, script: &str) -> Option<String> {
         skip(test, "needs root and setpriv");
         return None;
     }
-    let (_bin, exe) = public_binary();
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
     let mut sh = StdCommand::new("sh");
     sh.args(["-c", script]);
     let group = Group::start(sh);
