@@ -607,7 +607,7 @@ mod tests {
             btime: 1_700_000_000,
             clock_ticks: 100,
             workers,
-            masters: vec![],
+            ..TickState::default()
         }
     }
 

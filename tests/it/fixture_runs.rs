@@ -137,7 +137,7 @@ fn first_run_with_interval_0_reports_no_cpu() {
         )
     );
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
-    assert!(ticks.starts_with("check_workers ticks v1\n"), "{ticks}");
+    assert!(ticks.starts_with("check_workers ticks v2\n"), "{ticks}");
     assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
     assert!(ticks.contains(&format!("\nbtime {BTIME}\n")), "{ticks}");
     assert!(

@@ -54,7 +54,7 @@ fn fifty_checks_at_once_on_one_state_dir() {
             );
         }
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
-        assert!(text.starts_with("check_workers ticks v1\n"), "{text}");
+        assert!(text.starts_with("check_workers ticks v2\n"), "{text}");
         assert!(text.contains("\nworker 814 1000 200 0 0 0\n"), "{text}");
     }
     tree.set_uptime(5240.0);
