@@ -32,6 +32,11 @@ const GROWTH_MIN_SPAN: f64 = 10.0;
 /// Uptimes are read in hundredths of a second; ages within this of a bound count as on it.
 const EPSILON: f64 = 1e-6;
 
+/// Whether a reading at uptime `then` is at least `min_age` seconds before `now`.
+pub fn aged(now: f64, then: f64, min_age: f64) -> bool {
+    now - then + EPSILON >= min_age
+}
+
 /// Running totals of the workers' CPU ticks since the history began. Only differences
 /// between two totals mean anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -108,7 +113,9 @@ impl FromStr for Identity {
         }
         let mut masters = Vec::new();
         for part in text.split(',') {
-            let (pid, start) = part.split_once(':').context("master is not pid:starttime")?;
+            let (pid, start) = part
+                .split_once(':')
+                .context("master is not pid:starttime")?;
             masters.push((pid.parse::<i32>()?, start.parse::<u64>()?));
         }
         ensure!(
@@ -148,7 +155,10 @@ impl History {
     /// A history as a file gives it, refused unless it is one this module could have made.
     pub fn new(keep: u64, samples: Vec<Sample>) -> Result<History> {
         ensure!(keep <= MAX_KEEP, "keep {keep} s is over a day");
-        ensure!(samples.len() <= MAX_SAMPLES, "more than {MAX_SAMPLES} samples");
+        ensure!(
+            samples.len() <= MAX_SAMPLES,
+            "more than {MAX_SAMPLES} samples"
+        );
         for s in &samples {
             ensure!(s.uptime.is_finite() && s.uptime >= 0.0, "bad sample uptime");
         }
@@ -230,7 +240,7 @@ impl History {
         self.samples
             .iter()
             .rev()
-            .find(|s| now - s.uptime + EPSILON >= min_age)
+            .find(|s| aged(now, s.uptime, min_age))
     }
 
     /// Where a window of `window` seconds back from `now` starts: the index of the sample
@@ -239,7 +249,7 @@ impl History {
         self.samples
             .iter()
             .enumerate()
-            .filter(|(_, s)| now - s.uptime + EPSILON >= min_age)
+            .filter(|(_, s)| aged(now, s.uptime, min_age))
             .min_by(|(_, a), (_, b)| {
                 let off = |s: &Sample| (now - s.uptime - window).abs();
                 off(a).total_cmp(&off(b))
@@ -251,7 +261,7 @@ impl History {
     pub fn shorter_than(&self, now: f64, window: f64) -> bool {
         self.samples
             .first()
-            .is_none_or(|oldest| now - oldest.uptime + EPSILON < window)
+            .is_none_or(|oldest| !aged(now, oldest.uptime, window))
     }
 
     /// How many times the master changed identity after the sample at `start`, up to `now`:
@@ -362,10 +372,22 @@ mod tests {
         }
         let many = Identity::new((1..=20).rev().map(|pid| (pid, 7)));
         assert_eq!(many, Identity::new((1..=8).map(|pid| (pid, 7))));
-        for bad in ["", "812", "0:5", "900:1,812:1", "812:1,812:1", "x:1", "1:-1", "1:1,"] {
+        for bad in [
+            "",
+            "812",
+            "0:5",
+            "900:1,812:1",
+            "812:1,812:1",
+            "x:1",
+            "1:-1",
+            "1:1,",
+        ] {
             assert!(bad.parse::<Identity>().is_err(), "{bad:?}");
         }
-        let nine = (1..=9).map(|p| format!("{p}:1")).collect::<Vec<_>>().join(",");
+        let nine = (1..=9)
+            .map(|p| format!("{p}:1"))
+            .collect::<Vec<_>>()
+            .join(",");
         assert!(nine.parse::<Identity>().is_err());
     }
 
@@ -398,7 +420,11 @@ mod tests {
         assert_eq!(h.keep(), 1200);
         assert_eq!(h.samples()[0].uptime, 300.0);
         h.record(sample(1530.0, 0, 0, "-"), None);
-        assert_eq!(h.samples()[0].uptime, 300.0, "1530 - 1200 = 330: 300 spans it");
+        assert_eq!(
+            h.samples()[0].uptime,
+            300.0,
+            "1530 - 1200 = 330: 300 spans it"
+        );
         h.record(sample(1560.0, 0, 0, "-"), None);
         assert_eq!(h.samples()[0].uptime, 360.0);
         // a sample at the newest's uptime replaces it
@@ -434,7 +460,9 @@ mod tests {
     fn thinning_removes_the_crowded_sample() {
         let mut h = History {
             keep: DEFAULT_KEEP,
-            samples: (0..MAX_SAMPLES).map(|i| sample(i as f64 * 10.0, 0, 0, "-")).collect(),
+            samples: (0..MAX_SAMPLES)
+                .map(|i| sample(i as f64 * 10.0, 0, 0, "-"))
+                .collect(),
         };
         // one sample 1 s after the one at 5000: its neighbours are 11 s apart, the rest 20 s
         h.samples.insert(501, sample(5001.0, 0, 0, "-"));
@@ -537,26 +565,64 @@ mod tests {
         assert_eq!(slope(&[(1.0, 5.0), (2.0, 5.0), (3.0, 5.0)]), Some(0.0));
         assert_eq!(slope(&[(1.0, 5.0), (1.0, 6.0)]), None);
         // precision at months of uptime and gigabytes
-        let big = [(1e7, 4e9), (1e7 + 10.0, 4e9 + 10.0), (1e7 + 20.0, 4e9 + 20.0)];
+        let big = [
+            (1e7, 4e9),
+            (1e7 + 10.0, 4e9 + 10.0),
+            (1e7 + 20.0, 4e9 + 20.0),
+        ];
         assert_eq!(slope(&big), Some(1.0));
     }
 
     #[test]
     fn cum_differences_clamp_at_zero() {
-        let a = Cum { user: 10, system: 5 };
-        assert_eq!(a.plus(3, 4), Cum { user: 13, system: 9 });
+        let a = Cum {
+            user: 10,
+            system: 5,
+        };
+        assert_eq!(
+            a.plus(3, 4),
+            Cum {
+                user: 13,
+                system: 9
+            }
+        );
         assert_eq!(a.plus(3, 4).since(a), (3, 4));
         assert_eq!(a.since(a.plus(3, 4)), (0, 0));
-        assert_eq!(Cum { user: u64::MAX, system: 0 }.plus(1, 0).user, u64::MAX);
+        assert_eq!(
+            Cum {
+                user: u64::MAX,
+                system: 0
+            }
+            .plus(1, 0)
+            .user,
+            u64::MAX
+        );
     }
 
     #[test]
     fn durations() {
-        for (text, seconds) in [("30s", 30), ("5m", 300), ("15m", 900), ("1h", 3600), ("90", 90)] {
+        for (text, seconds) in [
+            ("30s", 30),
+            ("5m", 300),
+            ("15m", 900),
+            ("1h", 3600),
+            ("90", 90),
+        ] {
             assert_eq!(parse_duration(text).unwrap(), seconds, "{text}");
         }
         assert_eq!(parse_duration("24h").unwrap(), MAX_KEEP);
-        for bad in ["", "0", "0s", "25h", "-5m", "5 m", "1.5m", "5d", "m", "99999999999999999999"] {
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "25h",
+            "-5m",
+            "5 m",
+            "1.5m",
+            "5d",
+            "m",
+            "99999999999999999999",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
