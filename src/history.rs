@@ -32,6 +32,12 @@ const GROWTH_MIN_SPAN: f64 = 10.0;
 /// Uptimes are read in hundredths of a second; ages within this of a bound count as on it.
 const EPSILON: f64 = 1e-6;
 
+/// An uptime as the tick file keeps it, in hundredths of a second as `/proc/uptime` gives it,
+/// so that what a run compares and what it writes are the same number.
+pub fn centiseconds(uptime: f64) -> f64 {
+    (uptime * 100.0).round() / 100.0
+}
+
 /// Whether a reading at uptime `then` is at least `min_age` seconds before `now`.
 pub fn aged(now: f64, then: f64, min_age: f64) -> bool {
     now - then + EPSILON >= min_age
@@ -195,8 +201,7 @@ impl History {
             .max(DEFAULT_KEEP)
             .max(window.unwrap_or(0))
             .min(MAX_KEEP);
-        // the file keeps hundredths of a second, as /proc/uptime gives them
-        let now = (sample.uptime * 100.0).round() / 100.0;
+        let now = centiseconds(sample.uptime);
         while self.samples.last().is_some_and(|last| last.uptime >= now) {
             self.samples.pop();
         }

@@ -23,7 +23,7 @@ use nix::sys::stat::FileStat;
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
 use crate::filter::{NameFilter, Part, Selector};
-use crate::history::{Cum, History, Identity, Sample, MAX_SAMPLES};
+use crate::history::{self, Cum, History, Identity, Sample, MAX_SAMPLES};
 use crate::sample::{ProcSample, Snapshot};
 use crate::select::Selection;
 
@@ -120,7 +120,9 @@ impl TickState {
                 masters: stored.masters.clone(),
                 ..*stored
             },
+            // the baseline's uptime is its sample's, to the hundredth the file keeps
             _ => TickState {
+                uptime: history::centiseconds(sample.uptime),
                 base: sample.cum,
                 ..TickState::new(reading.0, reading.1)
             },
@@ -816,6 +818,20 @@ mod tests {
         assert_eq!(first.history.samples().len(), 1);
         assert_eq!(first.base, first.history.samples()[0].cum);
         assert!(TickState::parse(&first.to_string()).is_ok());
+        // an uptime finer than the file's hundredths is rounded alike in both places, so the
+        // baseline is never written later than its own sample
+        for odd in [1000.005, 1000.015, 1000.125, 1000.994999] {
+            let at = |uptime| Snapshot {
+                uptime,
+                ..snapshot.clone()
+            };
+            let sample = Sample {
+                uptime: odd,
+                ..Sample::default()
+            };
+            let next = TickState::next(None, (&at(odd), &selection), sample, false, None);
+            assert_eq!(TickState::parse(&next.to_string()).unwrap(), next, "{odd}");
+        }
     }
 
     #[test]
