@@ -291,8 +291,7 @@ pub fn compute(
         error_bound: rate.percent(workers.len() as u64),
         ..cpu
     });
-    let (from_history, average) =
-        run.history_values(previous, &tally, window, (rate, cpu.as_ref()));
+    let (from_history, average) = run.history_values(previous, &tally, window, rate, cpu.as_ref());
 
     let mut values = counts(workers);
     values.extend(cpu_values(cpu.as_ref(), rate, &per_worker));
@@ -390,7 +389,8 @@ fn cpu_interval(
     workers: &[ProcSample],
     masters: &[ProcSample],
     ticks: &[WorkerCpu],
-    (seconds, since): (f64, Since),
+    seconds: f64,
+    since: Since,
 ) -> CpuFigures {
     let exited = exited_workers(prev, workers, masters);
     let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
@@ -884,7 +884,7 @@ mod tests {
             (
                 Part::History,
                 past::Run::new(&[], &[], &snapshot(0.0))
-                    .history_values(Previous::default(), &Tally::default(), None, (rate, None))
+                    .history_values(Previous::default(), &Tally::default(), None, rate, None)
                     .0,
             ),
         ];

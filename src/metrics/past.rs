@@ -214,7 +214,7 @@ impl Run<'_> {
     fn against(&self, base: &TickState, since: Since) -> (CpuFigures, Vec<WorkerCpu>) {
         let ticks = worker_ticks(self.workers, base, self.hz);
         let seconds = self.uptime - base.uptime;
-        let cpu = cpu_interval(base, self.workers, self.masters, &ticks, (seconds, since));
+        let cpu = cpu_interval(base, self.workers, self.masters, &ticks, seconds, since);
         (cpu, ticks)
     }
 
@@ -276,13 +276,14 @@ impl Run<'_> {
         previous: Previous,
         tally: &Tally,
         window: Option<u64>,
-        (rate, cpu): (Rate, Option<&CpuFigures>),
+        rate: Rate,
+        cpu: Option<&CpuFigures>,
     ) -> (Vec<Measured>, Option<Average>) {
         let history = previous.stored.map(|s| &s.history);
         let sample = &tally.sample;
         let start = |w: u64| Some((history?, history?.window_start(self.uptime, w as f64, 0.0)?));
         let (cpu_avg, average) = match window {
-            Some(w) => self.cpu_average(history, sample, w, (rate, cpu)),
+            Some(w) => self.cpu_average(history, sample, w, rate, cpu),
             None => (None, None),
         };
         let rss_growth =
@@ -303,7 +304,8 @@ impl Run<'_> {
         history: Option<&History>,
         sample: &Sample,
         window: u64,
-        (rate, cpu): (Rate, Option<&CpuFigures>),
+        rate: Rate,
+        cpu: Option<&CpuFigures>,
     ) -> (Option<f64>, Option<Average>) {
         let w = window as f64;
         let short = history.is_none_or(|h| h.shorter_than(self.uptime, w));

@@ -547,7 +547,8 @@ while True:
         eprintln!("back-to-back figures: {}", report.join(", "));
     }
 
-    /// An average over a window that holds a steady stretch and a burst lies between the two.
+    /// An average over a window that holds a steady stretch and a burst lies between the two;
+    /// on the first run, with nothing to average over, it is the run's own figure.
     #[test]
     fn cpu_avg_over_a_burst_lies_between_steady_and_burst() {
         if !python3_available() {
@@ -562,8 +563,24 @@ while True:
         spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 2);
         thread::sleep(Duration::from_millis(500));
         let state = state_dir();
+        // a first run has only its own sample: cpu_avg is the CPU measured within the run
+        let first = real_check(
+            state.path(),
+            &["-n", &name, "--interval", "0.5", "--average", "4s"],
+        );
+        let text = stdout_of(&first);
+        let line = status_line(&first);
+        assert_eq!(
+            perf_value(&line, "cpu_avg"),
+            perf_value(&line, "cpu"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ncpu_avg: over 0.5")
+                && text.contains(" s within this run, of the 4 s window (no history yet)\n"),
+            "{text}"
+        );
         let args = ["-n", name.as_str(), "--interval", "0", "--average", "4s"];
-        real_check(state.path(), &args);
         thread::sleep(Duration::from_secs(2));
         let steady = perf_value(&status_line(&real_check(state.path(), &args)), "cpu");
         fs::write(&duty, "0.85").unwrap();
