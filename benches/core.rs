@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use check_workers::check::{self, evaluate, Annotations};
 use check_workers::cli::{self, Config};
+use check_workers::metrics::Previous;
 use check_workers::output::render;
 use check_workers::sample::{OwnProcesses, ProcSample, Snapshot};
 use check_workers::select::{self, Selection};
@@ -131,7 +132,7 @@ fn core(c: &mut Criterion) {
     let (evaluation, ticks) = evaluate(
         &input.snapshot,
         &input.selection,
-        Some(&input.previous),
+        Previous::stored(&input.previous),
         &input.config,
     );
     assert_eq!(evaluation.figures.workers, WORKERS);
@@ -152,7 +153,7 @@ fn core(c: &mut Criterion) {
             evaluate(
                 black_box(&input.snapshot),
                 black_box(&input.selection),
-                Some(black_box(&input.previous)),
+                Previous::stored(black_box(&input.previous)),
                 black_box(&input.config),
             )
         })
@@ -163,7 +164,7 @@ fn core(c: &mut Criterion) {
             let (evaluation, ticks) = evaluate(
                 black_box(&input.snapshot),
                 black_box(&input.selection),
-                Some(black_box(&input.previous)),
+                Previous::stored(black_box(&input.previous)),
                 black_box(&input.config),
             );
             let report = check::report(

@@ -14,6 +14,8 @@ pub enum Unit {
     Percent,
     /// bytes
     Bytes,
+    /// bytes per hour: a size's growth, given and ranged as bytes (perfdata has no rate unit)
+    BytesPerHour,
     /// seconds
     Seconds,
 }
@@ -26,7 +28,37 @@ impl Unit {
             Unit::Count => "count",
             Unit::Percent => "%",
             Unit::Bytes => "B",
+            Unit::BytesPerHour => "B/h",
             Unit::Seconds => "s",
+        }
+    }
+
+    /// The perfdata UOM: the guidelines know no rate, so a growth per hour is given in bytes.
+    pub fn uom(self) -> &'static str {
+        match self {
+            Unit::Count => "",
+            Unit::Percent => "%",
+            Unit::Bytes | Unit::BytesPerHour => "B",
+            Unit::Seconds => "s",
+        }
+    }
+}
+
+/// The lower bound perfdata gives a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Min {
+    /// counts, sizes, shares: never below 0
+    Zero,
+    /// a trend, which may be negative: no bound, an empty field
+    Open,
+}
+
+impl Min {
+    /// The bound, where there is one.
+    pub fn value(self) -> Option<f64> {
+        match self {
+            Min::Zero => Some(0.0),
+            Min::Open => None,
         }
     }
 }
@@ -71,6 +103,8 @@ pub enum Part {
     Ages,
     /// process states
     States,
+    /// from the history of earlier runs: averages, restarts, trends
+    History,
 }
 
 /// One metric's definition.
@@ -80,6 +114,8 @@ pub struct Entry {
     /// the perfdata label, also the name used in `-w METRIC=RANGE`
     pub label: &'static str,
     pub unit: Unit,
+    /// perfdata's min field
+    pub min: Min,
     /// perfdata's max field
     pub max: Max,
     pub part: Part,
@@ -91,7 +127,7 @@ pub struct Entry {
 /// added in one place and forgotten in another: the enum's variants and [`CATALOG`] are
 /// generated together, in the same order.
 macro_rules! catalog {
-    ($($metric:ident = $label:literal, $unit:ident, $max:ident, $part:ident, $meaning:literal;)+) => {
+    ($($metric:ident = $label:literal, $unit:ident, $min:ident, $max:ident, $part:ident, $meaning:literal;)+) => {
         /// The metrics this check measures. The order of the variants is the perfdata order
         /// (and `Ord` follows it).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,6 +140,7 @@ macro_rules! catalog {
             metric: MetricName::$metric,
             label: $label,
             unit: Unit::$unit,
+            min: Min::$min,
             max: Max::$max,
             part: Part::$part,
             meaning: $meaning,
@@ -116,29 +153,32 @@ macro_rules! catalog {
 // metric table needs its row (a test says so). Meanings stay within 54 characters so
 // `--help`'s list fits 80 columns.
 catalog! {
-    // variant       label              unit     max         part     meaning
-    Workers         = "workers",         Count,   Open,       Count,   "number of worker processes";
-    Cpu             = "cpu",             Percent, CpuCeiling, Cpu,     "CPU of all workers over the interval (user + system)";
-    CpuUser         = "cpu_user",        Percent, CpuCeiling, Cpu,     "the user-mode part of cpu";
-    CpuSystem       = "cpu_system",      Percent, CpuCeiling, Cpu,     "the kernel-mode part of cpu";
-    CpuMax          = "cpu_max",         Percent, CpuCeiling, Cpu,     "CPU of the busiest worker, which an average hides";
-    Rss             = "rss",             Bytes,   Open,       Memory,  "average resident set size per worker (VmRSS)";
-    Vms             = "vms",             Bytes,   Open,       Memory,  "average virtual size per worker (VmSize)";
-    Pss             = "pss",             Bytes,   Open,       Memory,  "average proportional set size per worker";
-    Uss             = "uss",             Bytes,   Open,       Memory,  "average unique set size per worker";
-    RssMax          = "rss_max",         Bytes,   Open,       Memory,  "resident set size of the largest worker";
-    VmsMax          = "vms_max",         Bytes,   Open,       Memory,  "virtual size of the largest worker";
-    RssTotal        = "rss_total",       Bytes,   Open,       Memory,  "resident set size of all workers together";
-    RssPct          = "rss_pct",         Percent, Hundred,    Memory,  "rss_total as % of the cgroup's memory.max or MemTotal";
-    Threads         = "threads",         Count,   Open,       Count,   "threads of all workers";
-    Fds             = "fds",             Count,   Open,       Fds,     "open file descriptors of all workers";
-    FdPctMax        = "fd_pct_max",      Percent, Hundred,    Fds,     "the highest % of its soft RLIMIT_NOFILE a worker uses";
-    IoRead          = "io_read",         Bytes,   Open,       Io,      "bytes/s all workers made the storage layer read";
-    IoWrite         = "io_write",        Bytes,   Open,       Io,      "bytes/s all workers made the storage layer write";
-    AgeMin          = "age_min",         Seconds, Open,       Ages,    "seconds since the youngest worker started";
-    AgeMax          = "age_max",         Seconds, Open,       Ages,    "seconds since the oldest worker started";
-    Zombies         = "zombies",         Count,   Open,       States,  "workers in state Z (zombie)";
-    Uninterruptible = "uninterruptible", Count,   Open,       States,  "workers in state D (uninterruptible sleep)";
+    // variant       label              unit          min   max         part     meaning
+    Workers         = "workers",         Count,        Zero, Open,       Count,   "number of worker processes";
+    Cpu             = "cpu",             Percent,      Zero, CpuCeiling, Cpu,     "CPU of all workers over the interval (user + system)";
+    CpuUser         = "cpu_user",        Percent,      Zero, CpuCeiling, Cpu,     "the user-mode part of cpu";
+    CpuSystem       = "cpu_system",      Percent,      Zero, CpuCeiling, Cpu,     "the kernel-mode part of cpu";
+    CpuMax          = "cpu_max",         Percent,      Zero, CpuCeiling, Cpu,     "CPU of the busiest worker, which an average hides";
+    CpuAvg          = "cpu_avg",         Percent,      Zero, CpuCeiling, History, "cpu averaged over the --average window";
+    Rss             = "rss",             Bytes,        Zero, Open,       Memory,  "average resident set size per worker (VmRSS)";
+    Vms             = "vms",             Bytes,        Zero, Open,       Memory,  "average virtual size per worker (VmSize)";
+    Pss             = "pss",             Bytes,        Zero, Open,       Memory,  "average proportional set size per worker";
+    Uss             = "uss",             Bytes,        Zero, Open,       Memory,  "average unique set size per worker";
+    RssMax          = "rss_max",         Bytes,        Zero, Open,       Memory,  "resident set size of the largest worker";
+    VmsMax          = "vms_max",         Bytes,        Zero, Open,       Memory,  "virtual size of the largest worker";
+    RssTotal        = "rss_total",       Bytes,        Zero, Open,       Memory,  "resident set size of all workers together";
+    RssPct          = "rss_pct",         Percent,      Zero, Hundred,    Memory,  "rss_total as % of the cgroup's memory.max or MemTotal";
+    RssGrowth       = "rss_growth",      BytesPerHour, Open, Open,       History, "how fast rss grows, bytes per hour (may be negative)";
+    Threads         = "threads",         Count,        Zero, Open,       Count,   "threads of all workers";
+    Fds             = "fds",             Count,        Zero, Open,       Fds,     "open file descriptors of all workers";
+    FdPctMax        = "fd_pct_max",      Percent,      Zero, Hundred,    Fds,     "the highest % of its soft RLIMIT_NOFILE a worker uses";
+    IoRead          = "io_read",         Bytes,        Zero, Open,       Io,      "bytes/s all workers made the storage layer read";
+    IoWrite         = "io_write",        Bytes,        Zero, Open,       Io,      "bytes/s all workers made the storage layer write";
+    AgeMin          = "age_min",         Seconds,      Zero, Open,       Ages,    "seconds since the youngest worker started";
+    AgeMax          = "age_max",         Seconds,      Zero, Open,       Ages,    "seconds since the oldest worker started";
+    Zombies         = "zombies",         Count,        Zero, Open,       States,  "workers in state Z (zombie)";
+    Uninterruptible = "uninterruptible", Count,        Zero, Open,       States,  "workers in state D (uninterruptible sleep)";
+    Restarts        = "restarts",        Count,        Zero, Open,       History, "master restarts since the last run (or --average)";
 }
 
 impl MetricName {
@@ -155,6 +195,11 @@ impl MetricName {
     /// The unit its ranges are parsed in and its perfdata is given in.
     pub fn unit(self) -> Unit {
         self.entry().unit
+    }
+
+    /// Its perfdata minimum.
+    pub fn min(self) -> Min {
+        self.entry().min
     }
 
     /// Its perfdata maximum.

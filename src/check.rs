@@ -14,7 +14,7 @@ use crate::catalog::MetricName;
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, Part};
-use crate::metrics::{self, Capacity, Figures};
+use crate::metrics::{self, Capacity, Figures, Previous};
 use crate::report::{MetricResult, Report};
 use crate::sample::{self, OwnProcesses, Pidfile, Snapshot};
 use crate::select::{self, Master, Selection};
@@ -35,11 +35,12 @@ pub struct Evaluation {
     pub notes: Vec<String>,
 }
 
-/// The pure core: figures, thresholds and the ticks to save for the next run.
+/// The pure core: figures, thresholds and the ticks to save for the next run (the tick file's
+/// history with this run's sample, and the baseline the next run measures against).
 pub fn evaluate(
     snapshot: &Snapshot,
     selection: &Selection,
-    previous: Option<&TickState>,
+    previous: Previous,
     config: &Config,
 ) -> (Evaluation, TickState) {
     let capacity = capacity(snapshot, selection, config.cpu_scale);
@@ -49,6 +50,14 @@ pub fn evaluate(
         snapshot,
         previous,
         &capacity,
+        config.average,
+    );
+    let ticks = TickState::next(
+        previous.stored,
+        (snapshot, selection),
+        figures.tally.sample.clone(),
+        figures.tally.keep_baseline,
+        config.average,
     );
     let results: Vec<MetricResult> = measured(&figures)
         .into_iter()
@@ -73,7 +82,7 @@ pub fn evaluate(
         results,
         notes,
     };
-    (evaluation, TickState::new(snapshot, selection))
+    (evaluation, ticks)
 }
 
 /// What 100 % CPU and 100 % memory mean for these workers.
@@ -182,7 +191,11 @@ pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
         selection,
         ..
     } = &measured.reading;
-    let (evaluation, ticks) = evaluate(snapshot, selection, measured.previous.as_ref(), config);
+    let previous = Previous {
+        stored: measured.stored.as_ref(),
+        in_run: measured.in_run.as_ref(),
+    };
+    let (evaluation, ticks) = evaluate(snapshot, selection, previous, config);
     let saved = store.finish(&ticks, SystemTime::now());
     let annotations = annotate(config, &measured, &evaluation.figures, saved, &tick_path);
     Ok(report(config, selection, evaluation, annotations))
@@ -197,12 +210,15 @@ struct Reading {
     problem: Option<String>,
 }
 
-/// The last reading of a run, complete with the workers' details, and the baseline its CPU
-/// is measured against.
+/// The last reading of a run, complete with the workers' details, and what its CPU is
+/// measured against.
 #[derive(Debug)]
 struct Measured {
     reading: Reading,
-    previous: Option<TickState>,
+    /// the tick file, when it fits this reading: the baseline and the history
+    stored: Option<TickState>,
+    /// a first reading within the run, when the file had no sample old enough
+    in_run: Option<TickState>,
     /// how the baseline was found, or why there is none
     note: Option<String>,
 }
@@ -212,7 +228,8 @@ impl Measured {
     fn without_cpu(reading: Reading, note: String) -> Measured {
         Measured {
             reading,
-            previous: None,
+            stored: None,
+            in_run: None,
             note: Some(note),
         }
     }
@@ -256,9 +273,8 @@ impl Sampler<'_> {
     }
 }
 
-/// Samples and selects the workers and finds the baseline their CPU is measured against: the
-/// previous run's ticks if they fit this reading; without them (and with `--interval`), a
-/// first reading taken within this run. Then reads the details of the workers finally chosen.
+/// Samples and selects the workers and finds what their CPU is measured against (see
+/// [`against_the_file`]). Then reads the details of the workers finally chosen.
 fn sample_with_baseline(
     config: &Config,
     deadline: Deadline,
@@ -274,15 +290,7 @@ fn sample_with_baseline(
     let scan_started = Instant::now();
     let reading = sampler.take()?;
     let scan_cost = scan_started.elapsed();
-    let mut measured =
-        match loaded.and_then(|prev| metrics::check_baseline(prev, &reading.snapshot)) {
-            Ok(previous) => Measured {
-                reading,
-                previous: Some(previous),
-                note: None,
-            },
-            Err(reason) => without_previous(&sampler, reading, reason, deadline, scan_cost)?,
-        };
+    let mut measured = against_the_file(&sampler, reading, loaded, deadline, scan_cost)?;
     let Reading {
         snapshot,
         selection,
@@ -292,6 +300,36 @@ fn sample_with_baseline(
     snapshot.cgroup_limits =
         shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
     Ok(measured)
+}
+
+/// The tick file when it fits this reading and has a sample old enough to measure the
+/// workers' CPU against (see `metrics::too_recent`). Without one (no file, a reboot, a corrupt
+/// file, or only samples a fraction of a second old), a first reading taken within this run;
+/// a file that fits is still kept for its history and baseline.
+fn against_the_file(
+    sampler: &Sampler,
+    reading: Reading,
+    loaded: Result<TickState, NoBaseline>,
+    deadline: Deadline,
+    scan_cost: Duration,
+) -> Result<Measured> {
+    let stored = match loaded.and_then(|prev| metrics::check_file(prev, &reading.snapshot)) {
+        Ok(stored) => stored,
+        Err(reason) => return without_previous(sampler, reading, reason, deadline, scan_cost),
+    };
+    let workers = reading.selection.workers.len();
+    match metrics::too_recent(&stored, &reading.snapshot, workers) {
+        None => Ok(Measured {
+            reading,
+            stored: Some(stored),
+            in_run: None,
+            note: None,
+        }),
+        Some(reason) => Ok(Measured {
+            stored: Some(stored),
+            ..without_previous(sampler, reading, reason, deadline, scan_cost)?
+        }),
+    }
 }
 
 /// Without usable previous ticks: with `--interval`, and when the deadline leaves time for it,
@@ -331,7 +369,7 @@ fn measure_within_run(
     let baseline = TickState::new(&first.snapshot, &first.selection);
     thread::sleep(pause);
     let reading = sampler.take()?;
-    let (previous, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
+    let (in_run, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
         Ok(baseline) => {
             let note = format!(
                 "no baseline ({reason}): cpu measured over {:.2} s within this run",
@@ -346,7 +384,8 @@ fn measure_within_run(
     };
     Ok(Measured {
         reading,
-        previous,
+        stored: None,
+        in_run,
         note: Some(note),
     })
 }

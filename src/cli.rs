@@ -11,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
-use crate::catalog;
+use crate::catalog::{self, MetricName};
 use crate::extra_opts;
 use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Part, Selector};
+use crate::history;
 use crate::output::Outcome;
 use crate::state::StateDir;
 use crate::text;
@@ -125,6 +126,12 @@ struct Args {
     #[arg(long = "interval", value_name = "SECONDS")]
     interval: Option<f64>,
 
+    /// Also report cpu_avg, the workers' CPU averaged over this window (30s, 5m, 15m, 1h, or
+    /// seconds; up to 24h), from the history of earlier runs; restarts and rss_growth are
+    /// then over it too
+    #[arg(long = "average", value_name = "DURATION")]
+    average: Option<String>,
+
     /// Directory for tick files [default: $MP_STATE_PATH/<euid>/check_workers, else
     /// /var/lib/check-workers/<euid> where the package made that directory, else
     /// /var/tmp/check_workers/<euid>]
@@ -194,6 +201,8 @@ pub struct Config {
     pub thresholds: Thresholds,
     /// in-run measurement when there is no baseline; zero disables it
     pub interval: Duration,
+    /// `--average`: the window of `cpu_avg`, `restarts` and `rss_growth`, seconds
+    pub average: Option<u64>,
     pub state_dir: StateDir,
     pub timeout: Duration,
     pub verbosity: u8,
@@ -267,6 +276,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let timeout = Duration::from_secs(args.timeout);
     let interval = interval(args.interval, timeout)?;
     let thresholds = Thresholds::from_args(&args.warning, &args.critical)?;
+    let average = average(args.average.as_deref(), &thresholds)?;
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
@@ -278,6 +288,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         selector,
         thresholds,
         interval,
+        average,
         state_dir,
         timeout,
         verbosity: args.verbose,
@@ -367,6 +378,18 @@ fn interval(given: Option<f64>, timeout: Duration) -> Result<Duration> {
         );
     }
     Ok(interval)
+}
+
+/// `--average`: a window from 1 s to a day. `cpu_avg` exists only with it, so a threshold on
+/// `cpu_avg` without it is a mistake to say now, not a "not measured" note on every run.
+fn average(given: Option<&str>, thresholds: &Thresholds) -> Result<Option<u64>> {
+    let window = given
+        .map(|text| history::parse_duration(text).context("--average"))
+        .transpose()?;
+    if window.is_none() && thresholds.metrics().any(|m| m == MetricName::CpuAvg) {
+        bail!("cpu_avg needs --average DURATION (e.g. --average 5m)");
+    }
+    Ok(window)
 }
 
 /// `-t` as the command line gives it, found before anything else is read: the watchdog must
@@ -490,6 +513,10 @@ mod tests {
             vec!["--unit", "a/b"],
             vec!["-n", "x", "--cpu-scale", "moon"],
             vec!["-s", "R"],
+            vec!["-n", "x", "--average", "0"],
+            vec!["-n", "x", "--average", "25h"],
+            vec!["-n", "x", "--average", "5 min"],
+            vec!["-n", "x", "-c", "cpu_avg=150"],
         ] {
             let e = parse_err(&args);
             assert_eq!(e.code, 3, "{args:?}");
@@ -551,6 +578,22 @@ mod tests {
                 e.text
             );
         }
+    }
+
+    #[test]
+    fn average_takes_a_window_and_cpu_avg_needs_it() {
+        assert_eq!(parse_ok(&["-n", "x"]).average, None);
+        assert_eq!(parse_ok(&["-n", "x", "--average", "5m"]).average, Some(300));
+        let c = parse_ok(&["-n", "x", "--average=90", "-c", "cpu_avg=150"]);
+        assert_eq!(c.average, Some(90));
+        assert_eq!(
+            parse_err(&["-n", "x", "-w", "cpu_avg=100"]).text,
+            "WORKERS UNKNOWN - cpu_avg needs --average DURATION (e.g. --average 5m)\n"
+        );
+        assert_eq!(
+            parse_err(&["-n", "x", "--average", "0s"]).text,
+            "WORKERS UNKNOWN - --average: \"0s\": a window from 1s to 24h\n"
+        );
     }
 
     #[test]

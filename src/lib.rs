@@ -7,6 +7,7 @@
 //! - `filter`: the operator's filters ([`filter::Selector`]) and how each matches a process
 //! - `select`: which sampled processes are the workers, and which is their master
 //! - `state`: the tick file one run leaves for the next: its name, lock, load and save
+//! - `history`: the samples of earlier runs the tick file keeps, and what they tell; pure
 //! - `metrics`: two samples into figures (CPU and I/O over the interval, memory, counts); pure
 //! - `catalog`: each metric defined once (label, unit, perfdata max, meaning, computing part)
 //! - `thresholds`: Nagios ranges per metric and their verdicts; pure
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod deadline;
 pub mod extra_opts;
 pub mod filter;
+pub mod history;
 pub mod metrics;
 pub mod output;
 pub mod report;

@@ -1,5 +1,8 @@
-//! Metrics step: this sample and the previous one become numbers. Pure: no file system, no
-//! clock; time is the uptime each sample recorded.
+//! Metrics step: this sample and the previous ones become numbers. Pure: no file system, no
+//! clock; time is the uptime each sample recorded. Which earlier reading CPU is measured
+//! against, and what the history adds, is [`past`]'s.
+
+mod past;
 
 use std::collections::{HashMap, HashSet};
 
@@ -7,17 +10,32 @@ use crate::catalog::MetricName::{self, *};
 use crate::sample::{Details, Io, IoCounters, ProcSample, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
 
-/// Decides whether the previous sample can serve as the start of the CPU interval.
-pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
+
+/// Decides whether the tick file belongs to this reading's boot and clock: the same boot time
+/// and tick rate, and none of its samples (baseline or history) later than now. It may be as
+/// recent as now: how old a sample must be to measure CPU against is [`min_interval`]'s.
+pub fn check_file(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
     // /proc/stat's btime is computed as "now minus uptime" on every read and can flicker by
     // a second; a real reboot moves it by far more (and resets the uptime too).
     if previous.btime.abs_diff(now.btime) > 1 || previous.clock_ticks != now.clock_ticks {
         return Err(NoBaseline::Rebooted);
     }
-    let elapsed = now.uptime - previous.uptime;
-    if elapsed < 0.0 {
+    let newest = previous
+        .history
+        .newest()
+        .map_or(previous.uptime, |s| s.uptime.max(previous.uptime));
+    if now.uptime < newest {
         return Err(NoBaseline::TimeWentBackwards);
     }
+    Ok(previous)
+}
+
+/// Decides whether a first reading taken within this run can serve as the start of the CPU
+/// interval: [`check_file`]'s rules, and at least two clock ticks since.
+pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+    let previous = check_file(previous, now)?;
+    let elapsed = now.uptime - previous.uptime;
     // uptime has 1/100 s resolution: allow for its rounding at exactly two ticks
     if elapsed * (now.clock_ticks as f64) < 2.0 - 1e-6 {
         return Err(NoBaseline::TooShort);
@@ -129,6 +147,11 @@ pub struct CpuFigures {
     pub unknown_workers: usize,
     /// CPU of workers that exited within the interval, recovered from their master
     pub exited: Option<ExitedWorkers>,
+    /// the reading the interval starts at
+    pub since: Since,
+    /// how far the figures may be off, in their own points: whole ticks per worker at each
+    /// end (see [`error_bound`])
+    pub error_bound: f64,
 }
 
 /// Workers that were in the previous sample and are gone now, and what their master's
@@ -167,6 +190,10 @@ pub struct Figures {
     pub io_gap: Option<IoGap>,
     /// per worker, busiest first
     pub per_worker: Vec<WorkerFigures>,
+    /// how `cpu_avg` was measured, with `--average`
+    pub average: Option<Average>,
+    /// what this run adds to the history
+    pub tally: Tally,
 }
 
 impl Figures {
@@ -197,11 +224,15 @@ impl Figures {
                 None => Cpu.label().to_string(),
             };
             notes.extend(cpu_notes(cpu, &label, verbosity));
+            if verbosity > 1 {
+                notes.push(past::interval_note(cpu, self.workers));
+            }
         }
         notes.extend(io_notes(self));
         if let Some(io) = &self.io {
             notes.extend(io_recovery_note(io, verbosity));
         }
+        notes.extend(self.average.and_then(|a| a.note(verbosity)));
         if self.pss_unreadable > 0 {
             notes.push(format!(
                 "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
@@ -342,25 +373,24 @@ impl Capacity {
 /// A metric's value, or None where this run could not measure it.
 type Measured = (MetricName, Option<f64>);
 
-/// Computes all figures of `workers` (and their `masters`) sampled in `now`, against
-/// `previous` when there is one.
+/// Computes all figures of `workers` (and their `masters`) sampled in `now`, against what
+/// earlier readings left (`previous`); `window` is `--average`, seconds.
 pub fn compute(
     workers: &[ProcSample],
     masters: &[ProcSample],
     now: &Snapshot,
-    previous: Option<&TickState>,
+    previous: Previous,
     capacity: &Capacity,
+    window: Option<u64>,
 ) -> Figures {
-    let hz = now.clock_ticks.max(1) as f64;
+    let run = past::Run::new(workers, masters, now);
+    let past::Measurement { cpu, ticks, tally } = run.measure(previous);
     let rate = Rate {
-        seconds: previous.map_or(f64::INFINITY, |prev| now.uptime - prev.uptime),
-        hz,
+        seconds: cpu.as_ref().map_or(f64::INFINITY, |c| c.interval),
+        hz: run.hz,
         divisor: capacity.cpu_divisor,
     };
-    let ticks = previous.map(|prev| worker_ticks(workers, prev, hz));
-    let io_bytes = previous
-        .zip(ticks.as_deref())
-        .map(|(prev, ticks)| worker_io_bytes(workers, prev, ticks));
+    let (io_bytes, io) = io_since(previous, &tally, (workers, masters), ticks.as_deref());
     let per_worker = per_worker(
         workers,
         ticks.as_deref(),
@@ -368,13 +398,11 @@ pub fn compute(
         rate,
         now.uptime,
     );
-    let cpu = previous
-        .zip(ticks.as_deref())
-        .map(|(prev, ticks)| cpu_interval(prev, workers, masters, ticks, rate.seconds));
-    // the same baseline as CPU's, so the same rule decides whether the interval is usable
-    let io = previous
-        .zip(io_bytes.as_deref())
-        .map(|(prev, bytes)| io_interval(prev, workers, masters, bytes));
+    let cpu = cpu.map(|cpu| CpuFigures {
+        error_bound: rate.percent(workers.len() as u64),
+        ..cpu
+    });
+    let (from_history, average) = run.history_values(previous, &tally, window, rate, cpu.as_ref());
 
     let mut values = counts(workers);
     values.extend(cpu_values(cpu.as_ref(), rate, &per_worker));
@@ -383,6 +411,7 @@ pub fn compute(
     values.extend(fds(workers));
     values.extend(ages(&per_worker));
     values.extend(states(workers));
+    values.extend(from_history);
     Figures {
         workers: workers.len(),
         cpu,
@@ -393,7 +422,36 @@ pub fn compute(
         io: io.and_then(Result::ok),
         io_gap: io.and_then(Result::err),
         per_worker,
+        average,
+        tally,
     }
+}
+
+/// Each worker's I/O bytes and the workers' I/O over the interval. I/O is measured against the
+/// same per-worker readings as CPU (the in-run reading, or the stored baseline when it was old
+/// enough), so the same precision rule decides whether its interval is usable; the history
+/// keeps no I/O totals, so a CPU figure taken from it has no I/O figure beside it.
+type IoSince = (
+    Option<Vec<Option<IoCounters>>>,
+    Option<Result<IoFigures, IoGap>>,
+);
+
+fn io_since(
+    previous: Previous,
+    tally: &past::Tally,
+    (workers, masters): (&[ProcSample], &[ProcSample]),
+    ticks: Option<&[WorkerCpu]>,
+) -> IoSince {
+    let base = previous
+        .in_run
+        .or(previous.stored.filter(|_| !tally.keep_baseline));
+    let bytes = base
+        .zip(ticks)
+        .map(|(base, ticks)| worker_io_bytes(workers, base, ticks));
+    let io = base
+        .zip(bytes.as_deref())
+        .map(|(base, bytes)| io_interval(base, workers, masters, bytes));
+    (bytes, io)
 }
 
 /// The measured values, unmeasured ones dropped, in catalog order (the groups compute them in
@@ -486,6 +544,7 @@ fn cpu_interval(
     masters: &[ProcSample],
     ticks: &[WorkerCpu],
     seconds: f64,
+    since: Since,
 ) -> CpuFigures {
     let exited = exited_workers(prev, workers, masters);
     let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
@@ -498,6 +557,9 @@ fn cpu_interval(
         new_workers: count(CpuBasis::New),
         unknown_workers: count(CpuBasis::Unknown),
         exited,
+        since,
+        // set once the rate is known
+        error_bound: 0.0,
     }
 }
 
@@ -644,11 +706,9 @@ fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]
         (Cpu, percent(|c| c.user_ticks + c.system_ticks)),
         (CpuUser, percent(|c| c.user_ticks)),
         (CpuSystem, percent(|c| c.system_ticks)),
-        // no workers, no busiest one: left out rather than a 0
-        (
-            CpuMax,
-            cpu.and(per_worker.first()).map(|w| w.cpu.unwrap_or(0.0)),
-        ),
+        // no workers, no busiest one: left out rather than a 0; and left out when the
+        // interval starts at a sample of the history, which has no per-worker ticks
+        (CpuMax, per_worker.first().and_then(|w| w.cpu)),
     ]
 }
 
@@ -830,6 +890,21 @@ fn worker_cpu(
 mod tests {
     use super::*;
 
+    /// [`compute`] against a stored baseline (or none), without `--average`.
+    fn compute_with(
+        workers: &[ProcSample],
+        masters: &[ProcSample],
+        now: &Snapshot,
+        stored: Option<&TickState>,
+        capacity: &Capacity,
+    ) -> Figures {
+        let previous = Previous {
+            stored,
+            in_run: None,
+        };
+        compute(workers, masters, now, previous, capacity, None)
+    }
+
     /// All workers' CPU, which every CPU test is about.
     fn total(f: &Figures) -> f64 {
         f.value(Cpu).expect("cpu measured")
@@ -875,7 +950,7 @@ mod tests {
             btime: 1_700_000_000,
             clock_ticks: 100,
             workers,
-            masters: vec![],
+            ..TickState::default()
         }
     }
 
@@ -884,7 +959,7 @@ mod tests {
         // 60 s apart at 100 Hz = 6000 ticks available per core
         let prev = previous(1000.0, vec![ticks(10, 500, 100, 50), ticks(11, 500, 0, 0)]);
         let now = [worker(10, 500, 1300, 350), worker(11, 500, 600, 0)];
-        let f = compute(
+        let f = compute_with(
             &now,
             &[],
             &snapshot(1060.0),
@@ -905,7 +980,7 @@ mod tests {
     fn can_exceed_one_core() {
         let prev = previous(0.0 + 100.0, vec![ticks(1, 0, 0, 0), ticks(2, 0, 0, 0)]);
         let now = [worker(1, 0, 1000, 0), worker(2, 0, 1000, 0)];
-        let f = compute(
+        let f = compute_with(
             &now,
             &[],
             &snapshot(110.0),
@@ -920,7 +995,7 @@ mod tests {
         // pid 10 had 5000 ticks; a new process with pid 10 started at 1030 s (tick 103000)
         let prev = previous(1000.0, vec![ticks(10, 500, 5000, 0)]);
         let now = [worker(10, 103_000, 300, 0)];
-        let f = compute(
+        let f = compute_with(
             &now,
             &[],
             &snapshot(1060.0),
@@ -940,7 +1015,7 @@ mod tests {
     fn new_worker_counts_fully() {
         let prev = previous(1000.0, vec![]);
         let now = [worker(20, 100_000, 120, 60)];
-        let f = compute(
+        let f = compute_with(
             &now,
             &[],
             &snapshot(1060.0),
@@ -957,7 +1032,7 @@ mod tests {
         // started at 500 s, long before the previous sample, but not in it
         let prev = previous(1000.0, vec![]);
         let now = [worker(30, 50_000, 9999, 9999)];
-        let f = compute(
+        let f = compute_with(
             &now,
             &[],
             &snapshot(1060.0),
@@ -995,7 +1070,7 @@ mod tests {
         prev.masters = vec![master_ticks(5000, 700)];
         let now = [worker(21, 500, 600, 0)];
         let masters = [master(5000 + 2000, 700 + 100)];
-        let f = compute(
+        let f = compute_with(
             &now,
             &masters,
             &snapshot(1060.0),
@@ -1016,7 +1091,7 @@ mod tests {
         prev.masters = vec![master_ticks(5000, 700)];
         let mut restarted = master(9000, 900);
         restarted.starttime = 99_000;
-        let f = compute(
+        let f = compute_with(
             &[],
             &[restarted],
             &snapshot(1060.0),
@@ -1033,7 +1108,7 @@ mod tests {
         // a gone worker the master did not reap (yet): its old ticks must not go negative
         let mut prev = previous(1000.0, vec![ticks(20, 500, 300, 60)]);
         prev.masters = vec![master_ticks(5000, 700)];
-        let f = compute(
+        let f = compute_with(
             &[],
             &[master(5000, 700)],
             &snapshot(1060.0),
@@ -1047,7 +1122,7 @@ mod tests {
 
     #[test]
     fn no_previous_means_no_cpu() {
-        let f = compute(
+        let f = compute_with(
             &[worker(1, 0, 5, 5)],
             &[],
             &snapshot(10.0),
@@ -1066,12 +1141,12 @@ mod tests {
         let mut b = worker(2, 0, 0, 0);
         b.rss = 3000;
         b.vms = 30_000;
-        let f = compute(&[a, b], &[], &snapshot(10.0), None, &Capacity::per_core(4));
+        let f = compute_with(&[a, b], &[], &snapshot(10.0), None, &Capacity::per_core(4));
         assert_eq!(f.value(Rss), Some(2000.0));
         assert_eq!(f.value(Vms), Some(20_000.0));
         assert_eq!(f.value(RssMax), Some(3000.0));
         assert_eq!(f.value(RssTotal), Some(4000.0));
-        let empty = compute(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
+        let empty = compute_with(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
         assert_eq!(
             (empty.value(Rss), empty.value(RssMax), empty.value(RssTotal)),
             (None, None, Some(0.0))
@@ -1096,6 +1171,12 @@ mod tests {
             (Part::Io, io_values(None, rate)),
             (Part::Ages, ages(&[])),
             (Part::States, states(&[])),
+            (
+                Part::History,
+                past::Run::new(&[], &[], &snapshot(0.0))
+                    .history_values(Previous::default(), &Tally::default(), None, rate, None)
+                    .0,
+            ),
         ];
         for (part, measured) in &parts {
             let computed: Vec<MetricName> = measured.iter().map(|&(m, _)| m).collect();
@@ -1123,10 +1204,22 @@ mod tests {
         w.io = Io::Read(io(6000, 12_000));
         let mut before = ticks(10, 500, 100, 50);
         before.io = Some(io(0, 0));
-        let prev = previous(1000.0, vec![before]);
+        let mut prev = previous(1000.0, vec![before]);
+        // the history metrics need earlier samples and a master
+        let sample = |uptime| crate::history::Sample {
+            uptime,
+            workers: 1,
+            rss_avg: 4 << 20,
+            master: crate::history::Identity::new([(1, 10)]),
+            ..Default::default()
+        };
+        prev.history =
+            crate::history::History::new(900, vec![sample(940.0), sample(1000.0)]).unwrap();
         let mut capacity = Capacity::per_core(4);
         capacity.memory = Some(1 << 30);
-        let f = compute(&[w], &[], &snapshot(1060.0), Some(&prev), &capacity);
+        let previous = Previous::stored(&prev);
+        let now = snapshot(1060.0);
+        let f = compute(&[w], &[master(0, 0)], &now, previous, &capacity, Some(120));
         let measured: Vec<MetricName> = f.values.iter().map(|&(m, _)| m).collect();
         assert_eq!(measured, MetricName::all().collect::<Vec<_>>());
         let max = |metric| f.measured().into_iter().find(|m| m.0 == metric).unwrap().2;
@@ -1137,7 +1230,7 @@ mod tests {
 
     #[test]
     fn unmeasurable_metrics_are_left_out_not_zero() {
-        let f = compute(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
+        let f = compute_with(&[], &[], &snapshot(10.0), None, &Capacity::per_core(4));
         assert_eq!(
             f.measured(),
             [
@@ -1149,7 +1242,7 @@ mod tests {
             ]
         );
         // an interval but no workers: CPU of nobody is 0, but there is no busiest worker
-        let f = compute(
+        let f = compute_with(
             &[],
             &[],
             &snapshot(1060.0),
@@ -1196,7 +1289,7 @@ mod tests {
     }
 
     fn at_1060(workers: &[ProcSample], masters: &[ProcSample], prev: &TickState) -> Figures {
-        compute(
+        compute_with(
             workers,
             masters,
             &snapshot(1060.0),
@@ -1236,7 +1329,7 @@ mod tests {
         let f = at_1060(&reused, &[], &prev);
         assert_eq!(io_of(&f), (Some(10.0), Some(100.0)));
         // the same interval rule as CPU: no baseline, no figure
-        let f = compute(&now, &[], &snapshot(1060.0), None, &Capacity::per_core(4));
+        let f = compute_with(&now, &[], &snapshot(1060.0), None, &Capacity::per_core(4));
         assert_eq!((io_of(&f), f.io_gap), ((None, None), None));
     }
 

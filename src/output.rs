@@ -197,30 +197,29 @@ fn problem(result: Option<&MetricResult>) -> String {
 fn value_text(value: f64, unit: Unit) -> String {
     match unit {
         Unit::Percent => format!("{value:.1}%"),
-        Unit::Count | Unit::Bytes | Unit::Seconds => format_number(value, unit),
+        Unit::Count | Unit::Bytes | Unit::BytesPerHour | Unit::Seconds => {
+            format_number(value, unit)
+        }
     }
 }
 
 /// `label=value[UOM];[warn];[crit];[min];[max]` for each metric, as the plugin guidelines
-/// define it; numbers in the metric's base unit.
+/// define it; numbers in the metric's base unit, min and max where the metric has them.
 pub fn perfdata(results: &[MetricResult]) -> String {
     results
         .iter()
         .map(|r| {
-            let uom = match r.name.unit() {
-                Unit::Count => "",
-                Unit::Percent => "%",
-                Unit::Bytes => "B",
-                Unit::Seconds => "s",
-            };
             let range = |range: Option<Range>| range.map(|r| r.perfdata()).unwrap_or_default();
+            let bound = |bound: Option<f64>| bound.map(format_plain).unwrap_or_default();
             format!(
-                "{}={}{uom};{};{};0;{}",
+                "{}={}{};{};{};{};{}",
                 r.name.label(),
                 format_plain(r.value),
+                r.name.unit().uom(),
                 range(r.pair.warning),
                 range(r.pair.critical),
-                r.max.map(format_plain).unwrap_or_default()
+                bound(r.name.min().value()),
+                bound(r.max)
             )
         })
         .collect::<Vec<_>>()

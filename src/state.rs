@@ -2,8 +2,9 @@
 //! real interval between two checks instead of over each process's lifetime.
 //!
 //! The file is plain text an operator can read: a version line, the sample time and boot time,
-//! then one line per process. Anything that does not parse is "no baseline", never an error:
-//! a corrupt file must not fail every run after it.
+//! then one line per process (the per-worker baseline), then the short history of earlier runs
+//! (one line per run, see [`crate::history`]). Anything that does not parse is "no baseline",
+//! never an error: a corrupt file must not fail every run after it.
 
 mod dir;
 
@@ -15,20 +16,27 @@ use std::os::unix::fs::MetadataExt;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::FileStat;
 
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 
 use crate::filter::{NameFilter, Part, Selector};
+use crate::history::{self, Cum, History, Identity, Sample, MAX_SAMPLES};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
 use crate::select::Selection;
 
-/// First line of every tick file; a file with another first line is not ours or too new.
-pub const FORMAT_LINE: &str = "check_workers ticks v1";
+/// First line of every tick file this release writes; a file with another first line is not
+/// ours or too new.
+pub const FORMAT_LINE: &str = "check_workers ticks v2";
 
-/// Refuse to read more than this: a real file holds ~60 bytes per worker.
+/// First line of the files of releases before the history: still read, as a baseline with no
+/// history, so an upgrade loses no CPU figure.
+pub const FORMAT_V1: &str = "check_workers ticks v1";
+
+/// Refuse to read more than this: a real file holds ~60 bytes per worker and ~60 per sample of
+/// history, so 10,000 workers and a full history stay under 1 MiB.
 const MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// The ticks of one process at the previous sample. Pid and starttime together identify a
@@ -77,10 +85,11 @@ impl ProcTicks {
     }
 }
 
-/// What one run saves for the next.
-#[derive(Debug, Clone, PartialEq)]
+/// What one run saves for the next: the per-worker baseline (the ticks of each process at one
+/// reading, what CPU per worker and the next interval are measured against) and the history.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TickState {
-    /// system uptime when the sample was taken, seconds
+    /// system uptime when the per-worker baseline was read, seconds
     pub uptime: f64,
     /// boot time, seconds since the epoch
     pub btime: u64,
@@ -88,9 +97,14 @@ pub struct TickState {
     pub clock_ticks: u64,
     pub workers: Vec<ProcTicks>,
     pub masters: Vec<ProcTicks>,
+    /// the workers' running CPU totals at the baseline (zero in a v1 file)
+    pub base: Cum,
+    /// one sample per earlier run (empty in a v1 file)
+    pub history: History,
 }
 
 impl TickState {
+    /// A baseline of this reading, with no history.
     pub fn new(snapshot: &Snapshot, selection: &Selection) -> TickState {
         TickState {
             uptime: snapshot.uptime,
@@ -98,37 +112,70 @@ impl TickState {
             clock_ticks: snapshot.clock_ticks,
             workers: selection.workers.iter().map(ProcTicks::from).collect(),
             masters: selection.masters.iter().map(ProcTicks::of_master).collect(),
+            base: Cum::default(),
+            history: History::default(),
         }
+    }
+
+    /// What this run leaves for the next: `stored`'s history with this run's `sample`, and
+    /// as baseline this reading, or `stored`'s own while it is too young to measure the
+    /// workers' ticks against (`keep_baseline`): replacing it every run would let runs a
+    /// fraction of a second apart each measure over a fraction of a second. `window` is
+    /// `--average`, seconds, which the history must span.
+    pub fn next(
+        stored: Option<&TickState>,
+        reading: (&Snapshot, &Selection),
+        sample: Sample,
+        keep_baseline: bool,
+        window: Option<u64>,
+    ) -> TickState {
+        let mut next = match stored {
+            Some(stored) if keep_baseline => TickState {
+                history: History::default(),
+                workers: stored.workers.clone(),
+                masters: stored.masters.clone(),
+                ..*stored
+            },
+            // the baseline's uptime is its sample's, to the hundredth the file keeps
+            _ => TickState {
+                uptime: history::centiseconds(sample.uptime),
+                base: sample.cum,
+                ..TickState::new(reading.0, reading.1)
+            },
+        };
+        next.history = stored.map(|s| s.history.clone()).unwrap_or_default();
+        next.history.record(sample, window);
+        next
     }
 
     /// Parses a tick file; any deviation from the format is an error naming the line.
     pub fn parse(text: &str) -> Result<TickState> {
         let mut lines = text.lines().enumerate();
-        match lines.next() {
-            Some((_, FORMAT_LINE)) => {}
+        let v2 = match lines.next() {
+            Some((_, FORMAT_LINE)) => true,
+            Some((_, FORMAT_V1)) => false,
             Some((_, other)) if other.starts_with("check_workers ticks ") => {
                 bail!("unknown format {other:?}")
             }
             _ => bail!("not a tick file"),
-        }
-        let mut read = Lines::default();
+        };
+        let mut read = Lines {
+            v2,
+            ..Lines::default()
+        };
         for (index, line) in lines {
             read.line(line)
                 .with_context(|| format!("line {}", index + 1))?;
         }
-        Ok(TickState {
-            uptime: read.uptime.context("no uptime line")?,
-            btime: read.btime.context("no btime line")?,
-            clock_ticks: read.clock_ticks.context("no hz line")?,
-            workers: read.workers,
-            masters: read.masters,
-        })
+        read.into_state()
     }
 }
 
 /// What the lines of a tick file after its format line have said so far.
 #[derive(Default)]
 struct Lines {
+    /// a v2 file, with `base`, `keep` and `sample` lines
+    v2: bool,
     uptime: Option<f64>,
     btime: Option<u64>,
     clock_ticks: Option<u64>,
@@ -136,6 +183,9 @@ struct Lines {
     masters: Vec<ProcTicks>,
     /// (worker?, pid) of every process line, so that a pid is listed once
     seen: HashSet<(bool, i32)>,
+    base: Option<Cum>,
+    keep: Option<u64>,
+    samples: Vec<Sample>,
 }
 
 impl Lines {
@@ -147,13 +197,7 @@ impl Lines {
         let key = fields.next().unwrap_or_default();
         let values: Vec<&str> = fields.collect();
         match (key, values.as_slice()) {
-            ("uptime", [v]) => {
-                let v: f64 = v.parse()?;
-                if !v.is_finite() || v < 0.0 {
-                    bail!("bad uptime");
-                }
-                set_once(&mut self.uptime, v)?
-            }
+            ("uptime", [v]) => set_once(&mut self.uptime, uptime(v)?)?,
             ("btime", [v]) => set_once(&mut self.btime, v.parse::<u64>()?)?,
             ("hz", [v]) => set_once(&mut self.clock_ticks, v.parse::<u64>()?)?,
             (
@@ -178,10 +222,80 @@ impl Lines {
                     self.masters.push(ticks)
                 }
             }
+            ("base" | "keep" | "sample", _) if self.v2 => self.history_line(key, &values)?,
             _ => bail!("unexpected line"),
         }
         Ok(())
     }
+
+    /// A line of v2's: the totals at the baseline, the retention, or one sample.
+    fn history_line(&mut self, key: &str, values: &[&str]) -> Result<()> {
+        match (key, values) {
+            ("base", [user, system]) => set_once(
+                &mut self.base,
+                Cum {
+                    user: user.parse()?,
+                    system: system.parse()?,
+                },
+            )?,
+            ("keep", [seconds]) => set_once(&mut self.keep, seconds.parse::<u64>()?)?,
+            ("sample", [at, user, system, workers, rss_avg, master]) => {
+                ensure!(
+                    self.samples.len() < MAX_SAMPLES,
+                    "more than {MAX_SAMPLES} samples"
+                );
+                self.samples.push(Sample {
+                    uptime: uptime(at)?,
+                    cum: Cum {
+                        user: user.parse()?,
+                        system: system.parse()?,
+                    },
+                    workers: workers.parse()?,
+                    rss_avg: rss_avg.parse()?,
+                    master: master.parse::<Identity>()?,
+                });
+            }
+            _ => bail!("unexpected line"),
+        }
+        Ok(())
+    }
+
+    /// The state the lines describe, once all are read. The history belongs to the same boot
+    /// as the baseline, which is no newer than its last sample.
+    fn into_state(self) -> Result<TickState> {
+        let uptime = self.uptime.context("no uptime line")?;
+        let (base, history) = if self.v2 {
+            let keep = self.keep.context("no keep line")?;
+            (
+                self.base.context("no base line")?,
+                History::new(keep, self.samples)?,
+            )
+        } else {
+            (Cum::default(), History::default())
+        };
+        if let Some(newest) = history.newest() {
+            ensure!(
+                newest.uptime >= uptime,
+                "baseline newer than the last sample"
+            );
+        }
+        Ok(TickState {
+            uptime,
+            btime: self.btime.context("no btime line")?,
+            clock_ticks: self.clock_ticks.context("no hz line")?,
+            workers: self.workers,
+            masters: self.masters,
+            base,
+            history,
+        })
+    }
+}
+
+/// An uptime in a tick file: seconds, finite and not negative.
+fn uptime(text: &str) -> Result<f64> {
+    let v: f64 = text.parse()?;
+    ensure!(v.is_finite() && v >= 0.0, "bad uptime");
+    Ok(v)
 }
 
 /// The I/O columns after `cstime`: `read_bytes write_bytes`, `- -` for unknown, or none at all
@@ -214,6 +328,13 @@ impl fmt::Display for TickState {
         writeln!(f, "hz {}", self.clock_ticks)?;
         writeln!(
             f,
+            "# the workers' running user and system ticks at that uptime"
+        )?;
+        writeln!(f, "base {} {}", self.base.user, self.base.system)?;
+        writeln!(f, "# seconds of history kept")?;
+        writeln!(f, "keep {}", self.history.keep())?;
+        writeln!(
+            f,
             "# kind pid starttime utime stime cutime cstime read_bytes write_bytes"
         )?;
         writeln!(
@@ -232,6 +353,18 @@ impl fmt::Display for TickState {
                 )?;
             }
         }
+        writeln!(
+            f,
+            "# history, oldest first: sample uptime cum_user cum_system workers rss_avg \
+             master(s)"
+        )?;
+        for s in self.history.samples() {
+            writeln!(
+                f,
+                "sample {:.2} {} {} {} {} {}",
+                s.uptime, s.cum.user, s.cum.system, s.workers, s.rss_avg, s.master
+            )?;
+        }
         Ok(())
     }
 }
@@ -249,6 +382,9 @@ pub enum NoBaseline {
     TimeWentBackwards,
     /// less than two clock ticks passed: too short to divide by
     TooShort,
+    /// no sample is old enough for the workers' clock ticks (see `metrics::min_interval`):
+    /// seconds since the last run, and seconds needed
+    TooRecent { age: f64, needed: f64 },
     /// another check with the same selection holds the tick file
     Busy,
     /// the state dir or the lock file cannot be used (the run says why)
@@ -263,6 +399,10 @@ impl fmt::Display for NoBaseline {
             NoBaseline::Rebooted => write!(f, "host rebooted since the last run"),
             NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
             NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
+            NoBaseline::TooRecent { age, needed } => write!(
+                f,
+                "last run {age:.2} s ago, no sample {needed:.2} s old for the workers' clock ticks"
+            ),
             NoBaseline::Busy => write!(f, "another check of the same workers is running"),
             NoBaseline::Unusable => write!(f, "no usable state dir"),
         }
@@ -500,16 +640,19 @@ fn written_by_us(
     if !meta.is_file() || meta.uid() != dir.euid() || old < min_age {
         return false;
     }
-    let expected = format!("{FORMAT_LINE}\n");
+    // a file of the release before counts too: it is swept like ours
+    let expected = [FORMAT_LINE, FORMAT_V1].map(|line| format!("{line}\n"));
     let mut head = Vec::new();
     if file
-        .take(expected.len() as u64)
+        .take(expected[0].len() as u64)
         .read_to_end(&mut head)
         .is_err()
     {
         return false;
     }
-    head == expected.as_bytes() || (partial && expected.as_bytes().starts_with(&head))
+    expected
+        .iter()
+        .any(|e| head == e.as_bytes() || (partial && e.as_bytes().starts_with(&head)))
 }
 
 /// How long ago a file was modified (zero for one from the future).
@@ -648,6 +791,36 @@ mod tests {
                 cstime: 90,
                 io: None,
             }],
+            base: Cum {
+                user: 5000,
+                system: 700,
+            },
+            history: History::new(
+                900,
+                vec![
+                    Sample {
+                        uptime: 940.5,
+                        cum: Cum {
+                            user: 4000,
+                            system: 600,
+                        },
+                        workers: 1,
+                        rss_avg: 4 << 20,
+                        master: Identity::new([(812, 4000)]),
+                    },
+                    Sample {
+                        uptime: 1000.5,
+                        cum: Cum {
+                            user: 5000,
+                            system: 700,
+                        },
+                        workers: 1,
+                        rss_avg: 5 << 20,
+                        master: Identity::new([(812, 4000)]),
+                    },
+                ],
+            )
+            .unwrap(),
         }
     }
 
@@ -660,9 +833,97 @@ mod tests {
     #[test]
     fn file_is_readable_text() {
         let text = sample_state().to_string();
-        assert!(text.starts_with("check_workers ticks v1\n"));
+        assert!(text.starts_with("check_workers ticks v2\n"));
+        assert!(text.contains("\nuptime 1000.50\nbtime 1700000000\nhz 100\n"));
+        assert!(text.contains("\nbase 5000 700\n"));
+        assert!(text.contains("\nkeep 900\n"));
         assert!(text.contains("\nworker 813 5000 120 30 0 0 4096 81920\n"));
         assert!(text.contains("\nmaster 812 4000 10 5 700 90 - -\n"));
+        assert!(text.ends_with(
+            "\nsample 940.50 4000 600 1 4194304 812:4000\n\
+             sample 1000.50 5000 700 1 5242880 812:4000\n"
+        ));
+    }
+
+    /// A file of the release before the history is still a baseline, with no history.
+    #[test]
+    fn v1_file_is_a_baseline_without_history() {
+        let v1 = "check_workers ticks v1\n# written by check_workers; ticks are 1/hz seconds\n\
+                  uptime 1000.50\nbtime 1700000000\nhz 100\n\
+                  # kind pid starttime utime stime cutime cstime\n\
+                  master 812 4000 10 5 700 90\nworker 813 5000 120 30 0 0\n";
+        let state = TickState::parse(v1).unwrap();
+        let mut expected = TickState {
+            base: Cum::default(),
+            history: History::default(),
+            ..sample_state()
+        };
+        // v1 had no I/O columns: unknown
+        expected.workers[0].io = None;
+        assert_eq!(state, expected);
+        // v2's lines are not v1's
+        for line in ["base 1 2\n", "keep 900\n", "sample 1000.50 0 0 1 0 -\n"] {
+            assert!(TickState::parse(&format!("{v1}{line}")).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn next_keeps_a_young_baseline_and_records_the_sample() {
+        let stored = sample_state();
+        let snapshot = Snapshot {
+            uptime: 1000.6,
+            btime: stored.btime,
+            clock_ticks: 100,
+            ..Snapshot::default()
+        };
+        let selection = Selection::default();
+        let sample = Sample {
+            uptime: 1000.6,
+            cum: Cum {
+                user: 5003,
+                system: 700,
+            },
+            ..Sample::default()
+        };
+        let kept = TickState::next(
+            Some(&stored),
+            (&snapshot, &selection),
+            sample.clone(),
+            true,
+            None,
+        );
+        assert_eq!((kept.uptime, kept.base), (stored.uptime, stored.base));
+        assert_eq!(kept.workers, stored.workers);
+        assert_eq!(kept.history.samples().len(), 3);
+        assert_eq!(kept.history.newest(), Some(&sample));
+        let replaced = TickState::next(
+            Some(&stored),
+            (&snapshot, &selection),
+            sample.clone(),
+            false,
+            Some(3600),
+        );
+        assert_eq!((replaced.uptime, replaced.base), (1000.6, sample.cum));
+        assert!(replaced.workers.is_empty());
+        assert_eq!(replaced.history.keep(), 3600);
+        let first = TickState::next(None, (&snapshot, &selection), sample, true, None);
+        assert_eq!(first.history.samples().len(), 1);
+        assert_eq!(first.base, first.history.samples()[0].cum);
+        assert!(TickState::parse(&first.to_string()).is_ok());
+        // an uptime finer than the file's hundredths is rounded alike in both places, so the
+        // baseline is never written later than its own sample
+        for odd in [1000.005, 1000.015, 1000.125, 1000.994999] {
+            let at = |uptime| Snapshot {
+                uptime,
+                ..snapshot.clone()
+            };
+            let sample = Sample {
+                uptime: odd,
+                ..Sample::default()
+            };
+            let next = TickState::next(None, (&at(odd), &selection), sample, false, None);
+            assert_eq!(TickState::parse(&next.to_string()).unwrap(), next, "{odd}");
+        }
     }
 
     /// Files written before the I/O columns keep their baseline: CPU as before, I/O unknown.
@@ -698,6 +959,24 @@ mod tests {
             format!("{good}uptime 5\n"),
             good.replace("worker 813 5000 120 30 0 0 4096 81920", "worker 813 5000"),
             good.replace(' ', "  "),
+            // the history: repeated or missing lines, out of order, bad fields
+            good.replace("base 5000 700\n", ""),
+            good.replace("keep 900\n", ""),
+            format!("{good}base 1 2\n"),
+            format!("{good}keep 60\n"),
+            good.replace("keep 900", "keep 86401"),
+            good.replace("keep 900", "keep -1"),
+            format!("{good}sample 1000.50 1 1 1 1 -\n"),
+            format!("{good}sample 999.00 1 1 1 1 -\n"),
+            good.replace("sample 940.50", "sample NaN"),
+            good.replace("sample 940.50", "sample inf"),
+            good.replace("4194304 812:4000", "4194304"),
+            good.replace("4194304 812:4000", "4194304 812"),
+            good.replace("4194304 812:4000", "4194304 0:4000"),
+            good.replace("4194304 812:4000", "4194304 812:4000 x"),
+            good.replace("4194304 812:4000", "-4194304 812:4000"),
+            // a baseline newer than the newest sample is not what a run writes
+            good.replace("uptime 1000.50", "uptime 1000.51"),
         ];
         for case in cases {
             assert!(TickState::parse(&case).is_err(), "{case:?} must not parse");
@@ -737,10 +1016,26 @@ mod tests {
 
     /// The same workers sampled a minute after [`sample_state`].
     fn later_state() -> TickState {
-        let mut state = sample_state();
+        a_minute_on(&sample_state())
+    }
+
+    /// `state` a minute on: the worker used 600 more ticks, the master reaped 50, and the
+    /// history gained the sample (a v2 file's baseline is its newest sample).
+    fn a_minute_on(state: &TickState) -> TickState {
+        let mut state = state.clone();
         state.uptime += 60.0;
         state.workers[0].utime += 600;
         state.masters[0].cutime += 50;
+        state.base = state.base.plus(600, 0);
+        let mut samples = state.history.samples().to_vec();
+        samples.push(Sample {
+            uptime: state.uptime,
+            cum: state.base,
+            workers: 1,
+            rss_avg: 5 << 20,
+            master: Identity::new([(812, 4000)]),
+        });
+        state.history = History::new(state.history.keep(), samples).unwrap();
         state
     }
 
@@ -822,10 +1117,7 @@ mod tests {
         }
 
         // the next run saves as usual, the leftover beside it
-        let next = TickState {
-            uptime: new.uptime + 60.0,
-            ..new.clone()
-        };
+        let next = a_minute_on(&new);
         save(&open, "x.ticks", &next).unwrap();
         assert_eq!(load(&open, "x.ticks"), Ok(next.clone()), "{step:?}");
         assert_eq!(temp_files(dir.path()), temps, "{step:?}");
@@ -997,6 +1289,39 @@ mod tests {
                 })
         }
 
+        /// A history as runs make it: `keep`, and samples at increasing uptimes from `start`.
+        fn history(start: u64) -> impl Strategy<Value = History> {
+            let sample = (
+                1u64..100_000,
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec((1i32..i32::MAX, any::<u64>()), 0..4),
+            );
+            (
+                0..=crate::history::MAX_KEEP,
+                proptest::collection::vec(sample, 0..12),
+            )
+                .prop_map(move |(keep, samples)| {
+                    let mut centi = start;
+                    let samples = samples
+                        .into_iter()
+                        .map(|(step, user, system, workers, rss_avg, masters)| {
+                            centi += step;
+                            Sample {
+                                uptime: centi as f64 / 100.0,
+                                cum: Cum { user, system },
+                                workers,
+                                rss_avg,
+                                master: Identity::new(masters),
+                            }
+                        })
+                        .collect();
+                    History::new(keep, samples).unwrap()
+                })
+        }
+
         proptest! {
             #[test]
             fn parse_never_panics(text in "\\PC{0,200}") {
@@ -1005,15 +1330,16 @@ mod tests {
 
             #[test]
             fn parse_of_line_soup_never_panics(lines in proptest::collection::vec(
-                "(uptime|btime|hz|worker|master|#|check_workers ticks v1)( -?[0-9.e+NaInf]{0,22}){0,9}", 0..20)) {
+                "(uptime|btime|hz|worker|master|base|keep|sample|#|check_workers ticks v[12])( -?[0-9.e+NaInf:,]{0,22}){0,9}", 0..20)) {
                 let text = lines.join("\n");
                 let _ = TickState::parse(&text);
-                let with_header = format!("{FORMAT_LINE}\n{text}");
-                let _ = TickState::parse(&with_header);
+                for header in [FORMAT_LINE, FORMAT_V1] {
+                    let _ = TickState::parse(&format!("{header}\n{text}"));
+                }
             }
 
             #[test]
-            fn edits_of_a_good_file_never_panic(at in 0usize..400, cut in 0usize..20, insert in "\\PC{0,5}") {
+            fn edits_of_a_good_file_never_panic(at in 0usize..700, cut in 0usize..20, insert in "\\PC{0,5}") {
                 let good = super::sample_state().to_string();
                 let at = at.min(good.len());
                 let mut bytes = good.into_bytes();
@@ -1026,15 +1352,21 @@ mod tests {
 
             #[test]
             fn round_trip(centi in 0u64..10_000_000_000, btime: u64, hz in 1u64..10_000,
-                          workers in proptest::collection::vec(ticks(), 0..20)) {
+                          workers in proptest::collection::vec(ticks(), 0..20),
+                          masters in proptest::collection::vec(ticks(), 0..3),
+                          base: (u64, u64), history in history(10_000_000_000)) {
                 let mut seen = HashSet::new();
                 let workers: Vec<ProcTicks> = workers.into_iter().filter(|t| seen.insert(t.pid)).collect();
+                let mut seen = HashSet::new();
+                let masters: Vec<ProcTicks> = masters.into_iter().filter(|t| seen.insert(t.pid)).collect();
                 let state = TickState {
                     uptime: centi as f64 / 100.0,
                     btime,
                     clock_ticks: hz,
                     workers,
-                    masters: vec![],
+                    masters,
+                    base: Cum { user: base.0, system: base.1 },
+                    history,
                 };
                 prop_assert_eq!(TickState::parse(&state.to_string()).unwrap(), state);
             }
@@ -1054,6 +1386,50 @@ mod tests {
         text.push_str("worker 5 1 2 3 4 5\n");
         let err = format!("{:#}", TickState::parse(&text).unwrap_err());
         assert!(err.contains("repeated pid 5"), "{err}");
+    }
+
+    /// The bound the README states: 10,000 workers and a full history in well under 1 MiB,
+    /// and a history one sample longer than any run writes is refused at that sample.
+    #[test]
+    fn ten_thousand_workers_and_a_full_history_stay_under_a_mebibyte() {
+        let mut state = sample_state();
+        state.workers = (1..=10_000)
+            .map(|pid| ProcTicks {
+                pid: 4_000_000 + pid,
+                starttime: 123_456_789,
+                utime: 12_345_678,
+                stime: 1_234_567,
+                cutime: 0,
+                cstime: 0,
+                io: Some(IoCounters {
+                    read_bytes: 123_456_789_012,
+                    write_bytes: 98_765_432_109,
+                }),
+            })
+            .collect();
+        let mut history = History::default();
+        for i in 0..3 * MAX_SAMPLES as u64 {
+            let sample = Sample {
+                uptime: 10_000_000.0 + i as f64 * 0.25,
+                cum: Cum {
+                    user: 1_000_000_000_000 + i * 1000,
+                    system: 100_000_000_000 + i * 100,
+                },
+                workers: 10_000,
+                rss_avg: 123_456_789,
+                master: Identity::new([(4_000_000, 123_456_789)]),
+            };
+            history.record(sample, None);
+        }
+        state.uptime = history.newest().unwrap().uptime;
+        state.history = history;
+        let mut text = state.to_string();
+        assert_eq!(state.history.samples().len(), MAX_SAMPLES);
+        assert!(text.len() < 1 << 20, "{} bytes", text.len());
+        assert_eq!(TickState::parse(&text).unwrap(), state);
+        text.push_str("sample 99999999.00 1 1 1 1 -\n");
+        let err = format!("{:#}", TickState::parse(&text).unwrap_err());
+        assert!(err.contains("more than 1024 samples"), "{err}");
     }
 
     /// Writes `name` in `dir` with `text`, last modified `age` before `now`.

@@ -129,7 +129,7 @@ fn parse_number(text: &str, unit: Unit) -> Result<f64> {
         .filter(|n: &f64| n.is_finite())
         .with_context(|| format!("{text:?} is not a number"))?;
     let multiplier = match unit {
-        Unit::Bytes => byte_multiplier(suffix)
+        Unit::Bytes | Unit::BytesPerHour => byte_multiplier(suffix)
             .with_context(|| format!("unknown size unit {suffix:?} (use B, K, M, G, T)"))?,
         Unit::Percent if suffix.is_empty() || suffix == "%" => 1.0,
         Unit::Seconds => match suffix {
@@ -197,6 +197,7 @@ pub fn format_plain(n: f64) -> String {
 pub fn format_number(n: f64, unit: Unit) -> String {
     match unit {
         Unit::Bytes => human_bytes(n),
+        Unit::BytesPerHour => format!("{}/h", human_bytes(n)),
         Unit::Count | Unit::Percent => format_plain(n),
         Unit::Seconds => format!("{}s", format_plain(n)),
     }
@@ -612,7 +613,7 @@ mod tests {
             let suffix = match metric.unit() {
                 Unit::Count => "",
                 Unit::Percent => "%",
-                Unit::Bytes => "K",
+                Unit::Bytes | Unit::BytesPerHour => "K",
                 Unit::Seconds => "m",
             };
             let arg = format!("{}=5{suffix}", metric.label());
@@ -640,6 +641,26 @@ mod tests {
         );
     }
 
+    /// `rss_growth` may be negative (memory freed): its ranges take units on negative numbers.
+    #[test]
+    fn growth_ranges_take_units_and_negative_numbers() {
+        let mib = 1024.0 * 1024.0;
+        let unit = Unit::BytesPerHour;
+        let r = Range::parse("~:100MiB", unit).unwrap();
+        assert!(!r.alerts(-1e12) && !r.alerts(100.0 * mib) && r.alerts(100.0 * mib + 1.0));
+        assert_eq!(r.display(unit), "~:100.0 MiB/h");
+        let r = Range::parse("@-1MiB:0", unit).unwrap();
+        assert!(r.alerts(-mib) && r.alerts(0.0));
+        assert!(!r.alerts(1.0) && !r.alerts(-mib - 1.0));
+        assert_eq!(r.perfdata(), "@-1048576:0");
+        assert_eq!(Range::parse("-5M:", unit).unwrap().start, -5.0 * mib);
+        // a bare N is 0..N, as the guidelines say: shrinking alerts too
+        let r = Range::parse("100MiB", unit).unwrap();
+        assert!(r.alerts(-1.0));
+        assert_eq!(r.violation(200.0 * mib, unit), "> 100.0 MiB/h");
+        assert!(Range::parse("5%", unit).is_err());
+    }
+
     #[test]
     fn human_sizes() {
         assert_eq!(human_bytes(0.0), "0 B");
@@ -662,6 +683,7 @@ mod tests {
                 Just(Unit::Count),
                 Just(Unit::Percent),
                 Just(Unit::Bytes),
+                Just(Unit::BytesPerHour),
                 Just(Unit::Seconds)
             ]
         }

@@ -94,7 +94,7 @@ const T1_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu 75.0%, rs
      pss=2097152B;;;0; uss=1048576B;;;0; rss_max=8388608B;;;0; vms_max=104857600B;;;0; \
      rss_total=18874368B;;;0; rss_pct=0.44%;;;0;100 threads=4;;;0; fds=32;;;0; \
      fd_pct_max=0.78%;;;0;100 age_min=40s;;;0; age_max=5049s;;;0; zombies=0;;;0; \
-     uninterruptible=0;;;0;";
+     uninterruptible=0;;;0; restarts=0;;;0;";
 
 /// Rewrites the committed fixture trees from the builders above:
 /// `cargo test -- --ignored write_committed_fixtures`.
@@ -135,7 +135,7 @@ fn first_run_with_interval_0_reports_no_cpu() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout_of(&out), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
-    assert!(ticks.starts_with("check_workers ticks v1\n"), "{ticks}");
+    assert!(ticks.starts_with("check_workers ticks v2\n"), "{ticks}");
     assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
     assert!(ticks.contains(&format!("\nbtime {BTIME}\n")), "{ticks}");
     assert!(

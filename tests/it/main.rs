@@ -4,6 +4,7 @@ mod daemons;
 mod fixture;
 mod fixture_runs;
 mod hidden_proc;
+mod history;
 mod io;
 mod privileges;
 mod proc_reads;

@@ -23,27 +23,41 @@ fn tree() -> ProcTree {
     tree
 }
 
-/// Stdout of a run on [`tree`] at `uptime` that measured CPU against a baseline (`cpu 0.0%`, the
-/// ticks never move), or without one (`cpu n/a`, and the note `no baseline (why) ...`).
-fn nginx_stdout(uptime: f64, no_baseline: Option<&str>) -> String {
+/// How a run on [`tree`] measured CPU.
+#[derive(Clone, Copy)]
+enum Cpu<'a> {
+    /// against the per-worker baseline: every CPU figure
+    Baseline,
+    /// from the history's running totals, the baseline being too recent: no `cpu_max`
+    History,
+    /// not at all, with the note `no baseline (why) ...`
+    NotMeasured(&'a str),
+}
+
+/// Stdout of a run on [`tree`] at `uptime` (the ticks never move, so CPU is `0.0%` where
+/// measured); `restarts` where the run found a master in the history, `rss_growth` where it
+/// found 3 samples (its own among them) spanning 10 s or more.
+fn nginx_stdout(uptime: f64, cpu: Cpu, restarts: bool, growth: bool) -> String {
     let age = uptime - 10.0;
-    let (cpu, cpu_perf) = match no_baseline {
-        None => (
-            "0.0%",
-            "cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 cpu_max=0%;;;0;200 ",
+    let all = "cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 ";
+    let (cpu_text, cpu_perf, note) = match cpu {
+        Cpu::Baseline => ("0.0%", format!("{all}cpu_max=0%;;;0;200 "), String::new()),
+        Cpu::History => ("0.0%", all.to_string(), String::new()),
+        Cpu::NotMeasured(why) => (
+            "n/a",
+            String::new(),
+            format!("no baseline ({why}) and --interval 0: cpu not measured in this run\n"),
         ),
-        Some(_) => ("n/a", ""),
     };
-    let note = no_baseline
-        .map(|why| format!("no baseline ({why}) and --interval 0: cpu not measured in this run\n"))
-        .unwrap_or_default();
+    let restarts = if restarts { " restarts=0;;;0;" } else { "" };
+    let growth = if growth { "rss_growth=0B;;;; " } else { "" };
     format!(
-        "WORKERS OK - nginx: 2 workers (master 812), cpu {cpu}, rss 4.0 MiB avg, vms 100.0 MiB \
+        "WORKERS OK - nginx: 2 workers (master 812), cpu {cpu_text}, rss 4.0 MiB avg, vms 100.0 MiB \
          avg | workers=2;;1:;0; {cpu_perf}rss=4194304B;;;0; vms=104857600B;;;0; \
          pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
-         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 {growth}threads=2;;;0; fds=16;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min={age}s;;;0; age_max={age}s;;;0; zombies=0;;;0; \
-         uninterruptible=0;;;0;\n{note}"
+         uninterruptible=0;;;0;{restarts}\n{note}"
     )
 }
 
@@ -51,8 +65,8 @@ fn nginx_stdout(uptime: f64, no_baseline: Option<&str>) -> String {
 /// each answer properly and leave a tick file the next run can use. Which run takes the lock
 /// when is up to the scheduler, so each answer is one of an exact few: in each round exactly
 /// one run reads the previous round's file (none in round 0), every later one reads the file a
-/// run of this round wrote (too short to measure), and a run that waited in vain for the lock
-/// says so.
+/// run of this round wrote (its baseline too recent: CPU from the history's totals, or not at
+/// all in round 0), and a run that waited in vain for the lock says so.
 #[test]
 fn fifty_checks_at_once_on_one_state_dir() {
     let _serial = cpu_heavy();
@@ -71,15 +85,37 @@ fn fifty_checks_at_once_on_one_state_dir() {
                     .unwrap()
             })
             .collect();
-        let baseline = if round == 0 {
-            nginx_stdout(uptime, Some("first run"))
+        // round 0: the first run has no file; the runs after it find its file 0 s old with
+        // no older sample. Later rounds: the first run measures against the previous round's
+        // baseline, the runs after it from the history's totals (their baseline is too recent)
+        let (baseline, after_it) = if round == 0 {
+            (
+                nginx_stdout(uptime, Cpu::NotMeasured("first run"), false, false),
+                nginx_stdout(
+                    uptime,
+                    Cpu::NotMeasured(
+                        "last run 0.00 s ago, no sample 1.00 s old for the workers' clock ticks",
+                    ),
+                    true,
+                    false,
+                ),
+            )
         } else {
-            nginx_stdout(uptime, None)
+            // samples at 5000, 5060, ...: the round's first run adds the third in round 2,
+            // the runs after it (their own sample beside the first run's) in round 1
+            (
+                nginx_stdout(uptime, Cpu::Baseline, true, round >= 2),
+                nginx_stdout(uptime, Cpu::History, true, true),
+            )
         };
-        let too_short = nginx_stdout(uptime, Some("last run less than 2 clock ticks ago"));
         let busy = format!(
             "{}tick file not updated: another check of the same workers holds it\n",
-            nginx_stdout(uptime, Some("another check of the same workers is running"))
+            nginx_stdout(
+                uptime,
+                Cpu::NotMeasured("another check of the same workers is running"),
+                false,
+                false,
+            )
         );
         let mut with_baseline = 0;
         for child in children {
@@ -87,14 +123,14 @@ fn fifty_checks_at_once_on_one_state_dir() {
             let text = stdout_of(&out);
             assert_eq!(out.status.code(), Some(0), "round {round}: {text}");
             assert!(
-                [&baseline, &too_short, &busy].contains(&&text),
+                [&baseline, &after_it, &busy].contains(&&text),
                 "round {round}: {text}"
             );
             with_baseline += usize::from(text == baseline);
         }
         assert_eq!(with_baseline, 1, "round {round}");
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
-        assert!(text.starts_with("check_workers ticks v1\n"), "{text}");
+        assert!(text.starts_with("check_workers ticks v2\n"), "{text}");
         assert!(text.contains("\nworker 814 1000 200 0 0 0 - -\n"), "{text}");
     }
     tree.set_uptime(5240.0);
@@ -237,14 +273,15 @@ fn killed_runs_leave_the_tick_file_of_the_last_completed_run() {
     let whole_run = started.elapsed();
     assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
     let path = tick_file(state.path());
-    let first_file = fs::read_to_string(&path).unwrap();
-    // the runs differ only in the uptime they sampled
-    let file_at =
-        |uptime: f64| first_file.replace("\nuptime 5000.00\n", &format!("\nuptime {uptime:.2}\n"));
-    assert_ne!(file_at(5010.0), first_file);
+    // a finished run's file is whole, and its newest sample is that run's uptime
+    let newest_sample = |text: &str| {
+        let state = check_workers::state::TickState::parse(text).expect("a whole tick file");
+        state.history.newest().map(|s| s.uptime)
+    };
+    let mut last_file = fs::read_to_string(&path).unwrap();
+    assert_eq!(newest_sample(&last_file), Some(5000.0));
     let tick_name = path.file_name().unwrap().to_str().unwrap().to_string();
     let lock_name = tick_name.replace(".ticks", ".lock");
-    let mut last_completed = 5000.0;
     let mut killed_pids = Vec::new();
     for round in 1..=20u32 {
         let uptime = 5000.0 + f64::from(round) * 10.0;
@@ -260,16 +297,15 @@ fn killed_runs_leave_the_tick_file_of_the_last_completed_run() {
         let status = child.wait().unwrap();
         killed_pids.push(child.id());
         let text = fs::read_to_string(&path).unwrap();
-        if text == file_at(uptime) {
-            last_completed = uptime;
+        if newest_sample(&text) == Some(uptime) {
+            last_file = text;
         } else {
             assert!(
                 status.code().is_none(),
                 "round {round}: a run that finished ({status}) left no new file"
             );
             assert_eq!(
-                text,
-                file_at(last_completed),
+                text, last_file,
                 "round {round}: neither the old nor the new tick file"
             );
         }

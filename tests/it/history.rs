@@ -1,0 +1,714 @@
+//! The history in the tick file (issue 11): CPU over runs a fraction of a second apart,
+//! `cpu_avg`, `restarts` and `rss_growth`, on fixture trees with exact figures (several runs
+//! on one state dir, the tree's uptime moved between them), then on real processes.
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use crate::fixture::{check, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree};
+
+const WWW: u32 = 33;
+
+/// Master `master` (started at `start` ticks) with workers `pids`, each with `utime` user
+/// ticks and `rss_kib` of RSS; the processes of an earlier call that are not named again are
+/// removed.
+fn service(tree: &ProcTree, (master, start): (i32, u64), pids: &[i32], utime: u64, rss_kib: u64) {
+    for entry in fs::read_dir(tree.path()).unwrap() {
+        let name = entry.unwrap().file_name();
+        if let Ok(pid) = name.to_string_lossy().parse::<i32>() {
+            if pid != master && !pids.contains(&pid) {
+                tree.remove(pid);
+            }
+        }
+    }
+    tree.put(&FakeProc::new(master, 1, "nginx", 0).started(start));
+    for &pid in pids {
+        tree.put(
+            &FakeProc::new(pid, master, "nginx", WWW)
+                .started(start + 100)
+                .ticks(utime, 0)
+                .memory_kib(rss_kib, 102_400),
+        );
+    }
+}
+
+/// nginx with master 812 and workers 813-815, `utime` ticks each, 4 MiB RSS each.
+fn nginx(tree: &ProcTree, utime: u64) {
+    service(tree, (812, 1000), &[813, 814, 815], utime, 4096);
+}
+
+/// One run of `-n nginx --interval 0` with `extra` options at `uptime`.
+fn run_at(tree: &ProcTree, state: &Path, uptime: f64, extra: &[&str]) -> Output {
+    tree.set_uptime(uptime);
+    check(tree.path(), state)
+        .args(["-n", "nginx", "--interval", "0"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// The perfdata item of `label` (`cpu=20%;;;0;200`), if the status line has it.
+fn perf_item(line: &str, label: &str) -> Option<String> {
+    let perf = line.split_once(" | ")?.1;
+    perf.split(' ')
+        .find(|item| item.starts_with(&format!("{label}=")))
+        .map(str::to_string)
+}
+
+/// The number of a perfdata item, units stripped.
+fn perf_value(line: &str, label: &str) -> f64 {
+    let item = perf_item(line, label).unwrap_or_else(|| panic!("no {label} in {line}"));
+    let value = item[label.len() + 1..].split(';').next().unwrap();
+    value
+        .trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%')
+        .parse()
+        .unwrap()
+}
+
+/// The `sample` lines of the tick file, and its `uptime` line.
+fn history_lines(state: &Path) -> (String, Vec<String>) {
+    let text = fs::read_to_string(tick_file(state)).unwrap();
+    let uptime = text
+        .lines()
+        .find(|l| l.starts_with("uptime "))
+        .unwrap()
+        .to_string();
+    let samples = text
+        .lines()
+        .filter(|l| l.starts_with("sample "))
+        .map(str::to_string)
+        .collect();
+    (uptime, samples)
+}
+
+/// The issue's defect: runs 0.1 s apart measured over a few ticks (3 workers at 20 %: 4 ticks
+/// each in 0.1 s read 120 %, a false CRITICAL with `-c 95`). Now the re-run measures since the
+/// run a minute before, exactly, and the baseline stays for the next run.
+#[test]
+fn a_rerun_a_tenth_of_a_second_later_measures_since_an_older_sample() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    nginx(&tree, 0);
+    run_at(&tree, state.path(), 1000.0, &[]);
+    // 396 ticks each over 59.9 s: 1188 of 5990 = 19.83 %
+    nginx(&tree, 396);
+    let out = run_at(&tree, state.path(), 1059.9, &[]);
+    assert!(
+        status_line(&out).contains(" cpu=19.83%;"),
+        "{}",
+        stdout_of(&out)
+    );
+    // 0.1 s later, 4 ticks more each: 1200 ticks over the 60 s since the run at 1000
+    nginx(&tree, 400);
+    let out = run_at(&tree, state.path(), 1060.0, &["-c", "95", "-vv"]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let line = status_line(&out);
+    assert!(
+        line.contains(", cpu 20.0%, ")
+            && line.contains(" cpu=20%;;95;0;200 cpu_user=20%;;;0;200 cpu_system=0%;;;0;200 "),
+        "{text}"
+    );
+    // per-worker CPU needs per-worker ticks, which the history does not keep
+    assert_eq!(perf_item(&line, "cpu_max"), None, "{text}");
+    assert!(
+        text.contains(
+            "\ncpu: measured over 60.00 s from the history: the last run, 0.10 s ago, is too \
+             recent for 3 workers' ticks; error bound ±0.05 points (3 workers, 1 tick each)\n"
+        ),
+        "{text}"
+    );
+    // the baseline of the run at 1059.9 stays; the re-run's sample is added
+    let (uptime, samples) = history_lines(state.path());
+    assert_eq!(uptime, "uptime 1059.90");
+    assert_eq!(
+        samples,
+        [
+            "sample 1000.00 0 0 3 4194304 812:1000",
+            "sample 1059.90 1188 0 3 4194304 812:1000",
+            "sample 1060.00 1200 0 3 4194304 812:1000",
+        ]
+    );
+    // a second after the baseline it is old enough: per worker again, 14 ticks each in 1.1 s
+    nginx(&tree, 410);
+    let out = run_at(&tree, state.path(), 1061.0, &["-v"]);
+    let line = status_line(&out);
+    assert!(
+        line.contains(" cpu=38.18%;") && line.contains(" cpu_max=12.73%;"),
+        "{}",
+        stdout_of(&out)
+    );
+    assert!(stdout_of(&out).contains(" cpu 12.7% rss 4.0 MiB "));
+    assert_eq!(history_lines(state.path()).0, "uptime 1061.00");
+}
+
+/// With no sample a second old, a run with `--interval 0` says why it has no CPU figure, and
+/// still keeps the baseline and adds its sample.
+#[test]
+fn a_rerun_with_no_sample_old_enough_keeps_the_baseline() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    nginx(&tree, 100);
+    run_at(&tree, state.path(), 1000.0, &[]);
+    nginx(&tree, 103);
+    let out = run_at(&tree, state.path(), 1000.5, &["-c", "cpu_max=50"]);
+    let text = stdout_of(&out);
+    assert!(status_line(&out).contains(", cpu n/a, "), "{text}");
+    assert!(
+        text.contains(
+            "\nno baseline (last run 0.50 s ago, no sample 1.00 s old for the workers' clock \
+             ticks) and --interval 0: cpu not measured in this run\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("cpu_max: not measured in this run, thresholds not evaluated"),
+        "{text}"
+    );
+    let (uptime, samples) = history_lines(state.path());
+    assert_eq!(uptime, "uptime 1000.00");
+    assert_eq!(
+        samples,
+        [
+            "sample 1000.00 0 0 3 4194304 812:1000",
+            "sample 1000.50 9 0 3 4194304 812:1000",
+        ]
+    );
+}
+
+/// A minute apart, 200 ticks a worker a minute (10 %), then a burst of 1000 (50 %): the
+/// 5-minute average is 18 %, the last minute 50 %. Before the history spans 5 minutes,
+/// cpu_avg is over what there is, and says so.
+#[test]
+fn cpu_avg_over_a_window_and_over_a_short_history() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    let avg = ["--average", "5m", "-w", "cpu_avg=15", "-c", "cpu_avg=30"];
+    for (minute, utime) in [0, 200, 400].into_iter().enumerate() {
+        nginx(&tree, utime);
+        let out = run_at(&tree, state.path(), 1000.0 + 60.0 * minute as f64, &avg);
+        if minute == 0 {
+            // no CPU figure at all on a first run with --interval 0
+            assert!(perf_item(&status_line(&out), "cpu_avg").is_none());
+        }
+    }
+    let out = run_at(&tree, state.path(), 1120.0, &avg);
+    let text = stdout_of(&out);
+    // the re-run at the same uptime replaces that sample: 1200 ticks over 120 s = 10 %
+    assert!(
+        status_line(&out).contains(" cpu_avg=10%;15;30;0;200 "),
+        "{text}"
+    );
+    assert!(
+        text.contains("\ncpu_avg: over 120 s of the 300 s window (history is short)\n"),
+        "{text}"
+    );
+    for (minute, utime) in [(3, 600), (4, 800), (5, 1800)] {
+        nginx(&tree, utime);
+        let out = run_at(&tree, state.path(), 1000.0 + 60.0 * minute as f64, &avg);
+        if minute < 5 {
+            assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
+        } else {
+            let text = stdout_of(&out);
+            assert_eq!(out.status.code(), Some(1), "{text}");
+            let line = status_line(&out);
+            assert!(line.contains(", cpu 50.0%, "), "{text}");
+            assert!(line.contains(", cpu_avg 18.0% > 15 | "), "{text}");
+            assert!(line.contains(" cpu_avg=18%;15;30;0;200 "), "{text}");
+            assert!(!text.contains("history is short"), "{text}");
+        }
+    }
+}
+
+/// A master with a new pid is a restart; a master missing for a run (no workers to find it
+/// by) and back as another process is one too; with `--average`, the restarts of the window.
+#[test]
+fn restarts_count_new_masters() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    let restarts = |out: &Output| perf_item(&status_line(out), "restarts");
+    nginx(&tree, 0);
+    let first = run_at(&tree, state.path(), 1000.0, &[]);
+    assert_eq!(restarts(&first), None, "no earlier sample");
+    let same = run_at(&tree, state.path(), 1060.0, &["-w", "restarts=0"]);
+    assert_eq!(restarts(&same).as_deref(), Some("restarts=0;0;;0;"));
+    // systemd restarted it: master 900, new workers
+    service(&tree, (900, 110_000), &[901, 902, 903], 0, 4096);
+    let out = run_at(&tree, state.path(), 1120.0, &["-w", "restarts=0"]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(status_line(&out).contains(", restarts 1 > 0 | "), "{text}");
+    assert_eq!(restarts(&out).as_deref(), Some("restarts=1;0;;0;"));
+    // down for a run (0 workers, so no master), then back as 950
+    service(&tree, (900, 110_000), &[], 0, 4096);
+    tree.remove(900);
+    let down = run_at(&tree, state.path(), 1180.0, &[]);
+    assert_eq!(down.status.code(), Some(2));
+    assert_eq!(restarts(&down).as_deref(), Some("restarts=0;;;0;"));
+    service(&tree, (950, 120_000), &[951], 0, 4096);
+    let back = run_at(&tree, state.path(), 1240.0, &[]);
+    assert_eq!(restarts(&back).as_deref(), Some("restarts=1;;;0;"));
+    let steady = run_at(&tree, state.path(), 1300.0, &[]);
+    assert_eq!(restarts(&steady).as_deref(), Some("restarts=0;;;0;"));
+    // over 5 minutes: 812 -> 900 -> (none) -> 950
+    let window = run_at(&tree, state.path(), 1360.0, &["--average", "5m"]);
+    assert_eq!(restarts(&window).as_deref(), Some("restarts=2;;;0;"));
+}
+
+/// RSS of the average worker 4, 5, 6 MiB at 10-s intervals: 2 MiB in 20 s, 360 MiB/h. With two
+/// samples it is left out, and thresholds on it say so.
+#[test]
+fn rss_growth_is_fitted_once_there_are_three_samples() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    let warn = ["-w", "rss_growth=~:100MiB"];
+    for (i, kib) in [4096, 5120].into_iter().enumerate() {
+        service(&tree, (812, 1000), &[813, 814], 0, kib);
+        let out = run_at(&tree, state.path(), 1000.0 + 10.0 * i as f64, &warn);
+        let text = stdout_of(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert_eq!(perf_item(&status_line(&out), "rss_growth"), None, "{text}");
+        assert!(
+            text.contains("\nrss_growth: not measured in this run, thresholds not evaluated"),
+            "{text}"
+        );
+    }
+    service(&tree, (812, 1000), &[813, 814], 0, 6144);
+    let out = run_at(&tree, state.path(), 1020.0, &warn);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let line = status_line(&out);
+    assert!(
+        line.contains(", rss_growth 360.0 MiB/h > 100.0 MiB/h | "),
+        "{text}"
+    );
+    // bytes per hour in perfdata, and no min: it may be negative
+    assert!(
+        line.contains(" rss_growth=377487360B;~:104857600;;; "),
+        "{text}"
+    );
+    // down to 2 MiB: the fit over 4, 5, 6, 2 MiB is -0.05 MiB/s, -180 MiB/h
+    service(&tree, (812, 1000), &[813, 814], 0, 2048);
+    let out = run_at(&tree, state.path(), 1030.0, &[]);
+    let line = status_line(&out);
+    assert_eq!(perf_value(&line, "rss_growth"), -180.0 * 1024.0 * 1024.0);
+    assert!(line.contains(" rss_growth=-188743680B;;;; "), "{line}");
+}
+
+/// A tick file of the release before the history is a baseline: the CPU figure is exact, and
+/// the file is rewritten as v2 with its first sample.
+#[test]
+fn a_v1_tick_file_is_upgraded_without_losing_the_baseline() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    nginx(&tree, 100);
+    run_at(&tree, state.path(), 1000.0, &[]);
+    let path = tick_file(state.path());
+    fs::write(
+        &path,
+        "check_workers ticks v1\n# written by check_workers; ticks are 1/hz seconds\n\
+         uptime 1000.00\nbtime 1700000000\nhz 100\n\
+         # kind pid starttime utime stime cutime cstime\nmaster 812 1000 0 0 0 0\n\
+         worker 813 1100 100 0 0 0\nworker 814 1100 100 0 0 0\nworker 815 1100 100 0 0 0\n",
+    )
+    .unwrap();
+    // 300 ticks each over 60 s: 15 %
+    nginx(&tree, 400);
+    let out = run_at(&tree, state.path(), 1060.0, &[]);
+    let text = stdout_of(&out);
+    assert!(status_line(&out).contains(" cpu=15%;"), "{text}");
+    assert!(!text.contains("no baseline"), "{text}");
+    let upgraded = fs::read_to_string(&path).unwrap();
+    assert!(
+        upgraded.starts_with("check_workers ticks v2\n"),
+        "{upgraded}"
+    );
+    assert!(upgraded.contains("\nbase 900 0\n"), "{upgraded}");
+    assert!(
+        upgraded.ends_with("\nsample 1060.00 900 0 3 4194304 812:1000\n"),
+        "{upgraded}"
+    );
+}
+
+/// A v2 file whose history is off in any way is no baseline, as any corrupt file, and the
+/// run writes a good one.
+#[test]
+fn a_corrupt_history_is_no_baseline() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    nginx(&tree, 100);
+    run_at(&tree, state.path(), 1000.0, &[]);
+    run_at(&tree, state.path(), 1060.0, &[]);
+    let path = tick_file(state.path());
+    let good = fs::read_to_string(&path).unwrap();
+    for bad in [
+        good.replace("sample 1000.00", "sample 1070.00"),
+        good.replace("keep 900", "keep many"),
+        good.replace(" 812:1000\n", " 812\n"),
+        good.replace("base 0 0\n", ""),
+        format!("{good}sample 1060.00 0 0 3 4194304 -\n"),
+    ] {
+        assert_ne!(bad, good);
+        fs::write(&path, &bad).unwrap();
+        let out = run_at(&tree, state.path(), 1120.0, &[]);
+        let text = stdout_of(&out);
+        assert!(
+            text.contains("\nno baseline (tick file discarded: ")
+                && text.contains(" and --interval 0: cpu not measured in this run\n"),
+            "{bad}\n{text}"
+        );
+        let now = fs::read_to_string(&path).unwrap();
+        assert!(
+            check_workers::state::TickState::parse(&now).is_ok(),
+            "{now}"
+        );
+        assert!(
+            now.ends_with("\nsample 1120.00 0 0 3 4194304 812:1000\n"),
+            "{now}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real processes: spawned under unique names on the real /proc, figures within bands (the
+// machine is shared), compared with what the workers' own counters say over the same spans.
+
+mod real {
+    use std::fs;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command as StdCommand, Output};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use assert_cmd::Command;
+    use tempfile::TempDir;
+
+    use super::{perf_item, perf_value};
+    use crate::fixture::spawn::{copy_executable, unique};
+    use crate::fixture::{cpu_heavy, state_dir, status_line, stdout_of};
+
+    /// A worker that names itself (PR_SET_NAME), then burns CPU in 10-ms cycles: busy for the
+    /// share in the file `argv[2]` (re-read every cycle, so a test can change the load), idle
+    /// for the rest.
+    const DUTY_WORKER: &str = r#"
+import ctypes, sys, time
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+while True:
+    with open(sys.argv[2]) as f:
+        share = float(f.read())
+    end = time.monotonic() + 0.01 * share
+    while time.monotonic() < end:
+        pass
+    time.sleep(0.01 * (1 - share))
+"#;
+
+    /// A worker that names itself, then grows by `argv[2]` bytes a second, touching each page.
+    const GROWING_WORKER: &str = r#"
+import ctypes, sys, time
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)
+rate, held, chunks, start = int(sys.argv[2]), 0, [], time.monotonic()
+while True:
+    want = int((time.monotonic() - start) * rate)
+    if want > held:
+        chunks.append(b"x" * (want - held))
+        held = want
+    time.sleep(0.05)
+"#;
+
+    /// Children killed and reaped when dropped, and a directory for their files.
+    struct Spawned {
+        dir: TempDir,
+        children: Vec<Child>,
+    }
+
+    impl Spawned {
+        fn new() -> Spawned {
+            Spawned {
+                dir: tempfile::tempdir().unwrap(),
+                children: Vec::new(),
+            }
+        }
+
+        /// `count` python3 workers named `name` running `script` with `arg`.
+        fn python(&mut self, script: &str, name: &str, arg: &str, count: usize) {
+            for _ in 0..count {
+                let child = StdCommand::new("python3")
+                    .args(["-c", script, name, arg])
+                    .spawn()
+                    .unwrap();
+                self.children.push(child);
+            }
+        }
+
+        fn pids(&self) -> Vec<u32> {
+            self.children.iter().map(Child::id).collect()
+        }
+    }
+
+    impl Drop for Spawned {
+        fn drop(&mut self) {
+            for child in &mut self.children {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
+    fn python3_available() -> bool {
+        StdCommand::new("python3")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn real_check(state: &Path, args: &[&str]) -> Output {
+        Command::cargo_bin("check_workers")
+            .unwrap()
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .arg("--state-dir")
+            .arg(state)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// utime + stime of `pids` from their `stat`, clock ticks.
+    fn ticks_of(pids: &[u32]) -> u64 {
+        pids.iter()
+            .map(|pid| {
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+                let rest: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
+                rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
+            })
+            .sum()
+    }
+
+    /// The seconds `-vv` says the CPU figure was measured over.
+    fn measured_over(text: &str) -> f64 {
+        text.split("cpu: measured over ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no interval note: {text}"))
+    }
+
+    /// The issue's test: 3 workers at a steady 60 % of a core, one run, then 10 runs about
+    /// 0.1 s apart from 2 s later. Each figure must be within 15 points of what the workers'
+    /// own counters say over the same span (before: 0 % to 150 %, and n/a).
+    #[test]
+    fn back_to_back_runs_on_a_steady_load_stay_close_to_the_truth() {
+        if !python3_available() {
+            crate::fixture::skip("back_to_back_runs...", "needs python3");
+            return;
+        }
+        let _serial = cpu_heavy();
+        let mut spawned = Spawned::new();
+        let name = unique("cwh");
+        let duty = spawned.dir.path().join("duty");
+        fs::write(&duty, "0.6").unwrap();
+        spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 3);
+        let pids = spawned.pids();
+        thread::sleep(Duration::from_millis(500));
+        let state = state_dir();
+        let args = ["-n", name.as_str(), "-vv", "--interval", "0.5"];
+        let started = Instant::now();
+        // (seconds since started, the workers' ticks) right after each run
+        let mut truth: Vec<(f64, u64)> = Vec::new();
+        let first = real_check(state.path(), &args);
+        assert_eq!(perf_value(&status_line(&first), "workers"), 3.0);
+        truth.push((started.elapsed().as_secs_f64(), ticks_of(&pids)));
+        thread::sleep(Duration::from_secs(2));
+        let mut report = Vec::new();
+        for _ in 0..10 {
+            let out = real_check(state.path(), &args);
+            let now = (started.elapsed().as_secs_f64(), ticks_of(&pids));
+            let text = stdout_of(&out);
+            let cpu = perf_value(&status_line(&out), "cpu");
+            let over = measured_over(&text);
+            // the record closest to where the check's interval started
+            let from = *truth
+                .iter()
+                .min_by(|a, b| {
+                    let off = |r: &(f64, u64)| (now.0 - over - r.0).abs();
+                    off(a).total_cmp(&off(b))
+                })
+                .unwrap();
+            // ticks are 1/100 s: ticks per second are percent of one core
+            let true_cpu = (now.1 - from.1) as f64 / (now.0 - from.0);
+            report.push(format!("{cpu:.1} (true {true_cpu:.1}, over {over:.2} s)"));
+            assert!(over >= 1.0, "an interval under 1 s: {text}");
+            assert!(
+                (cpu - true_cpu).abs() <= 15.0,
+                "cpu {cpu} vs true {true_cpu} over {over} s: {text}\n{report:?}"
+            );
+            truth.push(now);
+            thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("back-to-back figures: {}", report.join(", "));
+    }
+
+    /// An average over a window that holds a steady stretch and a burst lies between the two;
+    /// on the first run, with nothing to average over, it is the run's own figure.
+    #[test]
+    fn cpu_avg_over_a_burst_lies_between_steady_and_burst() {
+        if !python3_available() {
+            crate::fixture::skip("cpu_avg_over_a_burst...", "needs python3");
+            return;
+        }
+        let _serial = cpu_heavy();
+        let mut spawned = Spawned::new();
+        let name = unique("cwa");
+        let duty = spawned.dir.path().join("duty");
+        fs::write(&duty, "0.15").unwrap();
+        spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 2);
+        thread::sleep(Duration::from_millis(500));
+        let state = state_dir();
+        // a first run has only its own sample: cpu_avg is the CPU measured within the run
+        let first = real_check(
+            state.path(),
+            &["-n", &name, "--interval", "0.5", "--average", "4s"],
+        );
+        let text = stdout_of(&first);
+        let line = status_line(&first);
+        assert_eq!(
+            perf_value(&line, "cpu_avg"),
+            perf_value(&line, "cpu"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ncpu_avg: over 0.5")
+                && text.contains(" s within this run, of the 4 s window (no history yet)\n"),
+            "{text}"
+        );
+        let args = ["-n", name.as_str(), "--interval", "0", "--average", "4s"];
+        thread::sleep(Duration::from_secs(2));
+        let steady = perf_value(&status_line(&real_check(state.path(), &args)), "cpu");
+        fs::write(&duty, "0.85").unwrap();
+        thread::sleep(Duration::from_secs(2));
+        let out = real_check(state.path(), &args);
+        let line = status_line(&out);
+        let burst = perf_value(&line, "cpu");
+        let average = perf_value(&line, "cpu_avg");
+        eprintln!("steady {steady:.1}, burst {burst:.1}, cpu_avg over 4 s {average:.1}");
+        assert!(
+            burst > steady + 20.0,
+            "no burst to average: {steady} {burst}"
+        );
+        assert!(
+            steady + 5.0 < average && average < burst - 5.0,
+            "steady {steady}, burst {burst}, cpu_avg {average}: {}",
+            stdout_of(&out)
+        );
+    }
+
+    /// A master (a shell) with two children of the same name, as nginx runs; killed and
+    /// started again, as systemd would. Its process group dies with it.
+    struct Service {
+        master: Child,
+        _dir: TempDir,
+    }
+
+    impl Service {
+        fn start(name: &str) -> Service {
+            use std::os::unix::process::CommandExt;
+            let dir = tempfile::tempdir().unwrap();
+            let (shell, sleep): (PathBuf, PathBuf) = (dir.path().join("m"), dir.path().join("w"));
+            for (from, to) in [("/bin/sh", &shell), ("/bin/sleep", &sleep)] {
+                fs::create_dir(to).unwrap();
+                copy_executable(Path::new(from), &to.join(name));
+            }
+            let master = StdCommand::new(shell.join(name))
+                .args(["-c", r#""$1" 600 & "$1" 600 & wait"#, "master"])
+                .arg(sleep.join(name))
+                .process_group(0)
+                .spawn()
+                .unwrap();
+            let children = format!("/proc/{0}/task/{0}/children", master.id());
+            for _ in 0..200 {
+                let listed = fs::read_to_string(&children).unwrap_or_default();
+                if listed.split_whitespace().count() == 2 {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            Service { master, _dir: dir }
+        }
+    }
+
+    impl Drop for Service {
+        fn drop(&mut self) {
+            // SAFETY: signals the process group this test created
+            unsafe {
+                nix::libc::kill(-(self.master.id() as i32), nix::libc::SIGKILL);
+            }
+            let _ = self.master.wait();
+        }
+    }
+
+    #[test]
+    fn a_killed_and_restarted_master_is_one_restart() {
+        let name = unique("cwm");
+        let state = state_dir();
+        let args = ["-n", name.as_str(), "--interval", "0", "-w", "restarts=0"];
+        let service = Service::start(&name);
+        let master = service.master.id();
+        let first = real_check(state.path(), &args);
+        let line = status_line(&first);
+        assert!(
+            line.contains(&format!(": 2 workers (master {master}), ")),
+            "{line}"
+        );
+        assert_eq!(perf_item(&line, "restarts"), None, "{line}");
+        let again = real_check(state.path(), &args);
+        assert_eq!(again.status.code(), Some(0), "{}", stdout_of(&again));
+        assert_eq!(perf_value(&status_line(&again), "restarts"), 0.0);
+        drop(service);
+        let service = Service::start(&name);
+        let out = real_check(state.path(), &args);
+        let text = stdout_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{text}");
+        let line = status_line(&out);
+        assert!(
+            line.contains(&format!("(master {}), ", service.master.id())),
+            "{text}"
+        );
+        assert!(line.contains(", restarts 1 > 0 | "), "{text}");
+        let after = real_check(state.path(), &args);
+        assert_eq!(perf_value(&status_line(&after), "restarts"), 0.0);
+    }
+
+    /// Two workers growing 1 MiB/s each: the average worker grows 3600 MiB an hour.
+    #[test]
+    fn workers_growing_a_mebibyte_a_second_grow_3_5_gib_an_hour() {
+        if !python3_available() {
+            crate::fixture::skip("workers_growing...", "needs python3");
+            return;
+        }
+        let mut spawned = Spawned::new();
+        let name = unique("cwg");
+        spawned.python(GROWING_WORKER, &name, "1048576", 2);
+        thread::sleep(Duration::from_millis(500));
+        let state = state_dir();
+        let args = ["-n", name.as_str(), "--interval", "0", "--average", "15s"];
+        let mut out = real_check(state.path(), &args);
+        for _ in 0..3 {
+            thread::sleep(Duration::from_millis(3500));
+            out = real_check(state.path(), &args);
+        }
+        let line = status_line(&out);
+        let growth = perf_value(&line, "rss_growth");
+        let expected = 3600.0 * 1024.0 * 1024.0;
+        eprintln!(
+            "rss_growth {:.2} GiB/h (expected {:.2})",
+            growth / (1u64 << 30) as f64,
+            expected / (1u64 << 30) as f64
+        );
+        assert!(
+            (growth - expected).abs() <= 0.3 * expected,
+            "rss_growth {growth} vs {expected}: {}",
+            stdout_of(&out)
+        );
+    }
+}
