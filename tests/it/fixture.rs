@@ -417,6 +417,11 @@ pub fn real_check(state: &Path) -> Command {
     cmd
 }
 
+/// [`real_check`] with `args`, run to its end.
+pub fn real_run(state: &Path, args: &[&str]) -> std::process::Output {
+    real_check(state).args(args).output().unwrap()
+}
+
 /// A fresh state directory.
 pub fn state_dir() -> TempDir {
     tempfile::tempdir().unwrap()

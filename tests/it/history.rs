@@ -6,6 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
+use crate::fixture::perfdata::of_line;
 use crate::fixture::{check, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree};
 
 const WWW: u32 = 33;
@@ -45,24 +46,6 @@ fn run_at(tree: &ProcTree, state: &Path, uptime: f64, extra: &[&str]) -> Output 
         .args(["-n", "nginx", "--interval", "0"])
         .args(extra)
         .output()
-        .unwrap()
-}
-
-/// The perfdata item of `label` (`cpu=20%;;;0;200`), if the status line has it.
-fn perf_item(line: &str, label: &str) -> Option<String> {
-    let perf = line.split_once(" | ")?.1;
-    perf.split(' ')
-        .find(|item| item.starts_with(&format!("{label}=")))
-        .map(str::to_string)
-}
-
-/// The number of a perfdata item, units stripped.
-fn perf_value(line: &str, label: &str) -> f64 {
-    let item = perf_item(line, label).unwrap_or_else(|| panic!("no {label} in {line}"));
-    let value = item[label.len() + 1..].split(';').next().unwrap();
-    value
-        .trim_end_matches(|c: char| c.is_ascii_alphabetic() || c == '%')
-        .parse()
         .unwrap()
 }
 
@@ -111,7 +94,7 @@ fn a_rerun_a_tenth_of_a_second_later_measures_since_an_older_sample() {
         "{text}"
     );
     // per-worker CPU needs per-worker ticks, which the history does not keep
-    assert_eq!(perf_item(&line, "cpu_max"), None, "{text}");
+    assert_eq!(of_line(&line).item("cpu_max"), None, "{text}");
     assert!(
         text.contains(
             "\ncpu: measured over 60.00 s from the history: the last run, 0.10 s ago, is too \
@@ -190,7 +173,7 @@ fn cpu_avg_over_a_window_and_over_a_short_history() {
         let out = run_at(&tree, state.path(), 1000.0 + 60.0 * minute as f64, &avg);
         if minute == 0 {
             // no CPU figure at all on a first run with --interval 0
-            assert!(perf_item(&status_line(&out), "cpu_avg").is_none());
+            assert!(of_line(&status_line(&out)).item("cpu_avg").is_none());
         }
     }
     let out = run_at(&tree, state.path(), 1120.0, &avg);
@@ -227,7 +210,11 @@ fn cpu_avg_over_a_window_and_over_a_short_history() {
 fn restarts_count_new_masters() {
     let tree = ProcTree::new(1000.0);
     let state = state_dir();
-    let restarts = |out: &Output| perf_item(&status_line(out), "restarts");
+    let restarts = |out: &Output| {
+        of_line(&status_line(out))
+            .item("restarts")
+            .map(str::to_string)
+    };
     nginx(&tree, 0);
     let first = run_at(&tree, state.path(), 1000.0, &[]);
     assert_eq!(restarts(&first), None, "no earlier sample");
@@ -268,7 +255,11 @@ fn rss_growth_is_fitted_once_there_are_three_samples() {
         let out = run_at(&tree, state.path(), 1000.0 + 10.0 * i as f64, &warn);
         let text = stdout_of(&out);
         assert_eq!(out.status.code(), Some(0), "{text}");
-        assert_eq!(perf_item(&status_line(&out), "rss_growth"), None, "{text}");
+        assert_eq!(
+            of_line(&status_line(&out)).item("rss_growth"),
+            None,
+            "{text}"
+        );
         assert!(
             text.contains("\nrss_growth: not measured in this run, thresholds not evaluated"),
             "{text}"
@@ -292,7 +283,10 @@ fn rss_growth_is_fitted_once_there_are_three_samples() {
     service(&tree, (812, 1000), &[813, 814], 0, 2048);
     let out = run_at(&tree, state.path(), 1030.0, &[]);
     let line = status_line(&out);
-    assert_eq!(perf_value(&line, "rss_growth"), -180.0 * 1024.0 * 1024.0);
+    assert_eq!(
+        of_line(&line).number("rss_growth"),
+        -180.0 * 1024.0 * 1024.0
+    );
     assert!(line.contains(" rss_growth=-188743680B;;;; "), "{line}");
 }
 
@@ -377,16 +371,16 @@ fn a_corrupt_history_is_no_baseline() {
 mod real {
     use std::fs;
     use std::path::{Path, PathBuf};
-    use std::process::{Child, Command as StdCommand, Output};
+    use std::process::{Child, Command as StdCommand};
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use assert_cmd::Command;
     use tempfile::TempDir;
 
-    use super::{perf_item, perf_value};
+    use crate::fixture::perfdata::of_line;
+    use crate::fixture::spawn::Spawned;
     use crate::fixture::spawn::{copy_executable, unique};
-    use crate::fixture::{cpu_heavy, state_dir, status_line, stdout_of};
+    use crate::fixture::{cpu_heavy, real_run as real_check, state_dir, status_line, stdout_of};
 
     /// A worker that names itself (PR_SET_NAME), then burns CPU in 10-ms cycles: busy for the
     /// share in the file `argv[2]` (re-read every cycle, so a test can change the load), idle
@@ -416,73 +410,11 @@ while True:
     time.sleep(0.05)
 "#;
 
-    /// Children killed and reaped when dropped, and a directory for their files.
-    struct Spawned {
-        dir: TempDir,
-        children: Vec<Child>,
-    }
-
-    impl Spawned {
-        fn new() -> Spawned {
-            Spawned {
-                dir: tempfile::tempdir().unwrap(),
-                children: Vec::new(),
-            }
-        }
-
-        /// `count` python3 workers named `name` running `script` with `arg`.
-        fn python(&mut self, script: &str, name: &str, arg: &str, count: usize) {
-            for _ in 0..count {
-                let child = StdCommand::new("python3")
-                    .args(["-c", script, name, arg])
-                    .spawn()
-                    .unwrap();
-                self.children.push(child);
-            }
-        }
-
-        fn pids(&self) -> Vec<u32> {
-            self.children.iter().map(Child::id).collect()
-        }
-    }
-
-    impl Drop for Spawned {
-        fn drop(&mut self) {
-            for child in &mut self.children {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-
     fn python3_available() -> bool {
         StdCommand::new("python3")
             .arg("--version")
             .output()
             .is_ok_and(|o| o.status.success())
-    }
-
-    fn real_check(state: &Path, args: &[&str]) -> Output {
-        Command::cargo_bin("check_workers")
-            .unwrap()
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .arg("--state-dir")
-            .arg(state)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// utime + stime of `pids` from their `stat`, clock ticks.
-    fn ticks_of(pids: &[u32]) -> u64 {
-        pids.iter()
-            .map(|pid| {
-                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-                let rest: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split(' ').collect();
-                rest[11].parse::<u64>().unwrap() + rest[12].parse::<u64>().unwrap()
-            })
-            .sum()
     }
 
     /// The seconds `-vv` says the CPU figure was measured over.
@@ -506,10 +438,9 @@ while True:
         let _serial = cpu_heavy();
         let mut spawned = Spawned::new();
         let name = unique("cwh");
-        let duty = spawned.dir.path().join("duty");
+        let duty = spawned.dir().join("duty");
         fs::write(&duty, "0.6").unwrap();
         spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 3);
-        let pids = spawned.pids();
         thread::sleep(Duration::from_millis(500));
         let state = state_dir();
         let args = ["-n", name.as_str(), "-vv", "--interval", "0.5"];
@@ -517,15 +448,15 @@ while True:
         // (seconds since started, the workers' ticks) right after each run
         let mut truth: Vec<(f64, u64)> = Vec::new();
         let first = real_check(state.path(), &args);
-        assert_eq!(perf_value(&status_line(&first), "workers"), 3.0);
-        truth.push((started.elapsed().as_secs_f64(), ticks_of(&pids)));
+        assert_eq!(of_line(&status_line(&first)).number("workers"), 3.0);
+        truth.push((started.elapsed().as_secs_f64(), spawned.cpu_ticks()));
         thread::sleep(Duration::from_secs(2));
         let mut report = Vec::new();
         for _ in 0..10 {
             let out = real_check(state.path(), &args);
-            let now = (started.elapsed().as_secs_f64(), ticks_of(&pids));
+            let now = (started.elapsed().as_secs_f64(), spawned.cpu_ticks());
             let text = stdout_of(&out);
-            let cpu = perf_value(&status_line(&out), "cpu");
+            let cpu = of_line(&status_line(&out)).number("cpu");
             let over = measured_over(&text);
             // the record closest to where the check's interval started
             let from = *truth
@@ -560,7 +491,7 @@ while True:
         let _serial = cpu_heavy();
         let mut spawned = Spawned::new();
         let name = unique("cwa");
-        let duty = spawned.dir.path().join("duty");
+        let duty = spawned.dir().join("duty");
         fs::write(&duty, "0.15").unwrap();
         spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 2);
         thread::sleep(Duration::from_millis(500));
@@ -573,8 +504,8 @@ while True:
         let text = stdout_of(&first);
         let line = status_line(&first);
         assert_eq!(
-            perf_value(&line, "cpu_avg"),
-            perf_value(&line, "cpu"),
+            of_line(&line).number("cpu_avg"),
+            of_line(&line).number("cpu"),
             "{text}"
         );
         assert!(
@@ -584,13 +515,13 @@ while True:
         );
         let args = ["-n", name.as_str(), "--interval", "0", "--average", "4s"];
         thread::sleep(Duration::from_secs(2));
-        let steady = perf_value(&status_line(&real_check(state.path(), &args)), "cpu");
+        let steady = of_line(&status_line(&real_check(state.path(), &args))).number("cpu");
         fs::write(&duty, "0.85").unwrap();
         thread::sleep(Duration::from_secs(2));
         let out = real_check(state.path(), &args);
         let line = status_line(&out);
-        let burst = perf_value(&line, "cpu");
-        let average = perf_value(&line, "cpu_avg");
+        let burst = of_line(&line).number("cpu");
+        let average = of_line(&line).number("cpu_avg");
         eprintln!("steady {steady:.1}, burst {burst:.1}, cpu_avg over 4 s {average:.1}");
         assert!(
             burst > steady + 20.0,
@@ -660,10 +591,10 @@ while True:
             line.contains(&format!(": 2 workers (master {master}), ")),
             "{line}"
         );
-        assert_eq!(perf_item(&line, "restarts"), None, "{line}");
+        assert_eq!(of_line(&line).item("restarts"), None, "{line}");
         let again = real_check(state.path(), &args);
         assert_eq!(again.status.code(), Some(0), "{}", stdout_of(&again));
-        assert_eq!(perf_value(&status_line(&again), "restarts"), 0.0);
+        assert_eq!(of_line(&status_line(&again)).number("restarts"), 0.0);
         drop(service);
         let service = Service::start(&name);
         let out = real_check(state.path(), &args);
@@ -676,7 +607,7 @@ while True:
         );
         assert!(line.contains(", restarts 1 > 0 | "), "{text}");
         let after = real_check(state.path(), &args);
-        assert_eq!(perf_value(&status_line(&after), "restarts"), 0.0);
+        assert_eq!(of_line(&status_line(&after)).number("restarts"), 0.0);
     }
 
     /// Two workers growing 1 MiB/s each: the average worker grows 3600 MiB an hour.
@@ -698,7 +629,7 @@ while True:
             out = real_check(state.path(), &args);
         }
         let line = status_line(&out);
-        let growth = perf_value(&line, "rss_growth");
+        let growth = of_line(&line).number("rss_growth");
         let expected = 3600.0 * 1024.0 * 1024.0;
         eprintln!(
             "rss_growth {:.2} GiB/h (expected {:.2})",
