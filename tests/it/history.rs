@@ -441,6 +441,7 @@ while True:
         let duty = spawned.dir().join("duty");
         fs::write(&duty, "0.6").unwrap();
         spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 3);
+        spawned.wait_until_named(&name);
         thread::sleep(Duration::from_millis(500));
         let state = state_dir();
         let args = ["-n", name.as_str(), "-vv", "--interval", "0.5"];
@@ -494,6 +495,7 @@ while True:
         let duty = spawned.dir().join("duty");
         fs::write(&duty, "0.15").unwrap();
         spawned.python(DUTY_WORKER, &name, duty.to_str().unwrap(), 2);
+        spawned.wait_until_named(&name);
         thread::sleep(Duration::from_millis(500));
         let state = state_dir();
         // a first run has only its own sample: cpu_avg is the CPU measured within the run
@@ -620,6 +622,7 @@ while True:
         let mut spawned = Spawned::new();
         let name = unique("cwg");
         spawned.python(GROWING_WORKER, &name, "1048576", 2);
+        spawned.wait_until_named(&name);
         thread::sleep(Duration::from_millis(500));
         let state = state_dir();
         let args = ["-n", name.as_str(), "--interval", "0", "--average", "15s"];
