@@ -3,7 +3,8 @@
 //!
 //!     cargo run --example assets -- target/assets
 //!
-//! The Debian package (`cargo deb`, see README "Install") ships what this writes.
+//! The Debian and RPM packages (`cargo deb`, `cargo generate-rpm`, see README "Install") ship
+//! what this writes.
 
 use std::fs;
 use std::path::PathBuf;
