@@ -934,7 +934,8 @@ mod tests {
         }
     }
 
-    fn snapshot(uptime: f64) -> Snapshot {
+    /// A reading of the fixture host at `uptime` (also for the tests of `past`).
+    pub(super) fn snapshot(uptime: f64) -> Snapshot {
         Snapshot {
             uptime,
             btime: 1_700_000_000,

@@ -345,6 +345,7 @@ impl Run<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::snapshot;
     use super::super::{compute, Capacity, Figures};
     use super::*;
     use crate::catalog::MetricName::{self, Cpu, CpuMax, CpuUser};
@@ -357,16 +358,6 @@ mod tests {
             utime,
             rss: 4 << 20,
             ..ProcSample::default()
-        }
-    }
-
-    fn snapshot(uptime: f64) -> Snapshot {
-        Snapshot {
-            uptime,
-            btime: 1_700_000_000,
-            clock_ticks: 100,
-            cpus: 4,
-            ..Snapshot::default()
         }
     }
 
