@@ -17,10 +17,10 @@ use crate::fixture::perfdata::Perfdata;
 use crate::fixture::spawn::{install_binary, public_dir, unique, Spawned};
 use crate::fixture::{binary, command, cpu_heavy};
 
-const ICINGA2: &str = "/usr/sbin/icinga2";
+pub(super) const ICINGA2: &str = "/usr/sbin/icinga2";
 
 /// The `-D` constants that keep Icinga 2 in `dir` and running as nagios.
-fn icinga_defines(dir: &Path) -> Vec<String> {
+pub(super) fn icinga_defines(dir: &Path) -> Vec<String> {
     let mut defines: Vec<String> = ["data", "log", "cache", "spool"]
         .iter()
         .map(|sub| {

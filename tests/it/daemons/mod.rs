@@ -7,6 +7,8 @@
 //!   sets every variable and the uncommented examples, then the daemon itself running the check
 //!   every second, its PerfdataWriter file, and (with `influxd`) the points its InfluxdbWriter
 //!   wrote, read back with the queries of `contrib/grafana/check_workers-influxdb.json`;
+//! - Icinga 2 on many hosts: a master and an agent with their own CA, the CheckCommand synced
+//!   to the agent in a global zone, a `command_endpoint` Service, and the agent stopped;
 //! - Nagios 4: `nagios4 -v` on `contrib/nagios/commands.cfg` and its uncommented examples;
 //! - nginx with 3 workers: the count, the master and the memory figures against /proc.
 //!
@@ -18,6 +20,7 @@
 //! the [`Daemon`] guard, and the perfdata labels every run must carry.
 
 mod icinga2;
+mod icinga2_agent;
 mod influxdb;
 mod nagios;
 mod nginx;
