@@ -576,31 +576,34 @@ impl ProcDir {
         Ok(rustix::fs::readlinkat(&self.0, name, Vec::new())?.into_bytes())
     }
 
-    /// The names in a subdirectory (`task`), without `.` and `..`.
-    fn entries(&self, name: &str) -> io::Result<Vec<String>> {
+    /// Calls `each` with the name of every entry of a subdirectory (`fd`, `task`), `.` and
+    /// `..` left out, without allocating per entry: `fd/` can hold thousands.
+    fn each_entry(&self, name: &str, mut each: impl FnMut(&[u8])) -> io::Result<()> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let dir = rustix::fs::Dir::new(rustix::fs::openat(&self.0, name, flags, Mode::empty())?)?;
-        let mut names = Vec::new();
         for entry in dir {
             let entry = entry?;
-            let name = entry.file_name().to_string_lossy();
-            if name != "." && name != ".." {
-                names.push(name.into_owned());
+            let entry_name = entry.file_name().to_bytes();
+            if !matches!(entry_name, b"." | b"..") {
+                each(entry_name);
             }
         }
+        Ok(())
+    }
+
+    /// The entries of a subdirectory (`task`), by name.
+    fn entries(&self, name: &str) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        self.each_entry(name, |entry| {
+            names.push(String::from_utf8_lossy(entry).into_owned())
+        })?;
         Ok(names)
     }
 
-    /// Entries of a subdirectory (`fd`), without `.` and `..`.
+    /// How many entries a subdirectory (`fd`) has.
     fn count_entries(&self, name: &str) -> io::Result<u64> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let dir = rustix::fs::Dir::new(rustix::fs::openat(&self.0, name, flags, Mode::empty())?)?;
         let mut entries = 0;
-        for entry in dir {
-            if !matches!(entry?.file_name().to_bytes(), b"." | b"..") {
-                entries += 1;
-            }
-        }
+        self.each_entry(name, |_| entries += 1)?;
         Ok(entries)
     }
 }
