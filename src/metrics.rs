@@ -114,6 +114,10 @@ pub enum Unrecovered {
     MasterUnreadable,
     /// its reaped-children I/O, or a gone worker's counters, not known at both samples
     NotKnown,
+    /// its reaped children burnt more CPU than the exited workers could have (see
+    /// [`ExitedWorkers::at_most`]): what it reaped was not only workers, and bytes cannot be
+    /// capped as ticks can
+    NotWorkers,
 }
 
 /// Why a run with an interval has no I/O figures: the metrics are left out, never a 0 or a
@@ -164,6 +168,9 @@ pub struct ExitedWorkers {
     pub user_ticks: u64,
     /// system ticks recovered
     pub system_ticks: u64,
+    /// reaped-children ticks beyond what `count` workers could have used in the interval
+    /// (one core each): not theirs, so left out of the figures
+    pub beyond: u64,
 }
 
 /// Everything the check measured. The metrics' values are keyed by catalog entry, so
@@ -267,6 +274,16 @@ fn cpu_notes(cpu: &CpuFigures, label: &str, verbosity: u8) -> Vec<String> {
             cpu.unknown_workers
         ));
     }
+    if let Some(exited) = cpu.exited.filter(|e| e.beyond > 0) {
+        notes.push(format!(
+            "{}: the master's reaped-children time exceeds what {} exited workers could have \
+             used in the {:.0} s interval; {} ticks left out",
+            Cpu.label(),
+            exited.count,
+            cpu.interval,
+            exited.beyond
+        ));
+    }
     if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
         notes.push(format!(
             "{}: {} workers exited within the interval; {} ticks recovered from the \
@@ -315,6 +332,9 @@ fn io_recovery_note(io: &IoFigures, verbosity: u8) -> Option<String> {
         }
         (Some(Unrecovered::NotKnown), _) => {
             "the master's reaped-children I/O not known at both samples"
+        }
+        (Some(Unrecovered::NotWorkers), _) => {
+            "the master reaped more than the exited workers could have done"
         }
         (None, Some(e)) if verbosity > 1 => {
             return Some(format!(
@@ -390,7 +410,14 @@ pub fn compute(
         hz: run.hz,
         divisor: capacity.cpu_divisor,
     };
-    let (io_bytes, io) = io_since(previous, &tally, (workers, masters), ticks.as_deref());
+    let exited_cpu = cpu.as_ref().and_then(|c| c.exited);
+    let (io_bytes, io) = io_since(
+        previous,
+        &tally,
+        (workers, masters),
+        ticks.as_deref(),
+        exited_cpu,
+    );
     let per_worker = per_worker(
         workers,
         ticks.as_deref(),
@@ -441,6 +468,7 @@ fn io_since(
     tally: &past::Tally,
     (workers, masters): (&[ProcSample], &[ProcSample]),
     ticks: Option<&[WorkerCpu]>,
+    exited_cpu: Option<ExitedWorkers>,
 ) -> IoSince {
     let base = previous
         .in_run
@@ -450,7 +478,7 @@ fn io_since(
         .map(|(base, ticks)| worker_io_bytes(workers, base, ticks));
     let io = base
         .zip(bytes.as_deref())
-        .map(|(base, bytes)| io_interval(base, workers, masters, bytes));
+        .map(|(base, bytes)| io_interval(base, (workers, masters), bytes, exited_cpu));
     (bytes, io)
 }
 
@@ -546,7 +574,7 @@ fn cpu_interval(
     seconds: f64,
     since: Since,
 ) -> CpuFigures {
-    let exited = exited_workers(prev, workers, masters);
+    let exited = exited_workers(prev, workers, masters).map(|e| e.at_most(seconds * prev_hz(prev)));
     let recovered = |ticks: fn(&ExitedWorkers) -> u64| exited.as_ref().map_or(0, ticks);
     let count = |basis| ticks.iter().filter(|c| c.basis == basis).count();
     CpuFigures {
@@ -592,9 +620,9 @@ fn worker_io_bytes(
 /// describe other workers than the check reports on.
 fn io_interval(
     prev: &TickState,
-    workers: &[ProcSample],
-    masters: &[ProcSample],
+    (workers, masters): (&[ProcSample], &[ProcSample]),
     bytes: &[Option<IoCounters>],
+    exited_cpu: Option<ExitedWorkers>,
 ) -> Result<IoFigures, IoGap> {
     io_readable(workers)?;
     match bytes.iter().filter(|b| b.is_none()).count() {
@@ -605,7 +633,12 @@ fn io_interval(
         .iter()
         .flatten()
         .fold(IoCounters::default(), |sum, b| sum.plus(*b));
-    let recovery = exited_io(prev, workers, masters);
+    let recovery = match exited_io(prev, workers, masters) {
+        Recovery::Recovered(_) if !workers_alone(exited_cpu) => {
+            Recovery::Not(Unrecovered::NotWorkers)
+        }
+        recovery => recovery,
+    };
     let exited = match recovery {
         Recovery::Recovered(bytes) => Some(bytes),
         Recovery::NoMaster | Recovery::Not(_) => None,
@@ -618,6 +651,14 @@ fn io_interval(
             _ => None,
         },
     })
+}
+
+/// Whether the master's reaped-children I/O in the interval can be the exited workers' alone:
+/// none of its reaped CPU was left out as beyond what they could have burnt. Ticks have a
+/// physical bound and bytes have none, so a master whose reaped CPU broke it (it reaped more
+/// than workers) is not trusted for bytes either.
+fn workers_alone(exited_cpu: Option<ExitedWorkers>) -> bool {
+    exited_cpu.is_some_and(|e| e.beyond == 0)
 }
 
 /// Whether every worker's `/proc/PID/io` was read.
@@ -814,10 +855,11 @@ fn unreadable(workers: &[ProcSample], get: fn(&Details) -> Option<u64>) -> usize
 /// exited = delta(masters' cutime + cstime) - ticks the gone workers had at the previous sample
 /// ```
 ///
-/// (that second part was counted in an earlier interval). Clamped at zero. The master's
-/// reaped-children time also holds any other child it reaps (a log helper, a CGI), which is
-/// counted too: an approximation the README documents. With no master, or a master that is
-/// not the same process (pid and starttime) as last time, nothing is recovered.
+/// (that second part was counted in an earlier interval). Clamped at zero, and at what the gone
+/// workers could have burnt ([`ExitedWorkers::at_most`]). The master's reaped-children time
+/// also holds any other child it reaps (a log helper, a CGI), which is counted too within that
+/// bound: an approximation the README documents. With no master, or a master that is not the
+/// same process (pid and starttime) as last time, nothing is recovered.
 fn exited_workers(
     prev: &TickState,
     workers: &[ProcSample],
@@ -834,12 +876,7 @@ fn exited_workers(
         child_user_delta += i128::from(m.cutime) - i128::from(before.cutime);
         child_system_delta += i128::from(m.cstime) - i128::from(before.cstime);
     }
-    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
-    let gone: Vec<&ProcTicks> = prev
-        .workers
-        .iter()
-        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
-        .collect();
+    let gone = gone_workers(prev, workers);
     let counted_user: i128 = gone
         .iter()
         .map(|b| i128::from(b.utime) + i128::from(b.cutime))
@@ -853,7 +890,44 @@ fn exited_workers(
         count: gone.len(),
         user_ticks: clamp(child_user_delta - counted_user),
         system_ticks: clamp(child_system_delta - counted_system),
+        beyond: 0,
     })
+}
+
+/// The workers of the previous sample that are not among `workers` (pid and starttime).
+fn gone_workers<'a>(prev: &'a TickState, workers: &[ProcSample]) -> Vec<&'a ProcTicks> {
+    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
+    prev.workers
+        .iter()
+        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
+        .collect()
+}
+
+/// Clock ticks per second of the tick file's readings (checked equal to this run's).
+fn prev_hz(prev: &TickState) -> f64 {
+    prev.clock_ticks.max(1) as f64
+}
+
+impl ExitedWorkers {
+    /// At most what `count` workers could have burnt in `interval_ticks` (the interval in
+    /// clock ticks): one core each, for the whole interval. A master reaps whatever children it
+    /// has, and a parent whose reaped time was never the workers' (a helper it runs, a
+    /// long-lived child reaped at last) must not turn into hundreds of percent: the excess is
+    /// left out, split between user and system as the recovered ticks are, and noted.
+    fn at_most(self, interval_ticks: f64) -> ExitedWorkers {
+        let total = self.user_ticks.saturating_add(self.system_ticks);
+        let limit = (self.count as f64 * interval_ticks).floor().max(0.0) as u64;
+        if total <= limit {
+            return self;
+        }
+        let user = (u128::from(self.user_ticks) * u128::from(limit) / u128::from(total)) as u64;
+        ExitedWorkers {
+            user_ticks: user,
+            system_ticks: limit - user,
+            beyond: total - limit,
+            ..self
+        }
+    }
 }
 
 /// Ticks one worker spent inside the interval.
@@ -1084,6 +1158,53 @@ mod tests {
         assert_eq!((exited.user_ticks, exited.system_ticks), (1700, 40));
         // (600 + 1700 + 40) / 6000 = 39 %
         assert!((total(&f) - 39.0).abs() < 1e-9, "{}", total(&f));
+    }
+
+    // Regression (issue 16.1): a child the master ran for hours and reaped inside one interval
+    // made thousands of percent of "exited workers".
+    #[test]
+    fn recovery_never_exceeds_what_the_exited_workers_could_have_burnt() {
+        // one worker gone: at most 60 s x 100 Hz = 6000 ticks; the master reaped 30000 + 10000
+        let mut prev = previous(
+            1000.0,
+            vec![io_ticks(20, 500, 0, 0), io_ticks(21, 500, 0, 0)],
+        );
+        prev.masters = vec![ProcTicks {
+            io: Some(io(0, 0)),
+            ..master_ticks(5000, 700)
+        }];
+        let now = [io_worker(21, 500, 0, 0)];
+        let mut m = io_master(0, 1 << 30);
+        (m.cutime, m.cstime) = (5000 + 30_000, 700 + 10_000);
+        let f = at_1060(&now, &[m.clone()], &prev);
+        let exited = f.cpu.unwrap().exited.unwrap();
+        assert_eq!(
+            (exited.user_ticks, exited.system_ticks, exited.beyond),
+            (4500, 1500, 34_000)
+        );
+        // 6000 ticks over 6000: one core, never the 667 % the reaped time would say
+        assert!((total(&f) - 100.0).abs() < 1e-9, "{}", total(&f));
+        assert!(
+            f.notes(0).contains(
+                &"cpu: the master's reaped-children time exceeds what 1 exited workers could \
+                  have used in the 60 s interval; 34000 ticks left out"
+                    .to_string()
+            ),
+            "{:?}",
+            f.notes(0)
+        );
+        // its reaped bytes are not the workers' either: left out, and said so
+        assert_eq!(io_of(&f), (Some(0.0), Some(0.0)));
+        assert_eq!(f.io.unwrap().unrecovered, Some(Unrecovered::NotWorkers));
+        // with no worker gone, nothing at all can be recovered
+        let f = at_1060(
+            &[io_worker(20, 500, 0, 0), io_worker(21, 500, 0, 0)],
+            &[m],
+            &prev,
+        );
+        let exited = f.cpu.unwrap().exited.unwrap();
+        assert_eq!((exited.user_ticks, exited.system_ticks), (0, 0));
+        assert_eq!(total(&f), 0.0);
     }
 
     #[test]

@@ -32,10 +32,11 @@ pub struct Selection {
 
 /// Picks the workers out of the processes whose name matched.
 ///
-/// A master is a matched process whose parent is not matched but which has matched children:
-/// nginx or apache run the master as root and the workers as www-data, and the master's
-/// figures would distort the workers' averages. It is found before the user and state filters,
-/// so that `-u www-data` can still name the root master. With `--ppid`/`--pidfile` the master
+/// A master is a matched process whose parent is not matched and which is the parent of a
+/// selected worker: nginx or apache run the master as root and the workers as www-data, and
+/// the master's figures would distort the workers' averages. It need not pass the user and
+/// state filters, so that `-u www-data` can still name the root master (see
+/// [`detect_masters`]). With `--ppid`/`--pidfile` the master
 /// is the named process and the workers are its children.
 ///
 /// Pid 1 is never a master: it reaps every orphan on the host, so its reaped-children time
@@ -73,7 +74,7 @@ pub fn select(
             );
         }
         Master::Detect => {
-            let masters = detect_masters(&matched, selector);
+            let masters = detect_masters(&matched, selector, worker_ok);
             for p in matched {
                 let master = masters.contains(&p.pid);
                 if master {
@@ -91,27 +92,34 @@ pub fn select(
 /// The pid of init, which reaps every orphan on the host.
 const INIT: i32 = 1;
 
-/// The masters among the matched processes: those whose parent is not matched but which
-/// have matched children.
+/// The masters among the matched processes: those whose parent is not matched and at least
+/// one of whose children is a selected worker (it passed `-u` and `-s` too).
 ///
-/// A master must belong to the same service as its workers, so it must have passed a filter
-/// that says which service that is (name, command line, executable, cgroup); `-u` and `-s`
-/// alone say nothing about the service (a root master's workers run as another user). With
+/// A master's reaped-children time and I/O are added to the workers' figures as exited
+/// workers', so it must be the workers' parent, not merely a process of the same name: any
+/// user can start a pair named like the service, and that pair's reaped children are not the
+/// service's. The master itself need not pass `-u`/`-s` (a root master's workers run as
+/// another user), but it must have passed a filter that says which service this is (name,
+/// command line, executable, cgroup); `-u` and `-s` alone say nothing about the service: with
 /// only those, every process of the user is matched and pid 1, their common parent, would be
-/// taken for the master of them all: so then there is no master.
-fn detect_masters(matched: &[ProcSample], selector: &Selector) -> HashSet<i32> {
+/// taken for the master of them all. So then there is no master.
+fn detect_masters(
+    matched: &[ProcSample],
+    selector: &Selector,
+    worker_ok: impl Fn(&ProcSample) -> bool,
+) -> HashSet<i32> {
     if !selector.names_the_service() {
         return HashSet::new();
     }
     let pids: HashSet<i32> = matched.iter().map(|p| p.pid).collect();
-    let parents: HashSet<i32> = matched
+    let parents_of_workers: HashSet<i32> = matched
         .iter()
-        .filter(|p| pids.contains(&p.ppid))
+        .filter(|p| pids.contains(&p.ppid) && worker_ok(p))
         .map(|p| p.ppid)
         .collect();
     matched
         .iter()
-        .filter(|p| p.pid != INIT && !pids.contains(&p.ppid) && parents.contains(&p.pid))
+        .filter(|p| p.pid != INIT && !pids.contains(&p.ppid) && parents_of_workers.contains(&p.pid))
         .map(|p| p.pid)
         .collect()
 }
@@ -188,6 +196,45 @@ mod tests {
         );
         assert_eq!(pids(&s.workers), [813, 900]);
         assert_eq!(pids(&s.masters), [812]);
+    }
+
+    // Regression (issue 16.1): another user's pair named like the service was a master, and
+    // its reaped children's time and I/O were added to the workers' as exited workers'.
+    #[test]
+    fn a_master_must_be_the_parent_of_a_selected_worker() {
+        let procs = vec![
+            proc(812, 1, 0),      // the service's master (root)
+            proc(813, 812, 33),   // its worker
+            proc(900, 1, 1000),   // another user's process of the same name...
+            proc(901, 900, 1000), // ...with a child of the same name
+        ];
+        let s = select(
+            procs,
+            &Selector {
+                uid: Some(33),
+                ..selector()
+            },
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
+        assert_eq!(pids(&s.workers), [813]);
+        assert_eq!(pids(&s.masters), [812]);
+        // a child that fails -s does not make its parent a master either
+        let mut zombie = proc(901, 900, 33);
+        zombie.state = 'Z';
+        let mut master = proc(900, 1, 0);
+        master.state = 'S';
+        let s = select(
+            vec![master, zombie],
+            &Selector {
+                states: Some("RS".into()),
+                ..selector()
+            },
+            OwnProcesses::default(),
+            &Master::Detect,
+        );
+        assert!(s.masters.is_empty(), "{:?}", pids(&s.masters));
+        assert_eq!(pids(&s.workers), [900]);
     }
 
     // Regression (issue 9.3): with -u alone, pid 1 was "master 1" and its reaped-children
