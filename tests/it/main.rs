@@ -3,6 +3,7 @@
 mod daemons;
 mod fixture;
 mod fixture_runs;
+mod foreign_master;
 mod hidden_proc;
 mod history;
 mod io;

@@ -1,0 +1,188 @@
+//! Masters are trusted with the workers' exited CPU and I/O (their reaped-children counters),
+//! so which process is a master, and how much it may add, must hold against real processes
+//! another user starts (issue 16.1). These run processes as other users: root only, elsewhere
+//! they skip with a message.
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use crate::fixture::perfdata::of_line;
+use crate::fixture::spawn::{open_to_all, unique, Spawned};
+use crate::fixture::{
+    cpu_heavy, is_root, real_check, setpriv_available, skip, state_dir, status_line, stdout_of,
+    NOBODY,
+};
+
+/// A uid no service and no test user has: the hostile local user.
+const STRANGER: u32 = 43_210;
+
+/// A shell named `name` (a copy of /bin/sh in a directory of its own, as the service's
+/// programs have that name already) running `script` as `uid` in a process group of its own;
+/// the group is killed when dropped.
+struct Group(Child);
+
+impl Group {
+    fn start(spawned: &Spawned, name: &str, uid: u32, script: &str, args: &[&str]) -> Group {
+        let dir = spawned.dir().join(format!("shell-{uid}"));
+        fs::create_dir_all(&dir).unwrap();
+        open_to_all(&dir, None);
+        let shell: PathBuf = dir.join(name);
+        crate::fixture::spawn::copy_executable("/bin/sh".as_ref(), &shell);
+        let child = StdCommand::new(&shell)
+            .args(["-c", script, "master"])
+            .args(args)
+            .uid(uid)
+            .gid(uid)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Group(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: signals the process group this test created; its leader is not reaped yet
+        unsafe {
+            nix::libc::kill(-(self.pid() as i32), nix::libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+fn root_or_skip(test: &str) -> bool {
+    let ok = is_root() && setpriv_available();
+    if !ok {
+        skip(
+            test,
+            "needs root and setpriv to run processes as other users",
+        );
+    }
+    ok
+}
+
+/// Two runs of the check 2 s apart with `args`; the second's stdout.
+fn second_of_two_runs(args: &[&str]) -> (Option<i32>, String) {
+    let state = state_dir();
+    let run = || real_check(state.path()).args(args).output().unwrap();
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    thread::sleep(Duration::from_secs(2));
+    let second = run();
+    (second.status.code(), stdout_of(&second))
+}
+
+// Regression (issue 16.1): another user's shell named like the service, with one child of that
+// name, was taken for the master with `-n NAME -u www-data`; the busy children it reaps were
+// added as exited workers (cpu 272.0% with idle workers).
+#[test]
+fn another_users_pair_named_like_the_service_is_no_master() {
+    if !root_or_skip("another_users_pair_named_like_the_service_is_no_master") {
+        return;
+    }
+    let _serial = cpu_heavy();
+    let mut spawned = Spawned::new();
+    let name = unique("cwfm");
+    let sleeper = spawned.sleepers_as(&name, 2, (NOBODY, NOBODY));
+    let script = r#""$1" 600 & while :; do /bin/sh -c 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'; done"#;
+    let stranger = Group::start(
+        &spawned,
+        &name,
+        STRANGER,
+        script,
+        &[sleeper.to_str().unwrap()],
+    );
+    thread::sleep(Duration::from_millis(300));
+    let uid = NOBODY.to_string();
+    let args = [
+        "-n",
+        &name,
+        "-u",
+        &uid,
+        "--interval",
+        "0",
+        "-w",
+        "50",
+        "-c",
+        "150",
+    ];
+    let (code, text) = second_of_two_runs(&args);
+    let line = text.lines().next().unwrap_or_default();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        line.starts_with(&format!("WORKERS OK - {name}: 2 workers, cpu ")),
+        "no master may be named: {text}"
+    );
+    assert!(!text.contains(&stranger.pid().to_string()), "{text}");
+    let cpu = of_line(line).number("cpu");
+    assert!(cpu < 10.0, "idle workers at {cpu}%: {text}");
+    assert!(!text.contains("ticks recovered"), "{text}");
+}
+
+// Regression (issue 16.1): a master's child that is no worker (a helper) burnt CPU for seconds
+// and was reaped inside one interval; its whole lifetime was added to the workers' CPU.
+#[test]
+fn a_masters_reaped_helper_adds_no_more_than_exited_workers_could_burn() {
+    if !root_or_skip("a_masters_reaped_helper_adds_no_more_than_exited_workers_could_burn") {
+        return;
+    }
+    let _serial = cpu_heavy();
+    let spawned = Spawned::new();
+    let name = unique("cwhelp");
+    let worker = spawned.program("/bin/sleep", &name);
+    let busy = "import time\nend = time.time() + 3.0\nwhile time.time() < end: pass";
+    let setpriv = format!("setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups");
+    let script = format!(r#"{setpriv} "$1" 600 & python3 -c "$2"; sleep 600"#);
+    let master = Group::start(
+        &spawned,
+        &name,
+        0,
+        &script,
+        &[worker.to_str().unwrap(), busy],
+    );
+    // the baseline while the helper burns; it is reaped before the second run
+    thread::sleep(Duration::from_millis(1200));
+    let uid = NOBODY.to_string();
+    let args = [
+        "-n",
+        &name,
+        "-u",
+        &uid,
+        "--interval",
+        "0",
+        "-w",
+        "50",
+        "-c",
+        "150",
+    ];
+    let state = state_dir();
+    let run = || real_check(state.path()).args(args).output().unwrap();
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
+    thread::sleep(Duration::from_millis(2800));
+    let second = run();
+    let text = stdout_of(&second);
+    let line = status_line(&second);
+    assert!(
+        line.starts_with(&format!(
+            "WORKERS OK - {name}: 1 worker (master {}), cpu ",
+            master.pid()
+        )),
+        "{text}"
+    );
+    let cpu = of_line(&line).number("cpu");
+    assert!(cpu < 10.0, "an idle worker at {cpu}%: {text}");
+    assert!(
+        text.contains("cpu: the master's reaped-children time exceeds what 0 exited workers"),
+        "{text}"
+    );
+}
