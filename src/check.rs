@@ -14,7 +14,7 @@ use crate::catalog::MetricName;
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, Part};
-use crate::metrics::{self, Capacity, Figures, Previous};
+use crate::metrics::{self, Capacity, Checked, Figures, Previous};
 use crate::report::{MetricResult, Report};
 use crate::sample::{self, OwnProcesses, Pidfile, Snapshot};
 use crate::select::{self, Master, Selection};
@@ -219,8 +219,8 @@ struct Measured {
     stored: Option<TickState>,
     /// a first reading within the run, when the file had no sample old enough
     in_run: Option<TickState>,
-    /// how the baseline was found, or why there is none
-    note: Option<String>,
+    /// how the baseline was found, or why there is none; what was dropped from the file
+    notes: Vec<String>,
 }
 
 impl Measured {
@@ -230,7 +230,7 @@ impl Measured {
             reading,
             stored: None,
             in_run: None,
-            note: Some(note),
+            notes: vec![note],
         }
     }
 }
@@ -313,23 +313,37 @@ fn against_the_file(
     deadline: Deadline,
     scan_cost: Duration,
 ) -> Result<Measured> {
-    let stored = match loaded.and_then(|prev| metrics::check_file(prev, &reading.snapshot)) {
-        Ok(stored) => stored,
+    let checked = loaded
+        .and_then(|prev| metrics::check_file(prev, &reading.snapshot))
+        .and_then(|prev| {
+            let Selection { workers, masters } = &reading.selection;
+            metrics::check_physics(prev, &reading.snapshot, workers, masters)
+        });
+    let (stored, dropped) = match checked {
+        Ok(Checked {
+            stored,
+            dropped_samples,
+        }) => (stored, dropped_samples),
         Err(reason) => return without_previous(sampler, reading, reason, deadline, scan_cost),
     };
+    let dropped = (dropped > 0).then(|| {
+        format!("tick file: {dropped} history samples with totals no host could reach dropped")
+    });
     let workers = reading.selection.workers.len();
-    match metrics::too_recent(&stored, &reading.snapshot, workers) {
-        None => Ok(Measured {
+    let mut measured = match metrics::too_recent(&stored, &reading.snapshot, workers) {
+        None => Measured {
             reading,
             stored: Some(stored),
             in_run: None,
-            note: None,
-        }),
-        Some(reason) => Ok(Measured {
+            notes: Vec::new(),
+        },
+        Some(reason) => Measured {
             stored: Some(stored),
             ..without_previous(sampler, reading, reason, deadline, scan_cost)?
-        }),
-    }
+        },
+    };
+    measured.notes.extend(dropped);
+    Ok(measured)
 }
 
 /// Without usable previous ticks: with `--interval`, and when the deadline leaves time for it,
@@ -386,7 +400,7 @@ fn measure_within_run(
         reading,
         stored: None,
         in_run,
-        note: Some(note),
+        notes: vec![note],
     })
 }
 
@@ -407,7 +421,7 @@ fn annotate(
         let why = crate::text::shown(why);
         first.push(format!("UNKNOWN: tick file not saved: {why}"));
     }
-    first.extend(measured.note.clone());
+    first.extend(measured.notes.iter().cloned());
     if snapshot.skipped.unreadable > 0 {
         last.push(format!(
             "{} processes could not be read (permission or malformed /proc files)",

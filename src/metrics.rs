@@ -3,6 +3,7 @@
 //! against, and what the history adds, is [`past`]'s.
 
 mod past;
+mod plausible;
 
 use std::collections::{HashMap, HashSet};
 
@@ -11,6 +12,7 @@ use crate::sample::{Details, Io, IoCounters, ProcSample, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
 
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
+pub use plausible::{check_physics, Checked};
 
 /// Decides whether the tick file belongs to this reading's boot and clock: the same boot time
 /// and tick rate, and none of its samples (baseline or history) later than now. It may be as
@@ -188,6 +190,9 @@ pub struct Figures {
     /// permission) is missing rather than a misleading 0; where some worker's detail could not
     /// be read, the metric is missing too (never an average of a subset).
     pub values: Vec<(MetricName, f64)>,
+    /// CPU figures beyond what every usable CPU could give, left out: a bug or a tick file
+    /// that slipped past [`check_physics`] must never page anyone with 10^17 %
+    pub impossible: Vec<(MetricName, f64)>,
     /// workers whose smaps_rollup could not be read
     pub pss_unreadable: usize,
     /// workers whose fds could not be counted
@@ -240,6 +245,18 @@ impl Figures {
             notes.extend(io_recovery_note(io, verbosity));
         }
         notes.extend(self.average.and_then(|a| a.note(verbosity)));
+        if !self.impossible.is_empty() {
+            let figures: Vec<String> = self
+                .impossible
+                .iter()
+                .map(|(m, v)| format!("{} {v:.1}%", m.label()))
+                .collect();
+            notes.push(format!(
+                "{}: beyond the {:.0}% every usable CPU can give; left out",
+                figures.join(", "),
+                self.cpu_ceiling
+            ));
+        }
         if self.pss_unreadable > 0 {
             notes.push(format!(
                 "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
@@ -439,11 +456,15 @@ pub fn compute(
     values.extend(ages(&per_worker));
     values.extend(states(workers));
     values.extend(from_history);
+    let tolerance = cpu.as_ref().map_or(0.0, |c| c.error_bound);
+    let (values, impossible) =
+        within_ceiling(in_perfdata_order(values), capacity.cpu_ceiling, tolerance);
     Figures {
         workers: workers.len(),
         cpu,
         cpu_ceiling: capacity.cpu_ceiling,
-        values: in_perfdata_order(values),
+        values,
+        impossible,
         pss_unreadable: unreadable(workers, |d| d.pss),
         fds_unreadable: unreadable(workers, |d| d.fds),
         io: io.and_then(Result::ok),
@@ -491,6 +512,27 @@ fn in_perfdata_order(values: Vec<Measured>) -> Vec<(MetricName, f64)> {
         .collect();
     measured.sort_by_key(|&(metric, _)| metric);
     measured
+}
+
+/// Measured metrics with their values, in perfdata order.
+type Values = Vec<(MetricName, f64)>;
+
+/// The values with the CPU figures held to their ceiling (100 % of every CPU the workers may
+/// use): one over it by no more than whole ticks' rounding (`tolerance`, points) reads as the
+/// ceiling; one further over is impossible, left out and returned apart.
+fn within_ceiling(values: Values, ceiling: f64, tolerance: f64) -> (Values, Values) {
+    let mut kept = Vec::with_capacity(values.len());
+    let mut impossible = Vec::new();
+    for (metric, value) in values {
+        if metric.max() != crate::catalog::Max::CpuCeiling || value <= ceiling {
+            kept.push((metric, value));
+        } else if value <= ceiling + tolerance + 1e-9 {
+            kept.push((metric, ceiling));
+        } else {
+            impossible.push((metric, value));
+        }
+    }
+    (kept, impossible)
 }
 
 /// Ticks as CPU percent of the interval, divided as `--cpu-scale` says.
@@ -1205,6 +1247,15 @@ mod tests {
         let exited = f.cpu.unwrap().exited.unwrap();
         assert_eq!((exited.user_ticks, exited.system_ticks), (0, 0));
         assert_eq!(total(&f), 0.0);
+    }
+
+    #[test]
+    fn cpu_figures_beyond_every_cpu_are_never_reported() {
+        let values = vec![(Cpu, 400.3), (CpuMax, 900.0), (Rss, 1e12)];
+        let (kept, impossible) = within_ceiling(values, 400.0, 0.5);
+        // within whole ticks' rounding of the ceiling: the ceiling; beyond: left out
+        assert_eq!(kept, [(Cpu, 400.0), (Rss, 1e12)]);
+        assert_eq!(impossible, [(CpuMax, 900.0)]);
     }
 
     #[test]

@@ -380,6 +380,8 @@ pub enum NoBaseline {
     Rebooted,
     /// the uptime is not later than the saved one (clock or file from the future)
     TimeWentBackwards,
+    /// the baseline claims what the host could not have done (see `metrics::plausible`)
+    Impossible(String),
     /// less than two clock ticks passed: too short to divide by
     TooShort,
     /// no sample is old enough for the workers' clock ticks (see `metrics::min_interval`):
@@ -398,6 +400,9 @@ impl fmt::Display for NoBaseline {
             NoBaseline::Corrupt(why) => write!(f, "tick file discarded: {why}"),
             NoBaseline::Rebooted => write!(f, "host rebooted since the last run"),
             NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
+            NoBaseline::Impossible(why) => {
+                write!(f, "tick file discarded: impossible baseline ({why})")
+            }
             NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
             NoBaseline::TooRecent { age, needed } => write!(
                 f,

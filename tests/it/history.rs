@@ -364,6 +364,126 @@ fn a_corrupt_history_is_no_baseline() {
     }
 }
 
+/// Two runs a minute apart (3 workers, 396 ticks each in between), then the tick file with
+/// `forge` applied to its text.
+fn forged_after_two_runs(tree: &ProcTree, state: &Path, forge: impl Fn(&str) -> String) {
+    nginx(tree, 0);
+    run_at(tree, state, 1000.0, &[]);
+    nginx(tree, 396);
+    run_at(tree, state, 1060.0, &[]);
+    let path = tick_file(state);
+    let good = fs::read_to_string(&path).unwrap();
+    let bad = forge(&good);
+    assert_ne!(bad, good);
+    fs::write(&path, bad).unwrap();
+}
+
+// Regression (issue 16.4): every number of the tick file is untrusted. A base of 2^64-1 over
+// an older sample at 0 read cpu=307394502144800576%; a base of 1e11 with `keep 86400` made
+// cpu_avg about 1.6e9 % on every run for a day. A base no host could have reached since boot
+// discards the file, and the run rewrites it.
+#[test]
+fn a_base_no_host_could_reach_discards_the_file() {
+    for (base, extra) in [
+        ("18446744073709551615 0", &[][..]),
+        ("100000000000 0", &["--average", "5m"][..]),
+    ] {
+        let tree = ProcTree::new(1000.0);
+        let state = state_dir();
+        forged_after_two_runs(&tree, state.path(), |good| {
+            // the older sample stays at 0, as in the issue
+            good.replace("base 1188 0\n", &format!("base {base}\n"))
+                .replace("keep 900\n", "keep 86400\n")
+        });
+        nginx(&tree, 400);
+        let out = run_at(&tree, state.path(), 1060.1, extra);
+        let text = stdout_of(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        assert!(
+            text.contains(&format!(
+                "\nno baseline (tick file discarded: impossible baseline (base of {} ticks in \
+                 1060.00 s of uptime)) and --interval 0: cpu not measured in this run\n",
+                base.trim_end_matches(" 0")
+            )),
+            "{text}"
+        );
+        assert_eq!(of_line(&status_line(&out)).item("cpu"), None, "{text}");
+        let (_, samples) = history_lines(state.path());
+        assert_eq!(samples, ["sample 1060.10 0 0 3 4194304 812:1000"], "{text}");
+    }
+}
+
+// Regression (issue 16.4): a history sample whose total is further below the baseline's than
+// the CPUs could have burnt in between is dropped alone; the baseline still serves.
+#[test]
+fn a_sample_no_host_could_reach_is_dropped_alone() {
+    let tree = ProcTree::new(1000.0);
+    let state = state_dir();
+    // 2 CPUs for 60 s are 12000 ticks at most: 200000 between the samples is impossible
+    forged_after_two_runs(&tree, state.path(), |good| {
+        good.replace("base 1188 0\n", "base 201188 0\n")
+            .replace("sample 1060.00 1188 0 ", "sample 1060.00 201188 0 ")
+    });
+    nginx(&tree, 792);
+    let out = run_at(&tree, state.path(), 1120.0, &["--average", "2m"]);
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // 396 ticks each over the 60 s since the baseline: 1188 of 6000 = 19.8 %
+    assert!(status_line(&out).contains(" cpu=19.8%;"), "{text}");
+    assert!(
+        text.contains("\ntick file: 1 history samples with totals no host could reach dropped\n"),
+        "{text}"
+    );
+    let (_, samples) = history_lines(state.path());
+    assert_eq!(
+        samples,
+        [
+            "sample 1060.00 201188 0 3 4194304 812:1000",
+            "sample 1120.00 202376 0 3 4194304 812:1000"
+        ],
+        "{text}"
+    );
+}
+
+// Regression (issue 16.4): a worker's ticks in the baseline above what it has now went down
+// to a silent 0 % (saturating); ticks it could not have had since it started made hundreds
+// of percent. Either discards the file.
+#[test]
+fn a_worker_line_no_process_could_have_discards_the_file() {
+    for (forged, why) in [
+        (
+            "worker 813 1100 999999 0",
+            "process 813 has 999999 ticks in the 1049.00 s it had run",
+        ),
+        (
+            "worker 813 1100 5000 0",
+            "process 813's ticks went down since the baseline",
+        ),
+        (
+            "worker 813 999999 396 0",
+            "process 813 started 9999.99 s after boot, after the reading at 1060.00 s",
+        ),
+    ] {
+        let tree = ProcTree::new(1000.0);
+        let state = state_dir();
+        forged_after_two_runs(&tree, state.path(), |good| {
+            good.replace("worker 813 1100 396 0", forged)
+        });
+        nginx(&tree, 400);
+        let out = run_at(&tree, state.path(), 1120.0, &[]);
+        let text = stdout_of(&out);
+        assert!(
+            text.contains(&format!(
+                "\nno baseline (tick file discarded: impossible baseline ({why})) and \
+                 --interval 0: cpu not measured in this run\n"
+            )),
+            "{forged}: {text}"
+        );
+        let now = fs::read_to_string(tick_file(state.path())).unwrap();
+        assert!(now.contains("\nworker 813 1100 400 0 "), "{now}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real processes: spawned under unique names on the real /proc, figures within bands (the
 // machine is shared), compared with what the workers' own counters say over the same spans.

@@ -1,0 +1,299 @@
+//! Metrics step, before any figure: what the tick file claims, held against what the host
+//! could have done. Every number in the file is untrusted (anyone with the check's uid can
+//! write it, and a disk can garble it); the parser only knows they are numbers. A total the
+//! CPUs could not have reached, or a counter that went backwards, would otherwise become a
+//! CPU figure of billions of percent (or a silent zero) on every run until it ages out.
+//!
+//! The rule is one: clock ticks over a span of time are at most what all the host's CPUs give
+//! in that span, `seconds x hz x cpus`, with room for the rounding of whole ticks and of
+//! uptimes to the hundredth; and a process's counters never go down. A baseline that breaks
+//! it makes the whole file unusable (the history's totals count on from it); a history sample
+//! that breaks it is dropped alone, and the file is rewritten without it.
+
+use crate::history::{Cum, History, Sample};
+use crate::sample::{IoCounters, ProcSample, Snapshot};
+use crate::state::{NoBaseline, ProcTicks, TickState};
+
+/// The tick file, with the history samples it may keep, and how many it may not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    pub stored: TickState,
+    /// history samples dropped for totals no host could have reached
+    pub dropped_samples: usize,
+}
+
+/// What the host's CPUs can give, in clock ticks.
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    hz: f64,
+    cpus: f64,
+}
+
+impl Host {
+    fn of(now: &Snapshot) -> Host {
+        Host {
+            hz: now.clock_ticks.max(1) as f64,
+            cpus: now.cpus.max(1) as f64,
+        }
+    }
+
+    /// The most ticks `processes` processes can count in `seconds`: all CPUs for the span,
+    /// widened by the two uptimes' hundredths, and one whole tick per process at each end.
+    fn most(self, seconds: f64, processes: usize) -> u128 {
+        let span = (seconds.max(0.0) + 0.02) * self.hz * self.cpus;
+        span.ceil() as u128 + 2 * processes as u128 + 2
+    }
+
+    /// The most a running total since the history began can be at `uptime`: a total counts
+    /// only ticks of this boot, but sums many runs' roundings, so it gets 1 % more.
+    fn most_since_boot(self, uptime: f64, processes: usize) -> u128 {
+        let most = self.most(uptime, processes);
+        most + most / 100
+    }
+}
+
+fn ticks(cum: Cum) -> u128 {
+    u128::from(cum.user) + u128::from(cum.system)
+}
+
+/// Checks a tick file that [`super::check_file`] found to be of this boot and clock against
+/// this reading: its baseline against the host and against the same processes now
+/// (`workers`, `masters`), its history samples against the baseline.
+pub fn check_physics(
+    stored: TickState,
+    now: &Snapshot,
+    workers: &[ProcSample],
+    masters: &[ProcSample],
+) -> Result<Checked, NoBaseline> {
+    let host = Host::of(now);
+    let impossible = |why: String| Err(NoBaseline::Impossible(why));
+    let lines = stored.workers.len() + stored.masters.len();
+    if ticks(stored.base) > host.most_since_boot(stored.uptime, lines) {
+        return impossible(format!(
+            "base of {} ticks in {:.2} s of uptime",
+            ticks(stored.base),
+            stored.uptime
+        ));
+    }
+    for line in stored.workers.iter().chain(&stored.masters) {
+        if let Some(why) = line_impossible(line, stored.uptime, host) {
+            return impossible(why);
+        }
+    }
+    let seconds = now.uptime - stored.uptime;
+    let before = |pid: i32, starttime: u64, lines: &[ProcTicks]| {
+        lines
+            .iter()
+            .find(|b| b.pid == pid && b.starttime == starttime)
+            .copied()
+    };
+    for (now_p, lines, own_io) in workers
+        .iter()
+        .map(|w| (w, &stored.workers, true))
+        .chain(masters.iter().map(|m| (m, &stored.masters, false)))
+    {
+        if let Some(b) = before(now_p.pid, now_p.starttime, lines) {
+            if let Some(why) = growth_impossible((&b, now_p), own_io, seconds, host) {
+                return impossible(why);
+            }
+        }
+    }
+    let (history, dropped_samples) = plausible_history(&stored, host);
+    Ok(Checked {
+        stored: TickState { history, ..stored },
+        dropped_samples,
+    })
+}
+
+/// Why one process's line of the baseline is impossible, if it is: started after the reading,
+/// or more ticks (its own and its reaped children's, who all lived within its life) than the
+/// host had since it started.
+fn line_impossible(line: &ProcTicks, uptime: f64, host: Host) -> Option<String> {
+    let started = line.starttime as f64 / host.hz;
+    if started > uptime + 0.02 {
+        return Some(format!(
+            "process {} started {started:.2} s after boot, after the reading at {uptime:.2} s",
+            line.pid
+        ));
+    }
+    let total = [line.utime, line.stime, line.cutime, line.cstime]
+        .iter()
+        .map(|&t| u128::from(t))
+        .sum::<u128>();
+    (total > host.most(uptime - started, 2)).then(|| {
+        format!(
+            "process {} has {total} ticks in the {:.2} s it had run",
+            line.pid,
+            uptime - started
+        )
+    })
+}
+
+/// Why the same process's counters from the baseline to now are impossible, if they are:
+/// one went down, or CPU grew more than the host had in `seconds`. `own_io`: the line holds
+/// the process's own I/O (a worker's), which only grows; a master's line holds its reaped
+/// children's, taken as a difference of two reads that may race a thread's exit.
+fn growth_impossible(
+    (before, now): (&ProcTicks, &ProcSample),
+    own_io: bool,
+    seconds: f64,
+    host: Host,
+) -> Option<String> {
+    let pairs = [
+        (before.utime, now.utime),
+        (before.stime, now.stime),
+        (before.cutime, now.cutime),
+        (before.cstime, now.cstime),
+    ];
+    if pairs.iter().any(|&(b, n)| b > n) {
+        return Some(format!(
+            "process {}'s ticks went down since the baseline",
+            now.pid
+        ));
+    }
+    let io_down =
+        |b: IoCounters, n: IoCounters| n.read_bytes < b.read_bytes || n.write_bytes < b.write_bytes;
+    if let (Some(b), Some(n), true) = (before.io, now.own_io(), own_io) {
+        if io_down(b, n) {
+            return Some(format!(
+                "process {}'s I/O went down since the baseline",
+                now.pid
+            ));
+        }
+    }
+    let grown: u128 = pairs.iter().map(|&(b, n)| u128::from(n - b)).sum();
+    (grown > host.most(seconds, 2)).then(|| {
+        format!(
+            "process {} grew by {grown} ticks in {seconds:.2} s",
+            now.pid
+        )
+    })
+}
+
+/// The history without the samples whose totals no host could have reached: above what the
+/// CPUs gave since boot, or further from the baseline's total than the CPUs gave between the
+/// two. A sample newer than the baseline counts on from it, so it is never below it.
+fn plausible_history(stored: &TickState, host: Host) -> (History, usize) {
+    let processes = stored.workers.len() + 1;
+    let fits = |s: &Sample| {
+        let (at, base) = (ticks(s.cum), ticks(stored.base));
+        let apart = (stored.uptime - s.uptime).abs();
+        let between = if s.uptime <= stored.uptime {
+            base.saturating_sub(at)
+        } else if at < base {
+            return false;
+        } else {
+            at - base
+        };
+        at <= host.most_since_boot(s.uptime, processes) && between <= host.most(apart, processes)
+    };
+    let samples = stored.history.samples();
+    let kept: Vec<Sample> = samples.iter().filter(|s| fits(s)).cloned().collect();
+    let dropped = samples.len() - kept.len();
+    // the kept samples are a subset of a valid history, so they are one too
+    let history = History::new(stored.history.keep(), kept).unwrap_or_default();
+    (history, dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::tests::snapshot;
+
+    fn line(pid: i32, starttime: u64, utime: u64) -> ProcTicks {
+        ProcTicks {
+            pid,
+            starttime,
+            utime,
+            stime: 0,
+            cutime: 0,
+            cstime: 0,
+            io: None,
+        }
+    }
+
+    fn stored(base: u64, workers: Vec<ProcTicks>, samples: &[(f64, u64)]) -> TickState {
+        let samples = samples
+            .iter()
+            .map(|&(uptime, user)| Sample {
+                uptime,
+                cum: Cum { user, system: 0 },
+                ..Sample::default()
+            })
+            .collect();
+        TickState {
+            uptime: 1000.0,
+            btime: 1_700_000_000,
+            clock_ticks: 100,
+            workers,
+            base: Cum {
+                user: base,
+                system: 0,
+            },
+            history: History::new(900, samples).unwrap(),
+            ..TickState::default()
+        }
+    }
+
+    fn worker(pid: i32, starttime: u64, utime: u64) -> ProcSample {
+        ProcSample {
+            pid,
+            starttime,
+            utime,
+            ..ProcSample::default()
+        }
+    }
+
+    #[test]
+    fn the_host_bounds_every_total() {
+        // 4 CPUs at 100 Hz for 1000 s: 400 000 ticks since boot, 1 % more for roundings
+        let now = snapshot(1060.0);
+        let fits = |base| check_physics(stored(base, vec![], &[]), &now, &[], &[]).is_ok();
+        assert!(fits(404_000));
+        assert!(!fits(410_000));
+        assert!(!fits(u64::MAX));
+    }
+
+    #[test]
+    fn a_process_counts_no_more_than_the_host_gave_it_nor_goes_down() {
+        let now = snapshot(1060.0);
+        let check = |base: ProcTicks, now_p: ProcSample| {
+            check_physics(stored(0, vec![base], &[]), &now, &[now_p], &[])
+        };
+        // started at 900 s: 100 s x 4 CPUs = 40 000 ticks at most by the reading at 1000 s
+        assert!(check(line(7, 90_000, 40_000), worker(7, 90_000, 40_000)).is_ok());
+        assert!(check(line(7, 90_000, 41_000), worker(7, 90_000, 41_000)).is_err());
+        // 60 s x 4 CPUs = 24 000 ticks at most in the interval
+        assert!(check(line(7, 90_000, 0), worker(7, 90_000, 24_000)).is_ok());
+        assert!(check(line(7, 90_000, 0), worker(7, 90_000, 25_000)).is_err());
+        assert_eq!(
+            check(line(7, 90_000, 10), worker(7, 90_000, 9)),
+            Err(NoBaseline::Impossible(
+                "process 7's ticks went down since the baseline".into()
+            ))
+        );
+        // a reused pid is another process: nothing to compare
+        assert!(check(line(7, 90_000, 10), worker(7, 100_500, 0)).is_ok());
+    }
+
+    #[test]
+    fn samples_further_from_the_base_than_the_cpus_allow_are_dropped() {
+        let now = snapshot(1060.0);
+        // 10 s before the base: 4 000 ticks at most in between
+        let file = stored(
+            50_000,
+            vec![],
+            &[(990.0, 46_000), (995.0, 40_000), (1000.0, 50_000)],
+        );
+        let checked = check_physics(file, &now, &[], &[]).unwrap();
+        assert_eq!(checked.dropped_samples, 1);
+        let kept: Vec<f64> = checked
+            .stored
+            .history
+            .samples()
+            .iter()
+            .map(|s| s.uptime)
+            .collect();
+        assert_eq!(kept, [990.0, 1000.0]);
+    }
+}
