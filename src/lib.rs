@@ -17,7 +17,8 @@
 //! Beside it: `check` runs the steps in order ([`check::evaluate`] is the pure core,
 //! [`check::run`] the I/O around it); `text` escapes outside bytes for output; `visibility`
 //! refuses a `/proc` that hides other users' processes; `deadline` budgets the time left
-//! within `-t`; `extra_opts` reads the monitoring-plugins ini file.
+//! within `-t`; `extra_opts` reads the monitoring-plugins ini file; `small_file` reads
+//! a file another user may have planted.
 
 pub mod catalog;
 pub mod check;
@@ -31,6 +32,7 @@ pub mod output;
 pub mod report;
 pub mod sample;
 pub mod select;
+pub mod small_file;
 pub mod state;
 pub mod text;
 pub mod thresholds;
