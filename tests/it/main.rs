@@ -6,6 +6,7 @@ mod fixture_runs;
 mod hidden_proc;
 mod history;
 mod io;
+mod pidfile;
 mod privileges;
 mod proc_reads;
 mod real_processes;
