@@ -4,8 +4,8 @@
 //! The directory may sit below a world-writable place (`/var/tmp`) and the check often runs as
 //! root, so a path is never looked up twice. Every level is opened relative to the level before
 //! it (`openat` with `O_NOFOLLOW`), checked on the opened descriptor (`fstat`), and created or
-//! taken over through descriptors (`mkdirat`, `fchown`), as systemd's `chase()` and OpenSSH's
-//! `safe_path` do. What [`StateDir::open`] returns is the directory's descriptor, and every later
+//! taken over through descriptors (`mkdirat`, `fchown`, `fchmod`), as systemd's `chase()` and
+//! OpenSSH's `safe_path` do. What [`StateDir::open`] returns is the directory's descriptor, and every later
 //! file operation goes through it: a link swapped in after the checks changes nothing.
 
 use std::ffi::{OsStr, OsString};
