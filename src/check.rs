@@ -15,8 +15,9 @@ use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, Part};
 use crate::metrics::{self, Capacity, Checked, Figures, Previous};
+use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
-use crate::sample::{self, OwnProcesses, Pidfile, Snapshot};
+use crate::sample::{self, OwnProcesses, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
 use crate::thresholds::Thresholds;
@@ -463,7 +464,7 @@ fn named_parent(config: &Config) -> Result<(NamedParent, Option<String>)> {
     match &config.selector.parent {
         None => Ok((None, None)),
         Some(ParentSpec::Pid(pid)) => Ok((Some((*pid, None)), None)),
-        Some(ParentSpec::Pidfile(path)) => match sample::read_pidfile(path)? {
+        Some(ParentSpec::Pidfile(path)) => match pidfile::read(path)? {
             Pidfile::Pid { pid, written } => Ok((Some((pid, Some(written))), None)),
             Pidfile::Missing => Ok((None, Some(format!("pidfile {} is missing", path.display())))),
         },

@@ -6,12 +6,11 @@
 //! single-valued options (and adds to repeatable ones like `-w`).
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+
+use crate::small_file::{self, Unread};
 
 /// Largest ini file read, bytes: option files are a few KiB; a bigger one is a mistake (or
 /// `/dev/zero` behind a link), and reading it all would cost memory and time.
@@ -137,39 +136,24 @@ fn read_section(file: &Path, section: &str) -> Result<Vec<OsString>> {
     Ok(options)
 }
 
-/// The whole ini file, which must be a regular file of at most [`MAX_INI_BYTES`]. It is opened
-/// non-blocking, so a FIFO (which would wait for a writer forever) or a device is refused by
-/// the fstat of the opened file rather than read.
+/// The whole ini file, which must be a regular file of at most [`MAX_INI_BYTES`], read as
+/// [`small_file`] reads files another user may have put in the way: a FIFO (which would wait
+/// for a writer forever) or a device is refused by the fstat of the opened file, not read.
 fn read_ini(file: &Path) -> Result<String> {
-    let cannot_read = || format!("--extra-opts: cannot read {}", file.display());
-    let opened = fs::File::options()
-        .read(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(file)
-        .with_context(cannot_read)?;
-    let meta = opened.metadata().with_context(cannot_read)?;
-    if !meta.is_file() {
-        bail!("--extra-opts: {} is not a regular file", file.display());
-    }
-    let too_big = || {
-        format!(
+    let bytes = match small_file::read(file, MAX_INI_BYTES) {
+        Ok(read) => read.bytes,
+        Err(Unread::Io(e)) => {
+            return Err(e).with_context(|| format!("--extra-opts: cannot read {}", file.display()))
+        }
+        Err(Unread::NotRegular(_)) => {
+            bail!("--extra-opts: {} is not a regular file", file.display())
+        }
+        Err(Unread::TooLarge) => bail!(
             "--extra-opts: {} is larger than {} KiB",
             file.display(),
             MAX_INI_BYTES / 1024
-        )
+        ),
     };
-    if meta.len() > MAX_INI_BYTES {
-        bail!(too_big());
-    }
-    // the file may grow after the fstat: read one byte past the limit to notice
-    let mut bytes = Vec::new();
-    opened
-        .take(MAX_INI_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .with_context(cannot_read)?;
-    if bytes.len() as u64 > MAX_INI_BYTES {
-        bail!(too_big());
-    }
     String::from_utf8(bytes)
         .with_context(|| format!("--extra-opts: {} is not UTF-8", file.display()))
 }
@@ -177,6 +161,7 @@ fn read_ini(file: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()

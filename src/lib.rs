@@ -17,7 +17,8 @@
 //! Beside it: `check` runs the steps in order ([`check::evaluate`] is the pure core,
 //! [`check::run`] the I/O around it); `text` escapes outside bytes for output; `visibility`
 //! refuses a `/proc` that hides other users' processes; `deadline` budgets the time left
-//! within `-t`; `extra_opts` reads the monitoring-plugins ini file.
+//! within `-t`; `extra_opts` reads the monitoring-plugins ini file; `pidfile` reads the
+//! master's pid from `--pidfile`; `small_file` reads a file another user may have planted.
 
 pub mod catalog;
 pub mod check;
@@ -28,9 +29,11 @@ pub mod filter;
 pub mod history;
 pub mod metrics;
 pub mod output;
+pub mod pidfile;
 pub mod report;
 pub mod sample;
 pub mod select;
+pub mod small_file;
 pub mod state;
 pub mod text;
 pub mod thresholds;

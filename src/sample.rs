@@ -341,45 +341,6 @@ fn children_of(root: &Path, pid: i32) -> Option<Vec<i32>> {
     Some(children)
 }
 
-/// What a pidfile says.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Pidfile {
-    /// no such file: the service is not running (daemons remove it when they stop)
-    Missing,
-    Pid {
-        pid: i32,
-        /// when the file was last written, seconds since the epoch
-        written: f64,
-    },
-}
-
-/// Reads `--pidfile`. A file that exists but cannot be read, is empty, or holds no pid is an
-/// error naming the file: a broken setup, not a stopped service.
-pub fn read_pidfile(path: &Path) -> Result<Pidfile> {
-    let text = match fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Pidfile::Missing),
-        Err(e) => return Err(e).with_context(|| format!("cannot read pidfile {}", path.display())),
-    };
-    let written = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0.0, |d| d.as_secs_f64());
-    let text = String::from_utf8_lossy(&text);
-    let content = text.trim();
-    if content.is_empty() {
-        bail!("pidfile {} is empty", path.display());
-    }
-    match content.parse::<i32>() {
-        Ok(pid) if pid > 0 => Ok(Pidfile::Pid { pid, written }),
-        _ => {
-            let shown: String = content.chars().take(40).collect();
-            bail!("pidfile {} does not hold a pid: {shown:?}", path.display())
-        }
-    }
-}
-
 /// What a cgroup (v2) allows its processes, the tightest along the path to the root.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct CgroupLimits {

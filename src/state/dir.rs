@@ -4,8 +4,8 @@
 //! The directory may sit below a world-writable place (`/var/tmp`) and the check often runs as
 //! root, so a path is never looked up twice. Every level is opened relative to the level before
 //! it (`openat` with `O_NOFOLLOW`), checked on the opened descriptor (`fstat`), and created or
-//! taken over through descriptors (`mkdirat`, `fchown`), as systemd's `chase()` and OpenSSH's
-//! `safe_path` do. What [`StateDir::open`] returns is the directory's descriptor, and every later
+//! taken over through descriptors (`mkdirat`, `fchown`, `fchmod`), as systemd's `chase()` and
+//! OpenSSH's `safe_path` do. What [`StateDir::open`] returns is the directory's descriptor, and every later
 //! file operation goes through it: a link swapped in after the checks changes nothing.
 
 use std::ffi::{OsStr, OsString};
@@ -18,7 +18,7 @@ use anyhow::{bail, Context, Result};
 use nix::dir::Dir;
 use nix::errno::Errno;
 use nix::fcntl::{openat, readlinkat, renameat, AtFlags, OFlag, AT_FDCWD};
-use nix::sys::stat::{fstat, fstatat, mkdirat, umask, FileStat, Mode, SFlag};
+use nix::sys::stat::{fchmod, fstat, fstatat, mkdirat, umask, FileStat, Mode, SFlag};
 use nix::unistd::{fchown, fsync, unlinkat, Gid, Uid, UnlinkatFlags};
 
 /// The package's state directory: root's and closed to everyone else, so no local user can
@@ -300,9 +300,15 @@ fn components(path: &Path) -> Vec<OsString> {
     names
 }
 
-/// mkdirat, accepting a name someone else made meanwhile (the walk looks at it next).
+/// mkdirat with exactly `mode`, accepting a name someone else made meanwhile (the walk looks
+/// at it next). The umask is cleared for the one call: root's is often 077 (sudo, hardened
+/// hosts), which would close the levels on the way to a shared parent to the very users who
+/// share it, and they would get EACCES for good.
 fn make_dir(dir: &impl AsFd, name: &OsStr, mode: Mode, shown: &Path) -> Result<()> {
-    match mkdirat(dir, name, mode) {
+    let old = umask(Mode::empty());
+    let made = mkdirat(dir, name, mode);
+    umask(old);
+    match made {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot create state dir {}", shown.display())),
     }
@@ -344,21 +350,22 @@ fn step(from: &FileStat, to: FileStat, euid: u32, shown: &Path) -> Result<FileSt
     Ok(to)
 }
 
+/// The mode of a shared parent: sticky and world-writable, like /tmp.
+fn shared_mode() -> Mode {
+    Mode::from_bits_truncate(0o1777)
+}
+
 /// Opens the shared parent, creating it sticky and world-writable when missing. It is never
-/// reached through a link (`O_NOFOLLOW`), and its mode comes from `mkdirat` itself, with no
-/// chmod by name afterwards: a link flipped in at that name cannot make root change the mode of
-/// another directory.
+/// reached through a link (`O_NOFOLLOW`), and its mode comes from `mkdirat` itself (or
+/// `fchmod` of the opened directory, see [`trust_shared`]), never from a chmod by name: a link
+/// flipped in at that name cannot make root change the mode of another directory.
 fn open_shared(parent: &Path, euid: u32) -> Result<OwnedFd> {
     let (Some(container), Some(name)) = (parent.parent(), parent.file_name()) else {
         bail!("shared state dir {} must end in a name", parent.display());
     };
     let (outer, _) = walk(container, euid, Some(Mode::from_bits_truncate(0o755)))?;
     if let Err(Errno::ENOENT) = openat(&outer, name, path_flags(), Mode::empty()) {
-        // the umask cleared for this one call, so the mode is exactly 1777
-        let old = umask(Mode::empty());
-        let made = make_dir(&outer, name, Mode::from_bits_truncate(0o1777), parent);
-        umask(old);
-        made?;
+        make_dir(&outer, name, shared_mode(), parent)?;
     }
     let fd = open_dir_at(&outer, name, path_flags(), parent)?;
     trust_shared(&outer, name, &fd, parent, euid)?;
@@ -368,7 +375,8 @@ fn open_shared(parent: &Path, euid: u32) -> Result<OwnedFd> {
 /// A shared parent is safe when nobody but root and us can rename what is in it: it must be
 /// root's or ours and, if world-writable, sticky. When an unprivileged user created it first
 /// (the scheduler's `nagios` user before root ran the check by hand), root takes it over, so
-/// "root first" and "nagios first" both keep working.
+/// "root first" and "nagios first" both keep working. A sticky one the check holds (its own,
+/// or taken over) ends with exactly the mode the check makes it with, see [`open_to_all`].
 fn trust_shared(
     outer: &OwnedFd,
     name: &OsStr,
@@ -386,6 +394,9 @@ fn trust_shared(
             meta.st_mode & 0o7777
         );
     }
+    if meta.st_uid == euid && sticky {
+        return open_to_all(dir, &meta, shown);
+    }
     if meta.st_uid == 0 || meta.st_uid == euid {
         return Ok(());
     }
@@ -400,7 +411,7 @@ fn trust_shared(
         let now = fstatat(outer, name, AtFlags::AT_SYMLINK_NOFOLLOW)
             .with_context(|| format!("cannot read state dir {}", shown.display()))?;
         if now.st_ino == meta.st_ino && now.st_dev == meta.st_dev {
-            return Ok(());
+            return open_to_all(dir, &meta, shown);
         }
     }
     bail!(
@@ -408,6 +419,21 @@ fn trust_shared(
         shown.display(),
         meta.st_uid
     )
+}
+
+/// Gives a sticky shared parent the check holds exactly [`shared_mode`], through the
+/// descriptor it opened. Whoever made it first chose its mode: a 1700 made by another user and
+/// then taken over by root (or left so by a release that kept it) would lock every other user
+/// out for good, while each run still reported. A shared parent that is not sticky is an
+/// operator's closed directory (`install -d -m 0755`, with a `<uid>` directory made for each
+/// user) and is left as it is.
+fn open_to_all(dir: &OwnedFd, meta: &FileStat, shown: &Path) -> Result<()> {
+    if meta.st_mode & 0o7777 == shared_mode().bits() {
+        return Ok(());
+    }
+    // an O_PATH descriptor cannot be fchmod'ed: reopen the same directory for reading
+    fchmod(reopen(dir, shown)?, shared_mode())
+        .with_context(|| format!("cannot open state dir {} to all users", shown.display()))
 }
 
 /// Opens the package's directory, which must be root's and closed to group and others: then
@@ -574,6 +600,32 @@ mod tests {
         fs::set_permissions(&mp, fs::Permissions::from_mode(0o777)).unwrap();
         let err = format!("{:#}", dir.open(euid).unwrap_err());
         assert!(err.contains("world-writable but not sticky"), "{err}");
+    }
+
+    /// Issue 16, item 5: a shared parent root takes over, or one it left closed when it took it
+    /// over before, ends 1777 like one root makes; an operator's closed parent (not sticky)
+    /// keeps its mode.
+    #[test]
+    fn shared_parent_root_holds_is_open_to_all() {
+        if !root_or_skip("shared_parent_root_holds_is_open_to_all") {
+            return;
+        }
+        let base = tempfile::tempdir().unwrap();
+        let mp = base.path().join("mp");
+        let dir = StateDir::resolve(None, Some(&mp), 0);
+        for (owner, before, after) in [
+            (65534, 0o1700, 0o1777),
+            (0, 0o1700, 0o1777),
+            (0, 0o755, 0o755),
+        ] {
+            let _ = fs::remove_dir_all(&mp);
+            fs::create_dir(&mp).unwrap();
+            fs::set_permissions(&mp, fs::Permissions::from_mode(before)).unwrap();
+            std::os::unix::fs::chown(&mp, Some(owner), Some(owner)).unwrap();
+            dir.open(0).unwrap();
+            assert_eq!(mode(&mp), after, "uid {owner}, mode {before:o}");
+            assert_eq!(fs::metadata(&mp).unwrap().uid(), 0);
+        }
     }
 
     /// The shared parent itself is never reached through a link, whoever owns the link: root

@@ -7,6 +7,7 @@ mod foreign_master;
 mod hidden_proc;
 mod history;
 mod io;
+mod pidfile;
 mod privileges;
 mod proc_reads;
 mod real_processes;

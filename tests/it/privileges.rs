@@ -439,3 +439,99 @@ fn link_flipped_at_the_shared_parent_never_changes_a_mode() {
     assert_eq!(rest, "400 runs, target mode 755\n");
     assert!(flips > 400, "the racer flipped only {flips} times");
 }
+
+/// Runs `script` as [`with_private_var_tmp`] does, with `$EXE` a copy of the check that any
+/// user may run, `$T0` and `$T1` two readings of one nginx 60 s apart in trees any user may
+/// read, and `$nobody` the prefix that runs a command as uid 65534. Returns its stdout.
+fn shared_parent_script(script: &str) -> String {
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
+    let (t0, t1) = (ProcTree::new(5000.0), ProcTree::new(5060.0));
+    for (tree, ticks) in [(&t0, 100), (&t1, 400)] {
+        tree.put(&FakeProc::new(812, 1, "nginx", 0))
+            .put(&FakeProc::new(813, 812, "nginx", 33).ticks(ticks, 0));
+        fs::set_permissions(tree.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = with_private_var_tmp("1m", script)
+        .env("EXE", &exe)
+        .env("T0", t0.path())
+        .env("T1", t1.path())
+        .env(
+            "nobody",
+            format!("setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    stdout_of(&out)
+}
+
+/// Runs the check on `$2` as `$1` (empty: root, else `$nobody`), says `$3: exit N`, and keeps
+/// its output in `$out`.
+const CHECK_FN: &str = r#"
+    check() {
+        out=$($1 "$EXE" --proc-root "$2" --sys-root "$2/sys" -n nginx --interval 0)
+        echo "$3: exit $?"
+    }
+    baseline() { case $out in *"no baseline"*) echo "no baseline" ;; *) echo baseline ;; esac; }
+"#;
+
+// Regression (issue 16, item 5): another user made the shared parent first with mode 1700;
+// root took it over (fchown) and kept that mode, so the monitoring user got EACCES for good
+// while every run still reported. Taken over, it gets the mode root would have made it with.
+#[test]
+fn taken_over_shared_parent_is_open_to_all_again() {
+    if !namespaces_available() || !setpriv_available() {
+        skip(
+            "taken_over_shared_parent_is_open_to_all_again",
+            "needs root, unshare and setpriv",
+        );
+        return;
+    }
+    let script = format!(
+        "{CHECK_FN}
+        export MP_STATE_PATH=/var/tmp/check_workers
+        $nobody mkdir -m 1700 $MP_STATE_PATH
+        stat -c 'squatted: %a %u' $MP_STATE_PATH
+        check '' \"$T0\" root
+        stat -c 'taken over: %a %u' $MP_STATE_PATH
+        check \"$nobody\" \"$T0\" nobody
+        check \"$nobody\" \"$T1\" nobody
+        baseline
+        "
+    );
+    assert_eq!(
+        shared_parent_script(&script),
+        format!(
+            "squatted: 1700 {NOBODY}\nroot: exit 0\ntaken over: 1777 0\nnobody: exit 0\n\
+             nobody: exit 0\nbaseline\n"
+        )
+    );
+}
+
+// Same class (issue 16, item 5): root's umask (077 under many sudo setups) closed the levels
+// root created on the way to a shared parent, which the other users then could not reach.
+#[test]
+fn shared_parent_made_under_a_tight_umask_is_open_to_all() {
+    if !namespaces_available() || !setpriv_available() {
+        skip(
+            "shared_parent_made_under_a_tight_umask_is_open_to_all",
+            "needs root, unshare and setpriv",
+        );
+        return;
+    }
+    let script = format!(
+        "{CHECK_FN}
+        export MP_STATE_PATH=/var/tmp/monitoring/state
+        (umask 077; check '' \"$T0\" root)
+        stat -c 'made: %a %u' /var/tmp/monitoring $MP_STATE_PATH
+        check \"$nobody\" \"$T0\" nobody
+        check \"$nobody\" \"$T1\" nobody
+        baseline
+        "
+    );
+    assert_eq!(
+        shared_parent_script(&script),
+        "root: exit 0\nmade: 755 0\nmade: 1777 0\nnobody: exit 0\nnobody: exit 0\nbaseline\n"
+    );
+}
