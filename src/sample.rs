@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use procfs::{FromRead, Uptime};
 use rustix::fs::{Mode, OFlags};
 
-use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector};
+use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector, CMDLINE_MATCHED};
 use crate::text::shown_bytes;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -554,6 +554,37 @@ const ONE_READ: [&str; 7] = [
     "io",
 ];
 
+/// The most of any other proc file read, bytes. The files read (`stat`, `status`, `io`,
+/// `limits`, `smaps_rollup`, `cgroup`) are a few KiB at most; one larger than this is not what
+/// the kernel writes and is taken as malformed, so that no file can make the reused buffer
+/// grow without bound.
+const FILE_LIMIT: usize = 64 * 1024;
+
+/// How much of `file` is read, and what a longer one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// the first this many bytes are the file: `cmdline`, of which `-a` matches a prefix
+    Truncate(usize),
+    /// a longer file is malformed
+    Refuse(usize),
+}
+
+impl Bound {
+    fn of(file: &str) -> Bound {
+        if file == "cmdline" {
+            Bound::Truncate(CMDLINE_MATCHED)
+        } else {
+            Bound::Refuse(FILE_LIMIT)
+        }
+    }
+
+    fn bytes(self) -> usize {
+        match self {
+            Bound::Truncate(bytes) | Bound::Refuse(bytes) => bytes,
+        }
+    }
+}
+
 /// `/proc/PID`, opened once. A file opened relative to it belongs to the process that had the
 /// pid when the directory was opened: once that process has exited, opening fails (ENOENT or
 /// ESRCH) even if the pid is already reused, where a path would lead to the new process. A
@@ -613,7 +644,8 @@ struct Reader {
     /// `<root>/<pid>/<file>`, rebuilt in place for each read
     path: String,
     root_len: usize,
-    /// reused read buffer, always at its full (zeroed) size
+    /// reused read buffer, always at its full (zeroed) size; never grown past the largest
+    /// [`Bound`] of a file read
     space: Vec<u8>,
     /// bytes of `space` the last read filled
     len: usize,
@@ -876,13 +908,14 @@ impl Reader {
     fn read(&mut self, pid: i32, file: &str) -> io::Result<()> {
         self.file(pid, file);
         let f = fs::File::open(&self.path)?;
-        self.fill(f, ONE_READ.contains(&file))
+        self.fill(f, ONE_READ.contains(&file), Bound::of(file))
     }
 
     /// Reads a whole file of the process `dir` stands for.
     fn read_at(&mut self, dir: &ProcDir, file: &str) -> io::Result<()> {
         let f = dir.file(file)?;
-        self.fill(f, ONE_READ.contains(&file))
+        // a thread's `task/TID/io` is bounded as `io` is
+        self.fill(f, ONE_READ.contains(&file), Bound::of(file))
     }
 
     /// Reads `f` into the reused buffer with plain reads: std's `read_to_end` adds an fstat
@@ -890,18 +923,33 @@ impl Reader {
     /// (comm) doubles the syscalls of the scan. Proc files report size 0 anyway. The buffer
     /// stays allocated and zeroed at its full size; `len` marks what this read filled, so no
     /// read clears or grows memory it does not need. `one_read`: a short read is the whole
-    /// file (see [`ONE_READ`]), which saves the read that would return 0.
-    fn fill(&mut self, mut f: fs::File, one_read: bool) -> io::Result<()> {
+    /// file (see [`ONE_READ`]), which saves the read that would return 0. `bound`: no more
+    /// than this is read, and the buffer never grows past it; a file that goes on is cut
+    /// there or refused as malformed (see [`Bound`]).
+    fn fill(&mut self, mut f: fs::File, one_read: bool, bound: Bound) -> io::Result<()> {
         self.len = 0;
+        let cap = bound.bytes();
         loop {
-            if self.len == self.space.len() {
-                self.space.resize(self.space.len() * 2, 0);
+            let end = self.space.len().min(cap);
+            if self.len == end {
+                if end == cap {
+                    return match bound {
+                        Bound::Truncate(_) => Ok(()),
+                        Bound::Refuse(_) if at_end(&mut f)? => Ok(()),
+                        Bound::Refuse(_) => Err(io::Error::new(
+                            ErrorKind::InvalidData,
+                            format!("malformed: more than {cap} bytes"),
+                        )),
+                    };
+                }
+                self.space.resize((end * 2).min(cap), 0);
+                continue;
             }
-            match f.read(&mut self.space[self.len..]) {
+            match f.read(&mut self.space[self.len..end]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     self.len += n;
-                    if one_read && self.len < self.space.len() {
+                    if one_read && self.len < end {
                         return Ok(());
                     }
                 }
@@ -914,6 +962,18 @@ impl Reader {
     /// What the last [`Reader::read`] filled.
     fn bytes(&self) -> &[u8] {
         &self.space[..self.len]
+    }
+}
+
+/// True when nothing is left to read from `f`.
+fn at_end(f: &mut fs::File) -> io::Result<bool> {
+    let mut one = [0u8; 1];
+    loop {
+        match f.read(&mut one) {
+            Ok(n) => return Ok(n == 0),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -1072,6 +1132,7 @@ fn vanished(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::CmdlineFilter;
 
     #[test]
     fn pid_names() {
@@ -1186,6 +1247,63 @@ mod tests {
         fs::remove_dir_all(root.path().join("gone")).unwrap();
         let e = reader.read_at(&dir, "status").unwrap_err();
         assert!(vanished(&e), "{e}");
+    }
+
+    // Issue 16.3: any user can start processes with megabytes of arguments, and the reused
+    // buffer grew to hold each whole command line; no file may make it grow without bound.
+    #[test]
+    fn a_command_line_is_read_up_to_its_bound_and_a_larger_file_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "python3", 1000, 0);
+        let dir_path = root.path().join("812");
+        let argument = vec![b'x'; 100 * 1024];
+        let huge = [&argument[..], b"\0"].concat().repeat(50);
+        fs::write(dir_path.join("cmdline"), &huge).unwrap();
+        let mut reader = Reader::new(root.path(), false);
+        let dir = reader.open_dir(812).unwrap();
+        reader.read_at(&dir, "cmdline").unwrap();
+        assert_eq!(reader.bytes(), &huge[..CMDLINE_MATCHED]);
+        reader.read(812, "cmdline").unwrap();
+        assert_eq!(reader.bytes(), &huge[..CMDLINE_MATCHED]);
+        // a short one whole, from the same buffer
+        fs::write(dir_path.join("cmdline"), b"sleep\x00600\x00").unwrap();
+        reader.read_at(&dir, "cmdline").unwrap();
+        assert_eq!(reader.bytes(), b"sleep\x00600\x00");
+        // any other file: read whole up to its bound, refused as malformed past it
+        let status = fs::read(dir_path.join("status")).unwrap();
+        let padded = |len: usize| {
+            let mut file = status.clone();
+            file.resize(len, b'\n');
+            file
+        };
+        fs::write(dir_path.join("status"), padded(FILE_LIMIT)).unwrap();
+        reader.read_at(&dir, "status").unwrap();
+        assert_eq!(parse_status(reader.bytes()).unwrap().uid, 33);
+        fs::write(dir_path.join("status"), padded(FILE_LIMIT + 1)).unwrap();
+        let e = reader.read_at(&dir, "status").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+        assert!(!vanished(&e));
+        assert!(reader.space.len() <= FILE_LIMIT.max(CMDLINE_MATCHED));
+    }
+
+    // What lies past the first 64 KiB of a command line never matches `-a`, as documented.
+    #[test]
+    fn a_match_past_the_first_64_kib_of_a_command_line_does_not_count() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "gunicorn", 1000, 0);
+        let filter = CmdlineFilter::new(r"gunicorn: worker \[app\]").unwrap();
+        let padding = vec![b'x'; CMDLINE_MATCHED];
+        let mut reader = Reader::new(root.path(), false);
+        let dir = reader.open_dir(812).unwrap();
+        for (cmdline, matches) in [
+            ([b"gunicorn: worker [app]\0", &padding[..]].concat(), true),
+            ([&padding[..], b"\0gunicorn: worker [app]"].concat(), false),
+            ([&padding[..20], b"\0gunicorn: worker [app]"].concat(), true),
+        ] {
+            fs::write(root.path().join("812/cmdline"), &cmdline).unwrap();
+            reader.read_at(&dir, "cmdline").unwrap();
+            assert_eq!(filter.matches(reader.bytes()), matches, "{}", cmdline.len());
+        }
     }
 
     fn io_file(read: u64, write: u64) -> String {
