@@ -243,6 +243,8 @@ struct Sampler<'a> {
     /// why the named master is missing before any reading (no pidfile)
     problem: Option<String>,
     own: OwnProcesses,
+    /// a reading not done by then fails rather than report the processes it got to
+    deadline: Deadline,
 }
 
 impl Sampler<'_> {
@@ -256,6 +258,7 @@ impl Sampler<'_> {
             &config.selector,
             parent_pid,
             trace,
+            self.deadline,
         )?;
         let (master, problem) = match (&config.selector.parent, self.named) {
             (None, _) => (Master::Detect, None),
@@ -286,6 +289,7 @@ fn sample_with_baseline(
         named,
         problem,
         own: sample::own_processes(&config.proc_root),
+        deadline,
     };
     let scan_started = Instant::now();
     let reading = sampler.take()?;

@@ -36,6 +36,11 @@ impl Deadline {
             .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
     }
 
+    /// True once the deadline has passed: what is still to do must be given up.
+    pub fn passed(&self) -> bool {
+        self.remaining().is_zero()
+    }
+
     /// How long to sleep for the in-run CPU interval: `interval`, shortened so that a second
     /// scan (estimated to cost what the first one, `scan_cost`, did) still fits before the
     /// deadline. None when no time is left for a second scan at all.
@@ -75,6 +80,8 @@ mod tests {
     fn huge_timeouts_never_come() {
         let d = Deadline::new(Instant::now(), Duration::from_secs(u64::MAX));
         assert_eq!(d.remaining(), Duration::MAX);
+        assert!(!d.passed());
+        assert!(Deadline::new(Instant::now(), Duration::ZERO).passed());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use anyhow::{bail, Context, Result};
 use procfs::{FromRead, Uptime};
 use rustix::fs::{Mode, OFlags};
 
+use crate::deadline::Deadline;
 use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector, CMDLINE_MATCHED};
 use crate::text::shown_bytes;
 
@@ -210,7 +211,9 @@ pub struct Snapshot {
 }
 
 /// Reads the proc tree at `root`. Fails only when the tree itself is unusable (no `uptime`
-/// or `stat`, or the directory cannot be listed); single processes are skipped and counted.
+/// or `stat`, or the directory cannot be listed), or when `deadline` passes before the scan
+/// is done: it is looked at before each process, and a scan cut short is an error, never a
+/// partial list of workers. Single processes are skipped and counted.
 ///
 /// When the selection allows it, only some pids are read, so the cost does not grow with the
 /// host's process count: a named master's children from `/proc/PID/task/*/children`, or a
@@ -222,6 +225,7 @@ pub fn scan(
     selector: &Selector,
     parent: Option<i32>,
     trace: bool,
+    deadline: Deadline,
 ) -> Result<Snapshot> {
     let uptime = read_uptime(root)?;
     let (btime, cpus) = read_kernel_stat(root)?;
@@ -246,9 +250,21 @@ pub fn scan(
         (None, Some(filter)) => cgroup_procs(sys_root, filter),
         (None, None) => None,
     };
+    let mut visited = 0;
+    let mut in_time = || {
+        if deadline.passed() {
+            bail!(
+                "timed out scanning {} after {visited} processes",
+                root.display()
+            );
+        }
+        visited += 1;
+        Ok(())
+    };
     if let Some(pids) = shortlist {
         // these are mostly ours: straight to their directories
         for pid in pids {
+            in_time()?;
             reader.visit(pid, selector, false, &mut snapshot);
         }
         snapshot.trace = reader.trace;
@@ -265,6 +281,7 @@ pub fn scan(
     for entry in dir.iter() {
         let entry = entry.with_context(listing)?;
         if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
+            in_time()?;
             reader.visit(pid, selector, true, &mut snapshot);
         }
     }
@@ -1304,6 +1321,48 @@ mod tests {
             reader.read_at(&dir, "cmdline").unwrap();
             assert_eq!(filter.matches(reader.bytes()), matches, "{}", cmdline.len());
         }
+    }
+
+    /// A fixture tree with `uptime`, `stat` and processes 812 to 814, all gunicorn workers.
+    fn fake_tree() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("uptime"), "1000.00 100.00\n").unwrap();
+        fs::write(root.path().join("stat"), "cpu0 1 0 1 1\nbtime 1700000000\n").unwrap();
+        for pid in 812..=814 {
+            fake_process(root.path(), &pid.to_string(), pid, "gunicorn", 1000, 0);
+            let cmdline = root.path().join(format!("{pid}/cmdline"));
+            fs::write(cmdline, "gunicorn: worker [app]\0").unwrap();
+        }
+        root
+    }
+
+    fn in_ten_seconds() -> Deadline {
+        Deadline::new(
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(10),
+        )
+    }
+
+    // Issue 16.3: a scan slowed down by other users' processes went on past -t, and the run
+    // answered the watchdog's bare "timed out" instead of its result or a reason.
+    #[test]
+    fn a_scan_past_its_deadline_fails_instead_of_reporting_part_of_the_processes() {
+        let root = fake_tree();
+        let selector = Selector {
+            cmdline: Some(CmdlineFilter::new("gunicorn").unwrap()),
+            ..Selector::default()
+        };
+        let scan_by = |deadline| scan(root.path(), root.path(), &selector, None, false, deadline);
+        assert_eq!(scan_by(in_ten_seconds()).unwrap().procs.len(), 3);
+        let passed = Deadline::new(std::time::Instant::now(), std::time::Duration::ZERO);
+        let e = scan_by(passed).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "timed out scanning {} after 0 processes",
+                root.path().display()
+            )
+        );
     }
 
     fn io_file(read: u64, write: u64) -> String {
