@@ -5,6 +5,7 @@ mod fixture;
 mod fixture_runs;
 mod hidden_proc;
 mod history;
+mod hostile_cmdline;
 mod io;
 mod privileges;
 mod proc_reads;
