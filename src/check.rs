@@ -372,7 +372,15 @@ fn measure_within_run(
 ) -> Result<Measured> {
     let baseline = TickState::new(&first.snapshot, &first.selection);
     thread::sleep(pause);
-    let reading = sampler.take()?;
+    // the first reading is whole: a second one that runs out of time leaves it without cpu
+    let reading = match sampler.take() {
+        Ok(reading) => reading,
+        Err(e) if e.downcast_ref::<sample::ScanTimedOut>().is_some() => {
+            let note = format!("no baseline ({reason}); cpu not measured: {e} within -t");
+            return Ok(Measured::without_cpu(first, note));
+        }
+        Err(e) => return Err(e),
+    };
     let (in_run, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
         Ok(baseline) => {
             let note = format!(

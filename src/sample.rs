@@ -17,7 +17,7 @@ use std::fs;
 use std::io::{self, ErrorKind, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use procfs::{FromRead, Uptime};
@@ -213,10 +213,31 @@ pub struct Snapshot {
     pub trace: Vec<String>,
 }
 
+/// A scan given up because the run's time was up: an error, never a partial reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanTimedOut {
+    pub root: PathBuf,
+    /// processes looked at before it was given up
+    pub visited: usize,
+}
+
+impl fmt::Display for ScanTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timed out scanning {} after {} processes",
+            self.root.display(),
+            self.visited
+        )
+    }
+}
+
+impl std::error::Error for ScanTimedOut {}
+
 /// Reads the proc tree at `root`. Fails only when the tree itself is unusable (no `uptime`
-/// or `stat`, or the directory cannot be listed), or when `deadline` passes before the scan
-/// is done: it is looked at before each process, and a scan cut short is an error, never a
-/// partial list of workers. Single processes are skipped and counted.
+/// or `stat`, or the directory cannot be listed), or when `deadline` is overdue before the
+/// scan is done ([`ScanTimedOut`]): it is looked at before each process, and a scan cut short
+/// is an error, never a partial list of workers. Single processes are skipped and counted.
 ///
 /// When the selection allows it, only some pids are read, so the cost does not grow with the
 /// host's process count: a named master's children from `/proc/PID/task/*/children`, or a
@@ -258,11 +279,11 @@ pub fn scan(
     };
     let mut visited = 0;
     let mut in_time = || {
-        if deadline.passed() {
-            bail!(
-                "timed out scanning {} after {visited} processes",
-                root.display()
-            );
+        if deadline.overdue() {
+            return Err(ScanTimedOut {
+                root: root.to_path_buf(),
+                visited,
+            });
         }
         visited += 1;
         Ok(())
@@ -1492,6 +1513,7 @@ mod tests {
         assert_eq!(scan_by(in_ten_seconds()).unwrap().procs.len(), 3);
         let passed = Deadline::new(std::time::Instant::now(), std::time::Duration::ZERO);
         let e = scan_by(passed).unwrap_err();
+        assert!(e.downcast_ref::<ScanTimedOut>().is_some(), "{e:#}");
         assert_eq!(
             e.to_string(),
             format!(
