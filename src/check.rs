@@ -244,6 +244,8 @@ struct Sampler<'a> {
     /// why the named master is missing before any reading (no pidfile)
     problem: Option<String>,
     own: OwnProcesses,
+    /// a reading not done by then fails rather than report the processes it got to
+    deadline: Deadline,
 }
 
 impl Sampler<'_> {
@@ -257,6 +259,7 @@ impl Sampler<'_> {
             &config.selector,
             parent_pid,
             trace,
+            self.deadline,
         )?;
         let (master, problem) = match (&config.selector.parent, self.named) {
             (None, _) => (Master::Detect, None),
@@ -287,6 +290,7 @@ fn sample_with_baseline(
         named,
         problem,
         own: sample::own_processes(&config.proc_root),
+        deadline,
     };
     let scan_started = Instant::now();
     let reading = sampler.take()?;
@@ -383,7 +387,15 @@ fn measure_within_run(
 ) -> Result<Measured> {
     let baseline = TickState::new(&first.snapshot, &first.selection);
     thread::sleep(pause);
-    let reading = sampler.take()?;
+    // the first reading is whole: a second one that runs out of time leaves it without cpu
+    let reading = match sampler.take() {
+        Ok(reading) => reading,
+        Err(e) if e.downcast_ref::<sample::ScanTimedOut>().is_some() => {
+            let note = format!("no baseline ({reason}); cpu not measured: {e} within -t");
+            return Ok(Measured::without_cpu(first, note));
+        }
+        Err(e) => return Err(e),
+    };
     let (in_run, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
         Ok(baseline) => {
             let note = format!(

@@ -95,7 +95,8 @@ struct Args {
     #[arg(long = "cgroup", value_name = "PATTERN")]
     cgroup: Option<String>,
 
-    /// Only processes whose full command line (arguments joined by spaces) matches REGEX
+    /// Only processes whose full command line (arguments joined by spaces) matches REGEX; only
+    /// its first 64 KiB are matched
     #[arg(short = 'a', long = "cmdline", value_name = "REGEX")]
     cmdline: Option<String>,
 

@@ -15,6 +15,8 @@ const MARGIN: Duration = Duration::from_millis(250);
 pub struct Deadline {
     /// None when the timeout is too far away for the clock to hold (a huge `-t`)
     at: Option<Instant>,
+    /// what is kept back before the timeout
+    margin: Duration,
 }
 
 impl Deadline {
@@ -23,6 +25,7 @@ impl Deadline {
         let margin = (timeout / 10).min(MARGIN);
         Deadline {
             at: started.checked_add(timeout - margin),
+            margin,
         }
     }
 
@@ -34,6 +37,20 @@ impl Deadline {
     fn remaining_at(&self, now: Instant) -> Duration {
         self.at
             .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
+    }
+
+    /// True once work still under way must be given up: half the margin past the deadline,
+    /// the other half left for saving the tick file and printing. Planned work ends at the
+    /// deadline itself (a second scan after the in-run interval is timed to), so a scan that
+    /// runs a little late is what the first half is for.
+    pub fn overdue(&self) -> bool {
+        self.overdue_at(Instant::now())
+    }
+
+    fn overdue_at(&self, now: Instant) -> bool {
+        self.at
+            .and_then(|at| at.checked_add(self.margin / 2))
+            .is_some_and(|cutoff| now >= cutoff)
     }
 
     /// How long to sleep for the in-run CPU interval: `interval`, shortened so that a second
@@ -75,6 +92,20 @@ mod tests {
     fn huge_timeouts_never_come() {
         let d = Deadline::new(Instant::now(), Duration::from_secs(u64::MAX));
         assert_eq!(d.remaining(), Duration::MAX);
+        assert!(!d.overdue());
+    }
+
+    #[test]
+    fn work_under_way_is_overdue_half_the_margin_after_the_deadline() {
+        let start = Instant::now();
+        let d = Deadline::new(start, Duration::from_secs(1));
+        assert!(!d.overdue_at(start + 900 * MS));
+        assert!(!d.overdue_at(start + 949 * MS));
+        assert!(d.overdue_at(start + 950 * MS));
+        let d = Deadline::new(start, Duration::from_secs(10));
+        assert!(!d.overdue_at(start + 9874 * MS));
+        assert!(d.overdue_at(start + 9875 * MS));
+        assert!(Deadline::new(start, Duration::ZERO).overdue());
     }
 
     #[test]

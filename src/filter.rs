@@ -248,7 +248,14 @@ pub enum ParentSpec {
     Pidfile(std::path::PathBuf),
 }
 
-/// `-a REGEX` on the full command line, NULs read as spaces (as `ps -o args` shows it).
+/// How much of a command line `-a` (and `-n`'s argv[0] fallback) looks at, bytes: any user can
+/// start processes with megabytes of arguments, and reading and matching all of them for
+/// every process on the host made a check miss its timeout. A command line longer than this
+/// is matched on its first 64 KiB only: text past them never matches.
+pub const CMDLINE_MATCHED: usize = 64 * 1024;
+
+/// `-a REGEX` on the full command line, NULs read as spaces (as `ps -o args` shows it), or on
+/// its first [`CMDLINE_MATCHED`] bytes when it is longer.
 #[derive(Debug, Clone)]
 pub struct CmdlineFilter(regex_lite::Regex);
 
@@ -261,7 +268,7 @@ impl CmdlineFilter {
         self.0.as_str()
     }
 
-    /// `raw` is `/proc/PID/cmdline` as read.
+    /// `raw` is `/proc/PID/cmdline` as read (at most its first [`CMDLINE_MATCHED`] bytes).
     pub fn matches(&self, raw: &[u8]) -> bool {
         self.0.is_match(&command_line(raw))
     }

@@ -1,26 +1,30 @@
 //! Acquisition step: read a proc tree (the real `/proc` or a fixture shaped like it) into
 //! plain [`ProcSample`] values. This is the only module that reads `/proc` or uses `procfs`.
 //!
-//! In a full scan every process costs one read of its `comm` by path; only a process whose name
-//! can match has its directory opened, once, and its `stat`, `status`, `io` and the rest read
-//! through that descriptor, so that one row never mixes two processes that had the same pid.
+//! In a full scan every process costs one read of its `comm` by path (with `-n`); only a process
+//! whose name can match has its directory opened, once, and its `stat`, `status`, `io` and the
+//! rest read through that descriptor, so that one row never mixes two processes that had the
+//! same pid. The filters go cheapest first (see [`Plan`]): a command line, which any user can
+//! make megabytes long, is read last and to 64 KiB at most, and every read is bounded.
 //! After selection, the masters' `io` is read again with their threads' (see [`master_io`]). Names,
 //! command lines and links are bytes, not UTF-8: `stat` and `status` are parsed by hand.
 //! Time and boot time come from the tree's own `uptime` and `stat`, so a fixture tree fixes
 //! them and tests can assert exact CPU figures.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::fs;
 use std::io::{self, ErrorKind, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use procfs::{FromRead, Uptime};
 use rustix::fs::{Mode, OFlags};
 
-use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector};
+use crate::deadline::Deadline;
+use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector, CMDLINE_MATCHED};
 use crate::text::shown_bytes;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -209,19 +213,45 @@ pub struct Snapshot {
     pub trace: Vec<String>,
 }
 
+/// A scan given up because the run's time was up: an error, never a partial reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanTimedOut {
+    pub root: PathBuf,
+    /// processes looked at before it was given up
+    pub visited: usize,
+}
+
+impl fmt::Display for ScanTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timed out scanning {} after {} processes",
+            self.root.display(),
+            self.visited
+        )
+    }
+}
+
+impl std::error::Error for ScanTimedOut {}
+
 /// Reads the proc tree at `root`. Fails only when the tree itself is unusable (no `uptime`
-/// or `stat`, or the directory cannot be listed); single processes are skipped and counted.
+/// or `stat`, or the directory cannot be listed), or when `deadline` is overdue before the
+/// scan is done ([`ScanTimedOut`]): it is looked at before each process, and a scan cut short
+/// is an error, never a partial list of workers. Single processes are skipped and counted.
 ///
 /// When the selection allows it, only some pids are read, so the cost does not grow with the
 /// host's process count: a named master's children from `/proc/PID/task/*/children`, or a
 /// unit's processes from its cgroup's `cgroup.procs` under `sys_root`. Every filter still
-/// applies to them; where those files are missing, the whole of /proc is scanned.
+/// applies to them; where those files are missing, the whole of /proc is scanned. Each
+/// process is filtered cheapest first (see [`Plan`]); the processes set aside on the way are
+/// looked at again once the candidates are known.
 pub fn scan(
     root: &Path,
     sys_root: &Path,
     selector: &Selector,
     parent: Option<i32>,
     trace: bool,
+    deadline: Deadline,
 ) -> Result<Snapshot> {
     let uptime = read_uptime(root)?;
     let (btime, cpus) = read_kernel_stat(root)?;
@@ -241,35 +271,137 @@ pub fn scan(
             Err(e) => return Err(e).with_context(|| format!("reading process {parent}")),
         }
     }
+    let plan = Plan::new(selector, parent);
     let shortlist = match (parent, &selector.cgroup) {
         (Some(parent), _) => children_of(root, parent),
         (None, Some(filter)) => cgroup_procs(sys_root, filter),
         (None, None) => None,
     };
+    let mut visited = 0;
+    let mut in_time = || {
+        if deadline.overdue() {
+            return Err(ScanTimedOut {
+                root: root.to_path_buf(),
+                visited,
+            });
+        }
+        visited += 1;
+        Ok(())
+    };
     if let Some(pids) = shortlist {
         // these are mostly ours: straight to their directories
         for pid in pids {
-            reader.visit(pid, selector, false, &mut snapshot);
+            in_time()?;
+            reader.visit(pid, &plan, Visit::Shortlisted, &mut snapshot);
         }
-        snapshot.trace = reader.trace;
-        return Ok(snapshot);
+    } else {
+        // nix's Dir hands out borrowed names: std's read_dir allocates one per process
+        let listing = || format!("listing {}", root.display());
+        let mut dir = nix::dir::Dir::open(
+            root,
+            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .with_context(listing)?;
+        for entry in dir.iter() {
+            let entry = entry.with_context(listing)?;
+            if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
+                in_time()?;
+                reader.visit(pid, &plan, Visit::Listed, &mut snapshot);
+            }
+        }
     }
-    // nix's Dir hands out borrowed names: std's read_dir allocates one per process
-    let listing = || format!("listing {}", root.display());
-    let mut dir = nix::dir::Dir::open(
-        root,
-        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-        nix::sys::stat::Mode::empty(),
-    )
-    .with_context(listing)?;
-    for entry in dir.iter() {
-        let entry = entry.with_context(listing)?;
-        if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
-            reader.visit(pid, selector, true, &mut snapshot);
+    let parents: HashSet<i32> = snapshot.procs.iter().map(|p| p.ppid).collect();
+    for pid in std::mem::take(&mut reader.set_aside) {
+        if parents.contains(&pid) {
+            in_time()?;
+            reader.visit(pid, &plan, Visit::Parent, &mut snapshot);
         }
     }
     snapshot.trace = reader.trace;
     Ok(snapshot)
+}
+
+/// The order in which a process meets the filters, cheapest first, so that a process that
+/// is not ours costs little whatever it holds: any user can start processes with megabytes of
+/// arguments, and reading and matching them for every process made `-a` checks time out.
+///
+/// 1. The filters that say which service a process belongs to and cost one small file: the
+///    name (`comm`, by path in a full scan, then from `stat`) and the cgroup. A process that
+///    fails one is not ours, worker or master. Kernel threads (from `stat`) never are.
+/// 2. The filters only workers must pass: their parent (`--ppid`/`--pidfile`), state (`-s`,
+///    from `stat`) and user (`-u`, from `status`; by path first in a full scan without `-n`
+///    or a cgroup).
+/// 3. The costly filters: the command line (`-a`, and the argv[0] of a long `-n` name, read
+///    to 64 KiB at most) and the executable (`--exe`).
+///
+/// Step 2 is no rejection when masters are to be found among the candidates (no
+/// `--ppid`/`--pidfile`, and a filter that names the service): `select` finds a master
+/// before `-u` and `-s`, so that the root nginx master of www-data workers is still named
+/// with `-u www-data`. Such a process is set aside with nothing read but its pid. Once all
+/// candidates (the processes that passed every filter) are known, the set-aside processes
+/// that are the parent of one are read again, without step 2, and join the candidates if
+/// they pass steps 1 and 3. So a master that fails `-u` or `-s` is always a candidate's
+/// parent, as a master's workers are its children; a process that fails them and has no
+/// candidate among its children is never read further, and is no master. Nor is a process
+/// none of whose children is a candidate: with `-n nginx -u root`, the root master of
+/// www-data workers is one worker. What the command lines cost is then bounded by the
+/// candidates and their parents, 64 KiB each, however many processes other users start.
+struct Plan<'a> {
+    selector: &'a Selector,
+    /// the pid of `--ppid`/`--pidfile`: the workers are its children
+    parent: Option<i32>,
+    /// step 2 sets aside rather than rejects (see above)
+    masters_detected: bool,
+}
+
+impl Plan<'_> {
+    fn new(selector: &Selector, parent: Option<i32>) -> Plan<'_> {
+        Plan {
+            selector,
+            parent,
+            masters_detected: selector.parent.is_none() && selector.names_the_service(),
+        }
+    }
+
+    /// Step 2 on the parent and state in `stat`.
+    fn stat_rejects(&self, stat: &StatFields) -> Option<&'static str> {
+        if self.parent.is_some_and(|parent| stat.ppid != parent) {
+            Some("parent")
+        } else if !self
+            .selector
+            .states
+            .as_ref()
+            .is_none_or(|states| states.contains(stat.state))
+        {
+            Some("state")
+        } else {
+            None
+        }
+    }
+
+    /// Step 2 on the real uid in `status`.
+    fn uid_rejects(&self, uid: u32) -> Option<&'static str> {
+        self.selector
+            .uid
+            .is_some_and(|want| uid != want)
+            .then_some("user")
+    }
+
+    /// Step 2's verdict on a process that failed it.
+    fn step_two(&self, why: &'static str) -> Verdict {
+        if self.masters_detected {
+            Verdict::SetAside(why)
+        } else {
+            Verdict::Rejected(why)
+        }
+    }
+
+    /// True when there is no step 2: a full scan's one read by path may then be the command
+    /// line or the executable.
+    fn no_step_two(&self) -> bool {
+        self.parent.is_none() && self.selector.uid.is_none() && self.selector.states.is_none()
+    }
 }
 
 /// The pids in a unit's (or a literal cgroup path's) cgroup and its sub-cgroups, from
@@ -515,6 +647,37 @@ const ONE_READ: [&str; 7] = [
     "io",
 ];
 
+/// The most of any other proc file read, bytes. The files read (`stat`, `status`, `io`,
+/// `limits`, `smaps_rollup`, `cgroup`) are a few KiB at most; one larger than this is not what
+/// the kernel writes and is taken as malformed, so that no file can make the reused buffer
+/// grow without bound.
+const FILE_LIMIT: usize = 64 * 1024;
+
+/// How much of `file` is read, and what a longer one is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// the first this many bytes are the file: `cmdline`, of which `-a` matches a prefix
+    Truncate(usize),
+    /// a longer file is malformed
+    Refuse(usize),
+}
+
+impl Bound {
+    fn of(file: &str) -> Bound {
+        if file == "cmdline" {
+            Bound::Truncate(CMDLINE_MATCHED)
+        } else {
+            Bound::Refuse(FILE_LIMIT)
+        }
+    }
+
+    fn bytes(self) -> usize {
+        match self {
+            Bound::Truncate(bytes) | Bound::Refuse(bytes) => bytes,
+        }
+    }
+}
+
 /// `/proc/PID`, opened once. A file opened relative to it belongs to the process that had the
 /// pid when the directory was opened: once that process has exited, opening fails (ENOENT or
 /// ESRCH) even if the pid is already reused, where a path would lead to the new process. A
@@ -574,13 +737,16 @@ struct Reader {
     /// `<root>/<pid>/<file>`, rebuilt in place for each read
     path: String,
     root_len: usize,
-    /// reused read buffer, always at its full (zeroed) size
+    /// reused read buffer, always at its full (zeroed) size; never grown past the largest
+    /// [`Bound`] of a file read
     space: Vec<u8>,
     /// bytes of `space` the last read filled
     len: usize,
     /// `-vvv`: record every process looked at
     tracing: bool,
     trace: Vec<String>,
+    /// the pids set aside by the scan's step 2 (see [`Plan`])
+    set_aside: Vec<i32>,
 }
 
 /// Why a process was not a candidate, for `-vvv`. A candidate is boxed: most processes are
@@ -588,13 +754,20 @@ struct Reader {
 enum Verdict {
     Candidate(Box<ProcSample>),
     Rejected(&'static str),
+    /// failed a filter only workers must pass, and may still be a master: looked at again if
+    /// it is a candidate's parent (see [`Plan`])
+    SetAside(&'static str),
 }
 
-/// What the filters say about a process read through its directory.
-enum Filtered {
-    Rejected(&'static str),
-    /// with the cgroup path when the cgroup filter read it
-    Passed(Option<String>),
+/// How a process came to be looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    /// listed in a full scan, where most processes are not ours
+    Listed,
+    /// from a shortlist (a master's children, a unit's cgroup): mostly ours
+    Shortlisted,
+    /// set aside by step 2 and a candidate's parent: only the service's filters apply
+    Parent,
 }
 
 impl Reader {
@@ -607,16 +780,23 @@ impl Reader {
             len: 0,
             tracing,
             trace: Vec::new(),
+            set_aside: Vec::new(),
         }
     }
 
     /// Reads one process into the snapshot, or counts why it could not be read.
-    fn visit(&mut self, pid: i32, selector: &Selector, cheap_first: bool, snapshot: &mut Snapshot) {
-        let outcome = self.process(pid, selector, cheap_first);
+    fn visit(&mut self, pid: i32, plan: &Plan, visit: Visit, snapshot: &mut Snapshot) {
+        let outcome = self.process(pid, plan, visit);
         if self.tracing {
             let line = match &outcome {
+                Ok(Verdict::Candidate(p)) if visit == Visit::Parent => {
+                    format!("pid {pid} {}: candidate (as a candidate's parent)", p.comm)
+                }
                 Ok(Verdict::Candidate(p)) => format!("pid {pid} {}: candidate", p.comm),
                 Ok(Verdict::Rejected(why)) => format!("pid {pid}: no match ({why})"),
+                Ok(Verdict::SetAside(why)) => {
+                    format!("pid {pid}: not a worker ({why}); looked at again if a parent")
+                }
                 Err(e) if vanished(e) => format!("pid {pid}: exited while being read"),
                 Err(e) => format!("pid {pid}: unreadable ({e})"),
             };
@@ -625,42 +805,102 @@ impl Reader {
         match outcome {
             Ok(Verdict::Candidate(p)) => snapshot.procs.push(*p),
             Ok(Verdict::Rejected(_)) => {}
+            Ok(Verdict::SetAside(_)) => self.set_aside.push(pid),
             Err(e) if vanished(&e) => snapshot.skipped.vanished += 1,
             Err(_) => snapshot.skipped.unreadable += 1,
         }
     }
 
-    /// With `cheap_first` (a full scan, where most processes are not ours), the first filter
-    /// is tried on one file read by path, so a process that fails it costs that one read. Any
-    /// other process has its directory opened, and every filter and every figure is taken
-    /// through it, cheapest first: the row and the decision are about one process even if the
-    /// pid was reused since the first read.
-    fn process(&mut self, pid: i32, selector: &Selector, cheap_first: bool) -> io::Result<Verdict> {
-        if cheap_first {
-            if let Some(why) = self.cheap_rejection(pid, selector)? {
-                return Ok(Verdict::Rejected(why));
+    /// The filters in [`Plan`]'s order. In a full scan the first one is tried on one file
+    /// read by path, so a process that fails it costs that one read. Any other process has
+    /// its directory opened, and every filter and every figure is taken through it: the row
+    /// and the decision are about one process even if the pid was reused since the first
+    /// read.
+    fn process(&mut self, pid: i32, plan: &Plan, visit: Visit) -> io::Result<Verdict> {
+        if visit == Visit::Listed {
+            if let Some(verdict) = self.cheap_verdict(pid, plan)? {
+                return Ok(verdict);
             }
         }
+        let selector = plan.selector;
         let dir = self.open_dir(pid)?;
         self.read_at(&dir, "stat")?;
         let stat = parse_stat(self.bytes())?;
-        let cgroup = match self.filter(&dir, &stat.comm, selector)? {
-            Filtered::Rejected(why) => return Ok(Verdict::Rejected(why)),
-            Filtered::Passed(cgroup) => cgroup,
+        // step 1: the service's cheap filters
+        if stat.flags & PF_KTHREAD != 0 {
+            return Ok(Verdict::Rejected("kernel thread"));
+        }
+        let mut full_name = None;
+        if let Some(filter) = &selector.name {
+            match filter.check_comm(stat.comm.as_bytes()) {
+                CommMatch::No => return Ok(Verdict::Rejected("name")),
+                CommMatch::Yes => {}
+                CommMatch::NeedsFullName => full_name = Some(filter),
+            }
+        }
+        let mut cgroup = None;
+        if let Some(filter) = &selector.cgroup {
+            self.read_at(&dir, "cgroup")?;
+            let text = String::from_utf8_lossy(self.bytes());
+            if !filter.matches(&text) {
+                return Ok(Verdict::Rejected("cgroup"));
+            }
+            cgroup = v2_path(&text);
+        }
+        // step 2: what only workers must pass; `status` now only if it has the uid to check
+        let mut status = None;
+        if visit != Visit::Parent {
+            if let Some(why) = plan.stat_rejects(&stat) {
+                return Ok(plan.step_two(why));
+            }
+            if selector.uid.is_some() {
+                self.read_at(&dir, "status")?;
+                let fields = parse_status(self.bytes())?;
+                if let Some(why) = plan.uid_rejects(fields.uid) {
+                    return Ok(plan.step_two(why));
+                }
+                status = Some(fields);
+            }
+        }
+        // step 3: the costly filters
+        if let Some(filter) = full_name {
+            // exe is unreadable for other users' processes unless we are root; argv[0] is
+            // the fallback
+            let exe = dir.link("exe").ok();
+            self.read_at(&dir, "cmdline")?;
+            let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
+            if !filter.check_full_name(Some(argv0), exe.as_deref()) {
+                return Ok(Verdict::Rejected("name"));
+            }
+        }
+        if let Some(filter) = &selector.cmdline {
+            self.read_at(&dir, "cmdline")?;
+            if !filter.matches(self.bytes()) {
+                return Ok(Verdict::Rejected("command line"));
+            }
+        }
+        if let Some(want) = &selector.exe {
+            if !exe_matches(want, &dir.link("exe")?) {
+                return Ok(Verdict::Rejected("executable"));
+            }
+        }
+        let status = match status {
+            Some(status) => status,
+            None => {
+                self.read_at(&dir, "status")?;
+                parse_status(self.bytes())?
+            }
         };
-        let mut p = self.finish(&dir, stat)?;
+        let mut p = self.finish(&dir, stat, status);
         p.cgroup = cgroup;
         Ok(Verdict::Candidate(Box::new(p)))
     }
 
-    /// The first of the selector's filters, on its file read by path: Some(why) when the
-    /// process cannot be ours. A long name's comm that may be ours passes; its full name is
-    /// checked through the directory.
-    fn cheap_rejection(
-        &mut self,
-        pid: i32,
-        selector: &Selector,
-    ) -> io::Result<Option<&'static str>> {
+    /// The first filter in [`Plan`]'s order that one file read by path can decide: Some when
+    /// it decides. A long name's comm that may be ours passes; its full name is checked
+    /// through the directory.
+    fn cheap_verdict(&mut self, pid: i32, plan: &Plan) -> io::Result<Option<Verdict>> {
+        let selector = plan.selector;
         let (passes, why) = if let Some(filter) = &selector.name {
             self.read(pid, "comm")?;
             let comm = self.bytes().strip_suffix(b"\n").unwrap_or(self.bytes());
@@ -671,6 +911,13 @@ impl Reader {
                 filter.matches(&String::from_utf8_lossy(self.bytes())),
                 "cgroup",
             )
+        } else if selector.uid.is_some() {
+            self.read(pid, "status")?;
+            let uid = parse_status(self.bytes())?.uid;
+            return Ok(plan.uid_rejects(uid).map(|why| plan.step_two(why)));
+        } else if !plan.no_step_two() {
+            // the parent or the state: from `stat`, through the directory
+            (true, "")
         } else if let Some(filter) = &selector.cmdline {
             self.read(pid, "cmdline")?;
             (filter.matches(self.bytes()), "command line")
@@ -680,50 +927,7 @@ impl Reader {
         } else {
             (true, "")
         };
-        Ok((!passes).then_some(why))
-    }
-
-    /// Every filter of the selector, on files read through `dir`; `comm` is the one in its
-    /// `stat`.
-    fn filter(&mut self, dir: &ProcDir, comm: &Comm, selector: &Selector) -> io::Result<Filtered> {
-        if let Some(filter) = &selector.name {
-            let ours = match filter.check_comm(comm.as_bytes()) {
-                CommMatch::No => false,
-                CommMatch::Yes => true,
-                CommMatch::NeedsFullName => {
-                    // exe is unreadable for other users' processes unless we are root;
-                    // argv[0] is the fallback
-                    let exe = dir.link("exe").ok();
-                    self.read_at(dir, "cmdline")?;
-                    let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
-                    filter.check_full_name(Some(argv0), exe.as_deref())
-                }
-            };
-            if !ours {
-                return Ok(Filtered::Rejected("name"));
-            }
-        }
-        let mut cgroup = None;
-        if let Some(filter) = &selector.cgroup {
-            self.read_at(dir, "cgroup")?;
-            let text = String::from_utf8_lossy(self.bytes());
-            if !filter.matches(&text) {
-                return Ok(Filtered::Rejected("cgroup"));
-            }
-            cgroup = v2_path(&text);
-        }
-        if let Some(filter) = &selector.cmdline {
-            self.read_at(dir, "cmdline")?;
-            if !filter.matches(self.bytes()) {
-                return Ok(Filtered::Rejected("command line"));
-            }
-        }
-        if let Some(want) = &selector.exe {
-            if !exe_matches(want, &dir.link("exe")?) {
-                return Ok(Filtered::Rejected("executable"));
-            }
-        }
-        Ok(Filtered::Passed(cgroup))
+        Ok((!passes).then_some(Verdict::Rejected(why)))
     }
 
     /// `stat` and `status` of one process, whatever the filters say.
@@ -731,16 +935,16 @@ impl Reader {
         let dir = self.open_dir(pid)?;
         self.read_at(&dir, "stat")?;
         let stat = parse_stat(self.bytes())?;
-        self.finish(&dir, stat)
+        self.read_at(&dir, "status")?;
+        let status = parse_status(self.bytes())?;
+        Ok(self.finish(&dir, stat, status))
     }
 
-    /// The sample of the process whose `stat` this is, completed from its `status`.
-    fn finish(&mut self, dir: &ProcDir, stat: StatFields) -> io::Result<ProcSample> {
-        self.read_at(dir, "status")?;
-        let status = parse_status(self.bytes())?;
+    /// The sample of the process whose `stat` and `status` these are, with its `io`.
+    fn finish(&mut self, dir: &ProcDir, stat: StatFields, status: StatusFields) -> ProcSample {
         // read with stat and status, so a baseline taken within the run has it too
         let io = self.io(dir, "io");
-        Ok(ProcSample {
+        ProcSample {
             pid: stat.pid,
             ppid: stat.ppid,
             comm: stat.comm,
@@ -760,7 +964,7 @@ impl Reader {
             io,
             reaped_io: None,
             details: None,
-        })
+        }
     }
 
     /// One `io` file of the process `dir` stands for (`io`, or a thread's `task/TID/io`).
@@ -837,13 +1041,14 @@ impl Reader {
     fn read(&mut self, pid: i32, file: &str) -> io::Result<()> {
         self.file(pid, file);
         let f = fs::File::open(&self.path)?;
-        self.fill(f, ONE_READ.contains(&file))
+        self.fill(f, ONE_READ.contains(&file), Bound::of(file))
     }
 
     /// Reads a whole file of the process `dir` stands for.
     fn read_at(&mut self, dir: &ProcDir, file: &str) -> io::Result<()> {
         let f = dir.file(file)?;
-        self.fill(f, ONE_READ.contains(&file))
+        // a thread's `task/TID/io` is bounded as `io` is
+        self.fill(f, ONE_READ.contains(&file), Bound::of(file))
     }
 
     /// Reads `f` into the reused buffer with plain reads: std's `read_to_end` adds an fstat
@@ -851,18 +1056,33 @@ impl Reader {
     /// (comm) doubles the syscalls of the scan. Proc files report size 0 anyway. The buffer
     /// stays allocated and zeroed at its full size; `len` marks what this read filled, so no
     /// read clears or grows memory it does not need. `one_read`: a short read is the whole
-    /// file (see [`ONE_READ`]), which saves the read that would return 0.
-    fn fill(&mut self, mut f: fs::File, one_read: bool) -> io::Result<()> {
+    /// file (see [`ONE_READ`]), which saves the read that would return 0. `bound`: no more
+    /// than this is read, and the buffer never grows past it; a file that goes on is cut
+    /// there or refused as malformed (see [`Bound`]).
+    fn fill(&mut self, mut f: fs::File, one_read: bool, bound: Bound) -> io::Result<()> {
         self.len = 0;
+        let cap = bound.bytes();
         loop {
-            if self.len == self.space.len() {
-                self.space.resize(self.space.len() * 2, 0);
+            let end = self.space.len().min(cap);
+            if self.len == end {
+                if end == cap {
+                    return match bound {
+                        Bound::Truncate(_) => Ok(()),
+                        Bound::Refuse(_) if at_end(&mut f)? => Ok(()),
+                        Bound::Refuse(_) => Err(io::Error::new(
+                            ErrorKind::InvalidData,
+                            format!("malformed: more than {cap} bytes"),
+                        )),
+                    };
+                }
+                self.space.resize((end * 2).min(cap), 0);
+                continue;
             }
-            match f.read(&mut self.space[self.len..]) {
+            match f.read(&mut self.space[self.len..end]) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     self.len += n;
-                    if one_read && self.len < self.space.len() {
+                    if one_read && self.len < end {
                         return Ok(());
                     }
                 }
@@ -875,6 +1095,18 @@ impl Reader {
     /// What the last [`Reader::read`] filled.
     fn bytes(&self) -> &[u8] {
         &self.space[..self.len]
+    }
+}
+
+/// True when nothing is left to read from `f`.
+fn at_end(f: &mut fs::File) -> io::Result<bool> {
+    let mut one = [0u8; 1];
+    loop {
+        match f.read(&mut one) {
+            Ok(n) => return Ok(n == 0),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -1033,6 +1265,7 @@ fn vanished(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::filter::CmdlineFilter;
 
     #[test]
     fn pid_names() {
@@ -1138,7 +1371,9 @@ mod tests {
         fake_process(root.path(), "812", 812, "new", 2000, 5);
         reader.read_at(&dir, "stat").unwrap();
         let stat = parse_stat(reader.bytes()).unwrap();
-        let p = reader.finish(&dir, stat).unwrap();
+        reader.read_at(&dir, "status").unwrap();
+        let status = parse_status(reader.bytes()).unwrap();
+        let p = reader.finish(&dir, stat, status);
         assert_eq!((p.comm.as_bytes(), p.starttime), (&b"old"[..], 1000));
         assert_eq!(reader.details(&dir).fds, Some(1));
         // by path, the same pid is the new process
@@ -1147,6 +1382,248 @@ mod tests {
         fs::remove_dir_all(root.path().join("gone")).unwrap();
         let e = reader.read_at(&dir, "status").unwrap_err();
         assert!(vanished(&e), "{e}");
+    }
+
+    // Issue 16.3: any user can start processes with megabytes of arguments, and the reused
+    // buffer grew to hold each whole command line; no file may make it grow without bound.
+    #[test]
+    fn a_command_line_is_read_up_to_its_bound_and_a_larger_file_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "python3", 1000, 0);
+        let dir_path = root.path().join("812");
+        let argument = vec![b'x'; 100 * 1024];
+        let huge = [&argument[..], b"\0"].concat().repeat(50);
+        fs::write(dir_path.join("cmdline"), &huge).unwrap();
+        let mut reader = Reader::new(root.path(), false);
+        let dir = reader.open_dir(812).unwrap();
+        reader.read_at(&dir, "cmdline").unwrap();
+        assert_eq!(reader.bytes(), &huge[..CMDLINE_MATCHED]);
+        reader.read(812, "cmdline").unwrap();
+        assert_eq!(reader.bytes(), &huge[..CMDLINE_MATCHED]);
+        // a short one whole, from the same buffer
+        fs::write(dir_path.join("cmdline"), b"sleep\x00600\x00").unwrap();
+        reader.read_at(&dir, "cmdline").unwrap();
+        assert_eq!(reader.bytes(), b"sleep\x00600\x00");
+        // any other file: read whole up to its bound, refused as malformed past it
+        let status = fs::read(dir_path.join("status")).unwrap();
+        let padded = |len: usize| {
+            let mut file = status.clone();
+            file.resize(len, b'\n');
+            file
+        };
+        fs::write(dir_path.join("status"), padded(FILE_LIMIT)).unwrap();
+        reader.read_at(&dir, "status").unwrap();
+        assert_eq!(parse_status(reader.bytes()).unwrap().uid, 33);
+        fs::write(dir_path.join("status"), padded(FILE_LIMIT + 1)).unwrap();
+        let e = reader.read_at(&dir, "status").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidData, "{e}");
+        assert!(!vanished(&e));
+        assert!(reader.space.len() <= FILE_LIMIT.max(CMDLINE_MATCHED));
+    }
+
+    // What lies past the first 64 KiB of a command line never matches `-a`, as documented.
+    #[test]
+    fn a_match_past_the_first_64_kib_of_a_command_line_does_not_count() {
+        let root = tempfile::tempdir().unwrap();
+        fake_process(root.path(), "812", 812, "gunicorn", 1000, 0);
+        let filter = CmdlineFilter::new(r"gunicorn: worker \[app\]").unwrap();
+        let padding = vec![b'x'; CMDLINE_MATCHED];
+        let mut reader = Reader::new(root.path(), false);
+        let dir = reader.open_dir(812).unwrap();
+        for (cmdline, matches) in [
+            ([b"gunicorn: worker [app]\0", &padding[..]].concat(), true),
+            ([&padding[..], b"\0gunicorn: worker [app]"].concat(), false),
+            ([&padding[..20], b"\0gunicorn: worker [app]"].concat(), true),
+        ] {
+            fs::write(root.path().join("812/cmdline"), &cmdline).unwrap();
+            reader.read_at(&dir, "cmdline").unwrap();
+            assert_eq!(filter.matches(reader.bytes()), matches, "{}", cmdline.len());
+        }
+    }
+
+    /// A fixture tree with `uptime`, `stat` and processes 812 to 814, all gunicorn workers.
+    fn fake_tree() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("uptime"), "1000.00 100.00\n").unwrap();
+        fs::write(root.path().join("stat"), "cpu0 1 0 1 1\nbtime 1700000000\n").unwrap();
+        for pid in 812..=814 {
+            fake_process(root.path(), &pid.to_string(), pid, "gunicorn", 1000, 0);
+            let cmdline = root.path().join(format!("{pid}/cmdline"));
+            fs::write(cmdline, "gunicorn: worker [app]\0").unwrap();
+        }
+        root
+    }
+
+    fn in_ten_seconds() -> Deadline {
+        Deadline::new(
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(10),
+        )
+    }
+
+    // Issue 16.3: a scan slowed down by other users' processes went on past -t, and the run
+    // answered the watchdog's bare "timed out" instead of its result or a reason.
+    #[test]
+    fn a_scan_past_its_deadline_fails_instead_of_reporting_part_of_the_processes() {
+        let root = fake_tree();
+        let selector = Selector {
+            cmdline: Some(CmdlineFilter::new("gunicorn").unwrap()),
+            ..Selector::default()
+        };
+        let scan_by = |deadline| scan(root.path(), root.path(), &selector, None, false, deadline);
+        assert_eq!(scan_by(in_ten_seconds()).unwrap().procs.len(), 3);
+        let passed = Deadline::new(std::time::Instant::now(), std::time::Duration::ZERO);
+        let e = scan_by(passed).unwrap_err();
+        assert!(e.downcast_ref::<ScanTimedOut>().is_some(), "{e:#}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "timed out scanning {} after 0 processes",
+                root.path().display()
+            )
+        );
+    }
+
+    /// [`fake_process`] as a child of `ppid`, run by `uid`, with this command line; `None`
+    /// makes its `cmdline` fail to read (a directory), so a test sees whether it was read.
+    fn fake_child(root: &Path, pid: i32, ppid: i32, uid: u32, cmdline: Option<&str>) {
+        fake_process(root, &pid.to_string(), pid, "gunicorn", 1000, 0);
+        let dir = root.join(pid.to_string());
+        let stat = fs::read_to_string(dir.join("stat")).unwrap();
+        fs::write(
+            dir.join("stat"),
+            stat.replace(") S 1 ", &format!(") S {ppid} ")),
+        )
+        .unwrap();
+        let status = fs::read_to_string(dir.join("status")).unwrap();
+        let uids = format!("Uid:\t{uid}\t{uid}\t{uid}\t{uid}");
+        fs::write(
+            dir.join("status"),
+            status.replace("Uid:\t33\t33\t33\t33", &uids),
+        )
+        .unwrap();
+        match cmdline {
+            Some(cmdline) => fs::write(dir.join("cmdline"), format!("{cmdline}\0")).unwrap(),
+            None => fs::create_dir(dir.join("cmdline")).unwrap(),
+        }
+    }
+
+    /// A root gunicorn master 800 with its worker 801 (www-data), and processes of other users
+    /// whose command lines must not be read: 900, 901 (900's child) and 902 (a child of the
+    /// master).
+    fn tree_with_unread_command_lines() -> tempfile::TempDir {
+        let root = fake_tree();
+        for pid in 812..=814 {
+            fs::remove_dir_all(root.path().join(pid.to_string())).unwrap();
+        }
+        fake_child(root.path(), 800, 1, 0, Some("gunicorn: master [app]"));
+        fake_child(root.path(), 801, 800, 33, Some("gunicorn: worker [app]"));
+        fake_child(root.path(), 900, 1, 65534, None);
+        fake_child(root.path(), 901, 900, 65534, None);
+        fake_child(root.path(), 902, 800, 65534, None);
+        root
+    }
+
+    fn pids(snapshot: &Snapshot) -> Vec<i32> {
+        let mut pids: Vec<i32> = snapshot.procs.iter().map(|p| p.pid).collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    // Issue 16.3: with `-a ... -u www-data`, every process's command line was read and
+    // matched before its user was looked at, however large it was and whoever ran it.
+    #[test]
+    fn the_user_rejects_a_process_before_its_command_line_is_read() {
+        let root = tree_with_unread_command_lines();
+        let selector = Selector {
+            cmdline: Some(CmdlineFilter::new(r"gunicorn: \w+ \[app\]").unwrap()),
+            uid: Some(33),
+            ..Selector::default()
+        };
+        let snapshot = scan(
+            root.path(),
+            root.path(),
+            &selector,
+            None,
+            true,
+            in_ten_seconds(),
+        );
+        let snapshot = snapshot.unwrap();
+        // no cmdline of nobody's was read; the root master was, as the worker's parent
+        assert_eq!(
+            snapshot.skipped,
+            Skipped::default(),
+            "{:#?}",
+            snapshot.trace
+        );
+        assert_eq!(pids(&snapshot), [800, 801], "{:#?}", snapshot.trace);
+        // as the state: the master is asleep, the worker running
+        let worker = root.path().join("801/stat");
+        let stat = fs::read_to_string(&worker).unwrap();
+        fs::write(&worker, stat.replace(") S ", ") R ")).unwrap();
+        let running = Selector {
+            states: Some("R".into()),
+            ..selector
+        };
+        let snapshot = scan(
+            root.path(),
+            root.path(),
+            &running,
+            None,
+            true,
+            in_ten_seconds(),
+        );
+        let snapshot = snapshot.unwrap();
+        assert_eq!(
+            snapshot.skipped,
+            Skipped::default(),
+            "{:#?}",
+            snapshot.trace
+        );
+        assert_eq!(pids(&snapshot), [800, 801], "{:#?}", snapshot.trace);
+    }
+
+    // Without a master to find, what only workers must pass rejects for good: -u alone, or
+    // the parent of --ppid (here scanned, as the fixture has no children files).
+    #[test]
+    fn without_a_master_to_find_the_user_and_parent_reject_for_good() {
+        let root = tree_with_unread_command_lines();
+        let only_user = Selector {
+            uid: Some(33),
+            ..Selector::default()
+        };
+        let snapshot = scan(
+            root.path(),
+            root.path(),
+            &only_user,
+            None,
+            true,
+            in_ten_seconds(),
+        );
+        assert_eq!(pids(&snapshot.unwrap()), [801]);
+        let children = Selector {
+            cmdline: Some(CmdlineFilter::new("gunicorn").unwrap()),
+            uid: Some(33),
+            parent: Some(crate::filter::ParentSpec::Pid(800)),
+            ..Selector::default()
+        };
+        let snapshot = scan(
+            root.path(),
+            root.path(),
+            &children,
+            Some(800),
+            true,
+            in_ten_seconds(),
+        );
+        let snapshot = snapshot.unwrap();
+        assert_eq!(
+            snapshot.skipped,
+            Skipped::default(),
+            "{:#?}",
+            snapshot.trace
+        );
+        assert_eq!(pids(&snapshot), [801], "{:#?}", snapshot.trace);
+        assert_eq!(snapshot.parent.map(|p| p.pid), Some(800));
     }
 
     fn io_file(read: u64, write: u64) -> String {

@@ -6,6 +6,7 @@ mod fixture_runs;
 mod foreign_master;
 mod hidden_proc;
 mod history;
+mod hostile_cmdline;
 mod io;
 mod pidfile;
 mod privileges;
