@@ -107,6 +107,50 @@ pub enum Part {
     History,
 }
 
+/// A per-worker file under `/proc/PID` (or what it leads to) that a metric is computed from.
+/// A run reads, for each worker, only the files of the metrics it reports; `stat` and `status`
+/// are read for every candidate anyway, as the filters and the selection need them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `stat`: ticks, start time, state
+    Stat,
+    /// `status`: sizes, threads
+    Status,
+    /// `io`: bytes read and written
+    Io,
+    /// `fd/`: one entry per open descriptor
+    Fds,
+    /// `limits`: the soft RLIMIT_NOFILE
+    Limits,
+    /// `smaps_rollup`: PSS and USS. The kernel walks every page table entry of the process to
+    /// sum them, about 7 ms per GiB mapped: 56 ms for a postgres backend mapping 8 GiB of
+    /// shared buffers, so 100 of them cost seconds
+    SmapsRollup,
+    /// `cgroup`, and the memory charge (`memory.current`) of the cgroup the workers share
+    Cgroup,
+}
+
+impl Source {
+    /// Whether reading it costs more the more memory a worker maps: such files are read only
+    /// when a metric that needs them is asked for (`--metrics`, or a threshold on it).
+    pub fn grows_with_memory(self) -> bool {
+        self == Source::SmapsRollup
+    }
+
+    /// The file's name, for notes and `--help`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Stat => "stat",
+            Source::Status => "status",
+            Source::Io => "io",
+            Source::Fds => "fd/",
+            Source::Limits => "limits",
+            Source::SmapsRollup => "smaps_rollup",
+            Source::Cgroup => "cgroup",
+        }
+    }
+}
+
 /// One metric's definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry {
@@ -119,6 +163,8 @@ pub struct Entry {
     /// perfdata's max field
     pub max: Max,
     pub part: Part,
+    /// the per-worker files it is computed from
+    pub reads: &'static [Source],
     /// one line for `--help`: what the number is
     pub meaning: &'static str,
 }
@@ -127,7 +173,7 @@ pub struct Entry {
 /// added in one place and forgotten in another: the enum's variants and [`CATALOG`] are
 /// generated together, in the same order.
 macro_rules! catalog {
-    ($($metric:ident = $label:literal, $unit:ident, $min:ident, $max:ident, $part:ident, $meaning:literal;)+) => {
+    ($($metric:ident = $label:literal, $unit:ident, $min:ident, $max:ident, $part:ident, [$($source:ident),+], $meaning:literal;)+) => {
         /// The metrics this check measures. The order of the variants is the perfdata order
         /// (and `Ord` follows it).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -143,6 +189,7 @@ macro_rules! catalog {
             min: Min::$min,
             max: Max::$max,
             part: Part::$part,
+            reads: &[$(Source::$source),+],
             meaning: $meaning,
         },)+];
     };
@@ -153,32 +200,32 @@ macro_rules! catalog {
 // metric table needs its row (a test says so). Meanings stay within 54 characters so
 // `--help`'s list fits 80 columns.
 catalog! {
-    // variant       label              unit          min   max         part     meaning
-    Workers         = "workers",         Count,        Zero, Open,       Count,   "number of worker processes";
-    Cpu             = "cpu",             Percent,      Zero, CpuCeiling, Cpu,     "CPU of all workers over the interval (user + system)";
-    CpuUser         = "cpu_user",        Percent,      Zero, CpuCeiling, Cpu,     "the user-mode part of cpu";
-    CpuSystem       = "cpu_system",      Percent,      Zero, CpuCeiling, Cpu,     "the kernel-mode part of cpu";
-    CpuMax          = "cpu_max",         Percent,      Zero, CpuCeiling, Cpu,     "CPU of the busiest worker, which an average hides";
-    CpuAvg          = "cpu_avg",         Percent,      Zero, CpuCeiling, History, "cpu averaged over the --average window";
-    Rss             = "rss",             Bytes,        Zero, Open,       Memory,  "average resident set size per worker (VmRSS)";
-    Vms             = "vms",             Bytes,        Zero, Open,       Memory,  "average virtual size per worker (VmSize)";
-    Pss             = "pss",             Bytes,        Zero, Open,       Memory,  "average proportional set size per worker";
-    Uss             = "uss",             Bytes,        Zero, Open,       Memory,  "average unique set size per worker";
-    RssMax          = "rss_max",         Bytes,        Zero, Open,       Memory,  "resident set size of the largest worker";
-    VmsMax          = "vms_max",         Bytes,        Zero, Open,       Memory,  "virtual size of the largest worker";
-    RssTotal        = "rss_total",       Bytes,        Zero, Open,       Memory,  "resident set size of all workers together";
-    RssPct          = "rss_pct",         Percent,      Zero, Hundred,    Memory,  "rss_total as % of the cgroup's memory.max or MemTotal";
-    RssGrowth       = "rss_growth",      BytesPerHour, Open, Open,       History, "how fast rss grows, bytes per hour (may be negative)";
-    Threads         = "threads",         Count,        Zero, Open,       Count,   "threads of all workers";
-    Fds             = "fds",             Count,        Zero, Open,       Fds,     "open file descriptors of all workers";
-    FdPctMax        = "fd_pct_max",      Percent,      Zero, Hundred,    Fds,     "the highest % of its soft RLIMIT_NOFILE a worker uses";
-    IoRead          = "io_read",         Bytes,        Zero, Open,       Io,      "bytes/s all workers made the storage layer read";
-    IoWrite         = "io_write",        Bytes,        Zero, Open,       Io,      "bytes/s all workers made the storage layer write";
-    AgeMin          = "age_min",         Seconds,      Zero, Open,       Ages,    "seconds since the youngest worker started";
-    AgeMax          = "age_max",         Seconds,      Zero, Open,       Ages,    "seconds since the oldest worker started";
-    Zombies         = "zombies",         Count,        Zero, Open,       States,  "workers in state Z (zombie)";
-    Uninterruptible = "uninterruptible", Count,        Zero, Open,       States,  "workers in state D (uninterruptible sleep)";
-    Restarts        = "restarts",        Count,        Zero, Open,       History, "master restarts since the last run (or --average)";
+    // variant       label              unit          min   max         part     reads                meaning
+    Workers         = "workers",         Count,        Zero, Open,       Count,   [Stat],              "number of worker processes";
+    Cpu             = "cpu",             Percent,      Zero, CpuCeiling, Cpu,     [Stat],              "CPU of all workers over the interval (user + system)";
+    CpuUser         = "cpu_user",        Percent,      Zero, CpuCeiling, Cpu,     [Stat],              "the user-mode part of cpu";
+    CpuSystem       = "cpu_system",      Percent,      Zero, CpuCeiling, Cpu,     [Stat],              "the kernel-mode part of cpu";
+    CpuMax          = "cpu_max",         Percent,      Zero, CpuCeiling, Cpu,     [Stat],              "CPU of the busiest worker, which an average hides";
+    CpuAvg          = "cpu_avg",         Percent,      Zero, CpuCeiling, History, [Stat],              "cpu averaged over the --average window";
+    Rss             = "rss",             Bytes,        Zero, Open,       Memory,  [Status],            "average resident set size per worker (VmRSS)";
+    Vms             = "vms",             Bytes,        Zero, Open,       Memory,  [Status],            "average virtual size per worker (VmSize)";
+    Pss             = "pss",             Bytes,        Zero, Open,       Memory,  [SmapsRollup],       "average proportional set size per worker";
+    Uss             = "uss",             Bytes,        Zero, Open,       Memory,  [SmapsRollup],       "average unique set size per worker";
+    RssMax          = "rss_max",         Bytes,        Zero, Open,       Memory,  [Status],            "resident set size of the largest worker";
+    VmsMax          = "vms_max",         Bytes,        Zero, Open,       Memory,  [Status],            "virtual size of the largest worker";
+    RssTotal        = "rss_total",       Bytes,        Zero, Open,       Memory,  [Status],            "sum of the workers' RSS (shared pages once per worker)";
+    RssPct          = "rss_pct",         Percent,      Zero, Hundred,    Memory,  [Cgroup],            "workers' memory, each page once, as % of their limit";
+    RssGrowth       = "rss_growth",      BytesPerHour, Open, Open,       History, [Status],            "how fast rss grows, bytes per hour (may be negative)";
+    Threads         = "threads",         Count,        Zero, Open,       Count,   [Status],            "threads of all workers";
+    Fds             = "fds",             Count,        Zero, Open,       Fds,     [Fds],               "open file descriptors of all workers";
+    FdPctMax        = "fd_pct_max",      Percent,      Zero, Hundred,    Fds,     [Fds, Limits],       "the highest % of its soft RLIMIT_NOFILE a worker uses";
+    IoRead          = "io_read",         Bytes,        Zero, Open,       Io,      [Io],                "bytes/s all workers made the storage layer read";
+    IoWrite         = "io_write",        Bytes,        Zero, Open,       Io,      [Io],                "bytes/s all workers made the storage layer write";
+    AgeMin          = "age_min",         Seconds,      Zero, Open,       Ages,    [Stat],              "seconds since the youngest worker started";
+    AgeMax          = "age_max",         Seconds,      Zero, Open,       Ages,    [Stat],              "seconds since the oldest worker started";
+    Zombies         = "zombies",         Count,        Zero, Open,       States,  [Stat],              "workers in state Z (zombie)";
+    Uninterruptible = "uninterruptible", Count,        Zero, Open,       States,  [Stat],              "workers in state D (uninterruptible sleep)";
+    Restarts        = "restarts",        Count,        Zero, Open,       History, [Stat],              "master restarts since the last run (or --average)";
 }
 
 impl MetricName {
@@ -216,6 +263,59 @@ impl MetricName {
     pub fn all() -> impl Iterator<Item = MetricName> {
         CATALOG.iter().map(|e| e.metric)
     }
+
+    /// Whether a run measures it unless asked not to: its files cost the same whatever the
+    /// size of a worker's memory.
+    pub fn by_default(self) -> bool {
+        !self.entry().reads.iter().any(|s| s.grows_with_memory())
+    }
+}
+
+/// The metrics a run measures: the default ones, those `--metrics` adds, and those a
+/// threshold names. Everything else is neither read nor in perfdata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricSet(u64);
+
+/// The default set.
+impl Default for MetricSet {
+    fn default() -> MetricSet {
+        MetricSet::defaults()
+    }
+}
+
+impl MetricSet {
+    /// Every metric whose cost does not grow with the workers' memory.
+    pub fn defaults() -> MetricSet {
+        MetricName::all()
+            .filter(|m| m.by_default())
+            .fold(MetricSet(0), MetricSet::with)
+    }
+
+    /// Every metric (`--metrics all`).
+    pub fn all() -> MetricSet {
+        MetricName::all().fold(MetricSet(0), MetricSet::with)
+    }
+
+    /// This set and `metric`.
+    pub fn with(self, metric: MetricName) -> MetricSet {
+        MetricSet(self.0 | 1 << metric as u64)
+    }
+
+    pub fn contains(self, metric: MetricName) -> bool {
+        self.0 & (1 << metric as u64) != 0
+    }
+
+    /// Whether some metric of the set is computed from `source`.
+    pub fn reads(self, source: Source) -> bool {
+        CATALOG
+            .iter()
+            .any(|e| self.contains(e.metric) && e.reads.contains(&source))
+    }
+
+    /// The metrics of the set, in perfdata order.
+    pub fn iter(self) -> impl Iterator<Item = MetricName> {
+        MetricName::all().filter(move |&m| self.contains(m))
+    }
 }
 
 #[cfg(test)]
@@ -246,6 +346,22 @@ mod tests {
                 e.label
             );
         }
+    }
+
+    #[test]
+    fn a_set_holds_every_metric() {
+        // one bit per metric: a catalog past 64 metrics needs a wider set
+        assert!(CATALOG.len() <= 64);
+        assert_eq!(MetricSet::all().iter().count(), CATALOG.len());
+        let defaults: Vec<&str> = MetricName::all()
+            .filter(|&m| !MetricSet::defaults().contains(m))
+            .map(MetricName::label)
+            .collect();
+        assert_eq!(defaults, ["pss", "uss"], "left out by default");
+        assert!(!MetricSet::defaults().reads(Source::SmapsRollup));
+        assert!(MetricSet::defaults()
+            .with(MetricName::Uss)
+            .reads(Source::SmapsRollup));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::filter::{ParentSpec, Part};
 use crate::metrics::{self, Capacity, Checked, Figures, Previous};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
-use crate::sample::{self, OwnProcesses, Snapshot};
+use crate::sample::{self, DetailReads, OwnProcesses, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
 use crate::thresholds::Thresholds;
@@ -52,6 +52,7 @@ pub fn evaluate(
         previous,
         &capacity,
         config.average,
+        config.metrics,
     );
     let ticks = TickState::next(
         previous.stored,
@@ -101,6 +102,7 @@ fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capa
         }
     };
     capacity.memory = limits.memory_max.or(snapshot.mem_total);
+    capacity.memory_charge = limits.memory_charge;
     capacity
 }
 
@@ -301,7 +303,8 @@ fn sample_with_baseline(
         selection,
         ..
     } = &mut measured.reading;
-    sample::enrich(&config.proc_root, &mut selection.workers);
+    let reads = DetailReads::of(config.metrics);
+    snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
     snapshot.cgroup_limits =
         shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
     Ok(measured)

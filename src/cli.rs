@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::error::ErrorKind;
 use clap::{ArgAction, Parser};
 
-use crate::catalog::{self, MetricName};
+use crate::catalog::{self, MetricName, MetricSet};
 use crate::extra_opts;
 use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Part, Selector};
 use crate::history;
@@ -39,9 +39,16 @@ const EXIT_CODES: &str = "Exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.";
 /// so a new metric is in `--help` and the man page without anyone editing this.
 fn after_help() -> String {
     let mut text =
-        format!("{EXAMPLES}\n\nMetrics (METRIC in -w/-c; perfdata lists them in this order):\n");
+        format!("{EXAMPLES}\n\nMetrics (METRIC in -w/-c, in perfdata order; *: only with --metrics or -w/-c):\n");
     for e in catalog::CATALOG {
-        let _ = writeln!(text, "  {:<17}{:<7}{}", e.label, e.unit.shown(), e.meaning);
+        let star = if e.metric.by_default() { ' ' } else { '*' };
+        let _ = writeln!(
+            text,
+            " {star}{:<17}{:<7}{}",
+            e.label,
+            e.unit.shown(),
+            e.meaning
+        );
     }
     text.push('\n');
     text.push_str(EXIT_CODES);
@@ -120,6 +127,12 @@ struct Args {
     /// Critical threshold [METRIC=]RANGE (metrics below); a bare RANGE is for cpu; repeatable
     #[arg(short = 'c', long = "critical", value_name = "[METRIC=]RANGE", action = ArgAction::Append, allow_hyphen_values = true)]
     critical: Vec<String>,
+
+    /// Also measure these metrics (comma-separated labels, or `all`): pss and uss read
+    /// smaps_rollup, whose cost grows with the workers' memory, so only a threshold on them or
+    /// this option measures them
+    #[arg(long = "metrics", value_name = "LIST")]
+    metrics: Option<String>,
 
     /// When there is no usable tick file, measure CPU over this many seconds within the run
     /// (fractions allowed); 0 leaves CPU out of such a run [default: 1, or a quarter of the
@@ -211,6 +224,9 @@ pub struct Config {
     /// where cgroup limits are read (`/sys`)
     pub sys_root: PathBuf,
     pub cpu_scale: CpuScale,
+    /// the metrics this run measures and reports: the defaults, `--metrics` and those with
+    /// thresholds
+    pub metrics: MetricSet,
     /// effective uid, which owns the state dir
     pub euid: u32,
 }
@@ -278,6 +294,9 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let interval = interval(args.interval, timeout)?;
     let thresholds = Thresholds::from_args(&args.warning, &args.critical)?;
     let average = average(args.average.as_deref(), &thresholds)?;
+    let metrics = thresholds
+        .metrics()
+        .fold(metric_set(args.metrics.as_deref())?, MetricSet::with);
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
@@ -296,8 +315,26 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         proc_root: args.proc_root,
         sys_root: args.sys_root,
         cpu_scale: args.cpu_scale,
+        metrics,
         euid,
     })
+}
+
+/// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.
+fn metric_set(list: Option<&str>) -> Result<MetricSet> {
+    let mut set = MetricSet::defaults();
+    for label in list.unwrap_or_default().split(',').map(str::trim) {
+        set = match (label, MetricName::from_label(label)) {
+            ("", _) => set,
+            ("all", _) => MetricSet::all(),
+            (_, Some(metric)) => set.with(metric),
+            (_, None) => bail!(
+                "--metrics: unknown metric \"{}\" (see --help for the list, or all)",
+                text::shown(label)
+            ),
+        };
+    }
+    Ok(set)
 }
 
 /// The selection options as one [`Selector`], each checked in the order they are listed.
@@ -627,6 +664,37 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_the_defaults_the_listed_and_the_thresholded() {
+        use MetricName::{Pss, Uss};
+        let set = |args: &[&str]| parse_ok(args).metrics;
+        assert_eq!(set(&["-n", "x"]), MetricSet::defaults());
+        assert!(!set(&["-n", "x"]).contains(Pss));
+        assert_eq!(
+            set(&["-n", "x", "--metrics", "pss"]),
+            MetricSet::defaults().with(Pss)
+        );
+        assert_eq!(
+            set(&["-n", "x", "--metrics", "uss, workers"]),
+            MetricSet::defaults().with(Uss)
+        );
+        assert_eq!(set(&["-n", "x", "--metrics", "all"]), MetricSet::all());
+        // a threshold on a metric asks for it
+        assert_eq!(
+            set(&["-n", "x", "-c", "pss=1G"]),
+            MetricSet::defaults().with(Pss)
+        );
+        let bad = parse_err(&["-n", "x", "--metrics", "pss,bogus|x"]);
+        assert_eq!(
+            (bad.code, bad.text.as_str()),
+            (
+                3,
+                "WORKERS UNKNOWN - --metrics: unknown metric \"bogus\\x7cx\" (see --help for \
+                 the list, or all)\n"
+            )
+        );
+    }
+
+    #[test]
     fn help_lists_every_metric_with_unit_and_meaning() {
         let help = parse_err(&["--help"]).text;
         let listed: Vec<&str> = help
@@ -638,7 +706,9 @@ mod tests {
         assert_eq!(listed.len(), catalog::CATALOG.len(), "{help}");
         for (line, e) in listed.iter().zip(catalog::CATALOG) {
             let words: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(words[..2], [e.label, e.unit.shown()], "{line}");
+            let label = words[0].trim_start_matches('*');
+            assert_eq!([label, words[1]], [e.label, e.unit.shown()], "{line}");
+            assert_eq!(words[0].starts_with('*'), !e.metric.by_default(), "{line}");
             assert!(line.ends_with(e.meaning), "{line}");
             assert!(line.len() <= 80, "{line}");
         }

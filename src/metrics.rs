@@ -8,7 +8,8 @@ mod plausible;
 use std::collections::{HashMap, HashSet};
 
 use crate::catalog::MetricName::{self, *};
-use crate::sample::{Details, Io, IoCounters, ProcSample, Snapshot};
+use crate::catalog::MetricSet;
+use crate::sample::{Details, Io, IoCounters, ProcSample, SmapsCut, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
 
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
@@ -195,6 +196,12 @@ pub struct Figures {
     pub impossible: Vec<(MetricName, f64)>,
     /// workers whose smaps_rollup could not be read
     pub pss_unreadable: usize,
+    /// how far the smaps_rollup reads got when the deadline cut them short
+    pub smaps_cut: Option<SmapsCut>,
+    /// where `rss_pct`'s total came from; None when there was none to take
+    pub rss_pct_from: Option<TotalFrom>,
+    /// the metrics the run set out to measure
+    pub wanted: MetricSet,
     /// workers whose fds could not be counted
     pub fds_unreadable: usize,
     /// I/O over the interval; None with no interval, or for the reason in `io_gap`
@@ -257,6 +264,7 @@ impl Figures {
                 self.cpu_ceiling
             ));
         }
+        notes.extend(self.memory_notes(verbosity));
         if self.pss_unreadable > 0 {
             notes.push(format!(
                 "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
@@ -275,6 +283,39 @@ impl Figures {
                 self.fds_unreadable,
                 self.workers
             ));
+        }
+        notes
+    }
+}
+
+impl Figures {
+    /// Why PSS or `rss_pct` are missing, and with -vv what `rss_pct` was taken from.
+    fn memory_notes(&self, verbosity: u8) -> Vec<String> {
+        let mut notes = Vec::new();
+        if let Some(cut) = self.smaps_cut {
+            notes.push(format!(
+                "{}, {}: smaps_rollup of {} of {} workers read before the time ran out (-t); \
+                 left out",
+                Pss.label(),
+                Uss.label(),
+                cut.read,
+                cut.of
+            ));
+        }
+        let rss_pct = RssPct.label();
+        match self.rss_pct_from {
+            None if self.wanted.contains(RssPct) && self.workers > 0 && verbosity > 1 => notes
+                .push(format!(
+                    "{rss_pct}: the workers share no cgroup with a memory charge, and pss was \
+                     not measured (--metrics pss); left out"
+                )),
+            Some(TotalFrom::CgroupCharge) if verbosity > 1 => notes.push(format!(
+                "{rss_pct}: the memory charged to the workers' cgroup (memory.current)"
+            )),
+            Some(TotalFrom::PssSum) if verbosity > 1 => {
+                notes.push(format!("{rss_pct}: the sum of the workers' PSS"))
+            }
+            _ => {}
         }
         notes
     }
@@ -377,6 +418,8 @@ pub struct Capacity {
     pub cpu_ceiling: f64,
     /// memory the workers may use (cgroup memory.max, else the host's), bytes
     pub memory: Option<u64>,
+    /// memory charged to the cgroup all workers share (memory.current), bytes
+    pub memory_charge: Option<u64>,
 }
 
 impl Capacity {
@@ -386,6 +429,7 @@ impl Capacity {
             cpu_divisor: 1.0,
             cpu_ceiling: 100.0 * cpus as f64,
             memory: None,
+            memory_charge: None,
         }
     }
 
@@ -403,6 +447,7 @@ impl Capacity {
             cpu_divisor: cores,
             cpu_ceiling: 100.0,
             memory: None,
+            memory_charge: None,
         }
     }
 }
@@ -410,8 +455,9 @@ impl Capacity {
 /// A metric's value, or None where this run could not measure it.
 type Measured = (MetricName, Option<f64>);
 
-/// Computes all figures of `workers` (and their `masters`) sampled in `now`, against what
-/// earlier readings left (`previous`); `window` is `--average`, seconds.
+/// Computes the figures of `workers` (and their `masters`) sampled in `now`, against what
+/// earlier readings left (`previous`); `window` is `--average`, seconds. Only the metrics of
+/// `wanted` are kept: perfdata lists exactly what the run set out to measure.
 pub fn compute(
     workers: &[ProcSample],
     masters: &[ProcSample],
@@ -419,6 +465,7 @@ pub fn compute(
     previous: Previous,
     capacity: &Capacity,
     window: Option<u64>,
+    wanted: MetricSet,
 ) -> Figures {
     let run = past::Run::new(workers, masters, now);
     let past::Measurement { cpu, ticks, tally } = run.measure(previous);
@@ -451,11 +498,12 @@ pub fn compute(
     let mut values = counts(workers);
     values.extend(cpu_values(cpu.as_ref(), rate, &per_worker));
     values.extend(io_values(io.and_then(Result::ok).as_ref(), rate));
-    values.extend(memory(workers, capacity.memory));
+    values.extend(memory(workers, capacity));
     values.extend(fds(workers));
     values.extend(ages(&per_worker));
     values.extend(states(workers));
     values.extend(from_history);
+    values.retain(|(metric, _)| wanted.contains(*metric));
     let tolerance = cpu.as_ref().map_or(0.0, |c| c.error_bound);
     let (values, impossible) =
         within_ceiling(in_perfdata_order(values), capacity.cpu_ceiling, tolerance);
@@ -465,8 +513,13 @@ pub fn compute(
         cpu_ceiling: capacity.cpu_ceiling,
         values,
         impossible,
-        pss_unreadable: unreadable(workers, |d| d.pss),
-        fds_unreadable: unreadable(workers, |d| d.fds),
+        pss_unreadable: wanted_unreadable(wanted, Pss, read_smaps(workers, now.smaps_cut), |d| {
+            d.pss
+        }),
+        fds_unreadable: wanted_unreadable(wanted, Fds, workers, |d| d.fds),
+        smaps_cut: now.smaps_cut,
+        rss_pct_from: rss_pct_source(workers, capacity).map(|t| t.from),
+        wanted,
         io: io.and_then(Result::ok),
         io_gap: io.and_then(Result::err),
         per_worker,
@@ -807,7 +860,7 @@ fn io_values(io: Option<&IoFigures>, rate: Rate) -> Vec<Measured> {
 
 /// [`Part::Memory`](crate::catalog::Part): sizes in whole bytes, averages unmeasured with no
 /// workers; `rss_pct` against the memory the workers may use.
-fn memory(workers: &[ProcSample], limit: Option<u64>) -> Vec<Measured> {
+fn memory(workers: &[ProcSample], capacity: &Capacity) -> Vec<Measured> {
     let n = workers.len() as f64;
     let average = |total: u64| (n > 0.0).then(|| (total as f64 / n).round());
     let detail_average = |get: fn(&Details) -> Option<u64>| {
@@ -815,6 +868,14 @@ fn memory(workers: &[ProcSample], limit: Option<u64>) -> Vec<Measured> {
     };
     let largest = |size: fn(&ProcSample) -> u64| workers.iter().map(size).max().map(|b| b as f64);
     let rss_total: u64 = workers.iter().map(|w| w.rss).sum();
+    // no workers use no memory: 0 %, as rss_total is 0
+    let total = match workers {
+        [] => Some(0),
+        _ => rss_pct_source(workers, capacity).map(|t| t.bytes),
+    };
+    let rss_pct = total
+        .zip(capacity.memory.filter(|&m| m > 0))
+        .map(|(bytes, limit)| (bytes as f64 / limit as f64 * 100.0).min(100.0));
     vec![
         (Rss, average(rss_total)),
         (Vms, average(workers.iter().map(|w| w.vms).sum())),
@@ -823,13 +884,43 @@ fn memory(workers: &[ProcSample], limit: Option<u64>) -> Vec<Measured> {
         (RssMax, largest(|w| w.rss)),
         (VmsMax, largest(|w| w.vms)),
         (RssTotal, Some(rss_total as f64)),
-        (
-            RssPct,
-            limit
-                .filter(|&m| m > 0)
-                .map(|m| rss_total as f64 / m as f64 * 100.0),
-        ),
+        (RssPct, rss_pct),
     ]
+}
+
+/// The workers' memory with each page counted once, bytes, and where it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemoryTotal {
+    bytes: u64,
+    from: TotalFrom,
+}
+
+/// Where `rss_pct`'s memory, each page counted once, comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TotalFrom {
+    /// memory.current of the cgroup all workers share: their pages once, with whatever
+    /// else is charged there (the master, page cache)
+    CgroupCharge,
+    /// the sum of the workers' PSS: each shared page split between its users
+    PssSum,
+}
+
+/// The honest total behind `rss_pct`, bytes, and where it came from. A sum of RSS counts a
+/// page shared by 50 workers 50 times (50 workers sharing 2 GiB read 424 %), so it is never
+/// used: the cgroup's charge when the workers share one (cheap), else the PSS sum when it was
+/// measured (`--metrics pss`); else there is none.
+fn rss_pct_source(workers: &[ProcSample], capacity: &Capacity) -> Option<MemoryTotal> {
+    if let Some(bytes) = capacity.memory_charge.filter(|_| !workers.is_empty()) {
+        return Some(MemoryTotal {
+            bytes,
+            from: TotalFrom::CgroupCharge,
+        });
+    }
+    let pss = every_detail(workers, |d| d.pss).filter(|v| !v.is_empty())?;
+    Some(MemoryTotal {
+        bytes: pss.iter().sum(),
+        from: TotalFrom::PssSum,
+    })
 }
 
 /// [`Part::Fds`](crate::catalog::Part): open files of all workers, and the worker closest to
@@ -876,6 +967,25 @@ fn every_detail(workers: &[ProcSample], get: fn(&Details) -> Option<u64>) -> Opt
         .map(|w| w.details.as_ref().and_then(get))
         .collect();
     all.filter(|v| !v.is_empty())
+}
+
+/// The workers whose `smaps_rollup` was read before the deadline cut the reads short.
+fn read_smaps(workers: &[ProcSample], cut: Option<SmapsCut>) -> &[ProcSample] {
+    &workers[..cut.map_or(workers.len(), |c| c.read.min(workers.len()))]
+}
+
+/// [`unreadable`] for a metric the run measures; none for one it does not read.
+fn wanted_unreadable(
+    wanted: MetricSet,
+    metric: MetricName,
+    workers: &[ProcSample],
+    get: fn(&Details) -> Option<u64>,
+) -> usize {
+    if wanted.contains(metric) {
+        unreadable(workers, get)
+    } else {
+        0
+    }
 }
 
 /// Workers whose details were read but lack this one: the permission problem a note reports.
@@ -1018,7 +1128,15 @@ mod tests {
             stored,
             in_run: None,
         };
-        compute(workers, masters, now, previous, capacity, None)
+        compute(
+            workers,
+            masters,
+            now,
+            previous,
+            capacity,
+            None,
+            MetricSet::all(),
+        )
     }
 
     /// All workers' CPU, which every CPU test is about.
@@ -1326,6 +1444,49 @@ mod tests {
         );
     }
 
+    // Regression (issue 17): 50 workers sharing 2 GiB read rss_pct=424.91%; a page is now
+    // counted once, from the cgroup's charge or the PSS sum, and never from a sum of RSS.
+    #[test]
+    fn rss_pct_counts_each_page_once() {
+        let shared = |pid| {
+            let mut w = worker(pid, 0, 0, 0);
+            w.rss = 2 << 30;
+            w
+        };
+        let workers: Vec<ProcSample> = (1..=50).map(shared).collect();
+        let mut capacity = Capacity::per_core(4);
+        capacity.memory = Some(4 << 30);
+        let rss_pct = |workers: &[ProcSample], capacity: &Capacity| {
+            compute_with(workers, &[], &snapshot(10.0), None, capacity).value(RssPct)
+        };
+        // neither a charge nor PSS: left out, never 2500 %
+        assert_eq!(rss_pct(&workers, &capacity), None);
+        // the PSS sum: 50 x 41 MiB of 4 GiB
+        let with_pss: Vec<ProcSample> = workers
+            .iter()
+            .cloned()
+            .map(|mut w| {
+                w.details = Some(Details {
+                    pss: Some(41 << 20),
+                    ..Details::default()
+                });
+                w
+            })
+            .collect();
+        assert_eq!(
+            rss_pct(&with_pss, &capacity),
+            Some(50.0 * 41.0 / 4096.0 * 100.0)
+        );
+        // the cgroup's charge comes first: 2.5 GiB of 4 GiB
+        capacity.memory_charge = Some(5 << 29);
+        assert_eq!(rss_pct(&with_pss, &capacity), Some(62.5));
+        // never above its max
+        capacity.memory_charge = Some(8 << 30);
+        assert_eq!(rss_pct(&workers, &capacity), Some(100.0));
+        // no workers hold nothing
+        assert_eq!(rss_pct(&[], &capacity), Some(0.0));
+    }
+
     // A metric added to the catalog but not to its part's function (or to the wrong one)
     // would silently never reach perfdata.
     #[test]
@@ -1339,7 +1500,7 @@ mod tests {
         let parts = [
             (Part::Count, counts(&[])),
             (Part::Cpu, cpu_values(None, rate, &[])),
-            (Part::Memory, memory(&[], None)),
+            (Part::Memory, memory(&[], &Capacity::per_core(1))),
             (Part::Fds, fds(&[])),
             (Part::Io, io_values(None, rate)),
             (Part::Ages, ages(&[])),
@@ -1392,7 +1553,15 @@ mod tests {
         capacity.memory = Some(1 << 30);
         let previous = Previous::stored(&prev);
         let now = snapshot(1060.0);
-        let f = compute(&[w], &[master(0, 0)], &now, previous, &capacity, Some(120));
+        let f = compute(
+            &[w],
+            &[master(0, 0)],
+            &now,
+            previous,
+            &capacity,
+            Some(120),
+            MetricSet::all(),
+        );
         let measured: Vec<MetricName> = f.values.iter().map(|&(m, _)| m).collect();
         assert_eq!(measured, MetricName::all().collect::<Vec<_>>());
         let max = |metric| f.measured().into_iter().find(|m| m.0 == metric).unwrap().2;

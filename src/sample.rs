@@ -18,11 +18,13 @@ use std::io::{self, ErrorKind, Read};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use procfs::{FromRead, Uptime};
 use rustix::fs::{Mode, OFlags};
 
+use crate::catalog::{MetricSet, Source};
 use crate::deadline::Deadline;
 use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector, CMDLINE_MATCHED};
 use crate::text::shown_bytes;
@@ -211,6 +213,8 @@ pub struct Snapshot {
     pub skipped: Skipped,
     /// with `-vvv`: every process looked at and what became of it
     pub trace: Vec<String>,
+    /// how far the workers' `smaps_rollup` reads got, when the deadline cut them short
+    pub smaps_cut: Option<SmapsCut>,
 }
 
 /// A scan given up because the run's time was up: an error, never a partial reading.
@@ -480,6 +484,9 @@ pub struct CgroupLimits {
     pub memory_max: Option<u64>,
     /// cpu.max quota / period, in cores
     pub cpu_cores: Option<f64>,
+    /// memory.current of the cgroup itself: the memory charged to it, each page once
+    /// (its processes' pages and the page cache they brought in), bytes
+    pub memory_charge: Option<u64>,
 }
 
 /// Reads memory.max and cpu.max of `cgroup` (a v2 path like `/system.slice/nginx.service`)
@@ -488,6 +495,13 @@ pub fn cgroup_limits(sys_root: &Path, cgroup: &str) -> Option<CgroupLimits> {
     let base = sys_root.join("fs/cgroup");
     let mut limits = CgroupLimits::default();
     let mut path = cgroup.trim_end_matches('/');
+    limits.memory_charge = fs::read_to_string(
+        base.join(path.trim_start_matches('/'))
+            .join("memory.current"),
+    )
+    .ok()
+    .and_then(|text| text.trim().parse::<u64>().ok())
+    .filter(|_| !path.is_empty());
     loop {
         let dir = base.join(path.trim_start_matches('/'));
         if let Ok(text) = fs::read_to_string(dir.join("memory.max")) {
@@ -515,28 +529,114 @@ pub fn cgroup_limits(sys_root: &Path, cgroup: &str) -> Option<CgroupLimits> {
     (limits != CgroupLimits::default()).then_some(limits)
 }
 
-/// Reads the per-worker details of the selected workers: fd count and limit, PSS and USS.
-/// Permission problems leave a detail at None; a worker that exits meanwhile keeps None too,
-/// and so does one whose pid now belongs to another process (its start time differs): the
-/// details of that process would be another program's.
+/// Which per-worker details a run reads: those of the metrics it reports (see
+/// [`crate::catalog::Source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetailReads {
+    /// `fd/`
+    pub fds: bool,
+    /// `limits`
+    pub limits: bool,
+    /// `smaps_rollup`, whose cost grows with the memory a worker maps
+    pub smaps: bool,
+}
+
+impl DetailReads {
+    /// The files the metrics of `set` are computed from.
+    pub fn of(set: MetricSet) -> DetailReads {
+        DetailReads {
+            fds: set.reads(Source::Fds),
+            limits: set.reads(Source::Limits),
+            smaps: set.reads(Source::SmapsRollup),
+        }
+    }
+}
+
+/// How far the `smaps_rollup` reads got before the deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmapsCut {
+    /// workers whose smaps_rollup was read (or found unreadable)
+    pub read: usize,
+    /// workers it was to be read of
+    pub of: usize,
+}
+
+/// A first guess at what `smaps_rollup` costs per byte of a worker's RSS (the kernel walks
+/// each mapped page's entry: about 7 ms per GiB measured), until the run has timed its own.
+const SMAPS_NS_PER_BYTE: f64 = 7e6 / (1u64 << 30) as f64;
+
+/// Reads the per-worker details of the selected workers that `reads` asks for: fd count and
+/// limit, PSS and USS. Permission problems leave a detail at None; a worker that exits
+/// meanwhile keeps None too, and so does one whose pid now belongs to another process (its
+/// start time differs): the details of that process would be another program's.
+///
+/// `smaps_rollup` costs about 7 ms per GiB a worker maps, so 100 postgres backends mapping
+/// 8 GiB of shared buffers cost seconds: before each such read the time it would take is
+/// predicted from the worker's RSS and the slowest rate seen so far, and once it would not
+/// fit before `deadline` no more are read. Some(cut) then says how far they got.
 ///
 /// Each worker's directory is opened again here rather than kept open since the scan: a scan
 /// can pass over thousands of candidates, and holding a descriptor for each would run into
 /// RLIMIT_NOFILE.
-pub fn enrich(root: &Path, workers: &mut [ProcSample]) {
+pub fn enrich(
+    root: &Path,
+    workers: &mut [ProcSample],
+    reads: DetailReads,
+    deadline: Deadline,
+) -> Option<SmapsCut> {
     let mut reader = Reader::new(root, false);
-    for w in workers {
+    let mut smaps = reads.smaps.then_some(SmapsBudget {
+        deadline,
+        ns_per_byte: SMAPS_NS_PER_BYTE,
+        cut: None,
+    });
+    let of = workers.len();
+    for (i, w) in workers.iter_mut().enumerate() {
         let Some(dir) = reader.reopen(w) else {
             w.details = Some(Details::default());
             continue;
         };
-        w.details = Some(reader.details(&dir));
+        let mut details = reader.cheap_details(&dir, reads);
+        if let Some(budget) = smaps.as_mut().filter(|b| b.cut.is_none()) {
+            match budget.fits(w.rss) {
+                true => (details.pss, details.uss) = budget.timed(|| reader.smaps(&dir), w.rss),
+                false => budget.cut = Some(SmapsCut { read: i, of }),
+            }
+        }
+        w.details = Some(details);
         if w.cgroup.is_none() {
             w.cgroup = reader
                 .read_at(&dir, "cgroup")
                 .ok()
                 .and_then(|()| v2_path(&String::from_utf8_lossy(reader.bytes())));
         }
+    }
+    smaps.and_then(|b| b.cut)
+}
+
+/// The time left for `smaps_rollup` reads, and what they have been seen to cost.
+struct SmapsBudget {
+    deadline: Deadline,
+    /// the slowest rate seen (or the first guess), nanoseconds per byte of RSS
+    ns_per_byte: f64,
+    cut: Option<SmapsCut>,
+}
+
+impl SmapsBudget {
+    /// Whether a read for a worker of `rss` bytes is predicted to end before the deadline,
+    /// with room to spare for a misjudged one.
+    fn fits(&self, rss: u64) -> bool {
+        let predicted = Duration::from_nanos((rss as f64 * self.ns_per_byte * 2.0) as u64);
+        self.deadline.remaining() > predicted + Duration::from_millis(5)
+    }
+
+    /// Runs one read and learns its rate.
+    fn timed<T>(&mut self, read: impl FnOnce() -> T, rss: u64) -> T {
+        let started = std::time::Instant::now();
+        let value = read();
+        let rate = started.elapsed().as_nanos() as f64 / rss.max(1 << 20) as f64;
+        self.ns_per_byte = self.ns_per_byte.max(rate);
+        value
     }
 }
 
@@ -999,13 +1099,27 @@ impl Reader {
         (stat.pid == worker.pid && stat.starttime == worker.starttime).then_some(dir)
     }
 
-    fn details(&mut self, dir: &ProcDir) -> Details {
-        let fds = dir.count_entries("fd").ok();
-        let fd_limit = self
-            .read_at(dir, "limits")
-            .ok()
-            .and_then(|()| open_files_limit(&String::from_utf8_lossy(self.bytes())));
-        let (pss, uss) = match self.read_at(dir, "smaps_rollup") {
+    /// The details whose cost does not grow with the worker's memory, as far as `reads` asks.
+    fn cheap_details(&mut self, dir: &ProcDir, reads: DetailReads) -> Details {
+        let fds = reads.fds.then(|| dir.count_entries("fd").ok()).flatten();
+        let fd_limit = reads
+            .limits
+            .then(|| {
+                self.read_at(dir, "limits")
+                    .ok()
+                    .and_then(|()| open_files_limit(&String::from_utf8_lossy(self.bytes())))
+            })
+            .flatten();
+        Details {
+            fds,
+            fd_limit,
+            ..Details::default()
+        }
+    }
+
+    /// PSS and USS from `smaps_rollup`, bytes; None where it may not be read.
+    fn smaps(&mut self, dir: &ProcDir) -> (Option<u64>, Option<u64>) {
+        match self.read_at(dir, "smaps_rollup") {
             Ok(()) => {
                 let text = String::from_utf8_lossy(self.bytes());
                 let private = |name| kib_field(&text, name).unwrap_or(0);
@@ -1014,12 +1128,6 @@ impl Reader {
                 (kib_field(&text, "Pss:"), uss)
             }
             Err(_) => (None, None),
-        };
-        Details {
-            fds,
-            fd_limit,
-            pss,
-            uss,
         }
     }
 
@@ -1339,12 +1447,14 @@ mod tests {
             starttime: 1000,
             ..ProcSample::default()
         }];
-        enrich(root.path(), &mut workers);
+        let all = DetailReads::of(MetricSet::all());
+        let forever = Deadline::new(std::time::Instant::now(), Duration::from_secs(3600));
+        enrich(root.path(), &mut workers, all, forever);
         assert_eq!(workers[0].details, Some(Details::default()));
         assert_eq!(workers[0].cgroup, None);
         // the same process: its details are read
         workers[0].starttime = 5000;
-        enrich(root.path(), &mut workers);
+        enrich(root.path(), &mut workers, all, forever);
         let expected = Details {
             fds: Some(3),
             fd_limit: Some(1024),
@@ -1361,6 +1471,48 @@ mod tests {
     // A pid reused between two reads of one process mixed two processes in one row. Through
     // the directory's descriptor the row stays the first process's, or the read fails: a
     // fixture directory renamed away and replaced is what a reused pid looks like to it.
+    // smaps_rollup may cost seconds for workers that map gigabytes (issue 17): once the
+    // deadline leaves no time for the next read, no more are read and the cut says so.
+    #[test]
+    fn smaps_reads_stop_at_the_deadline_and_only_when_asked() {
+        let root = tempfile::tempdir().unwrap();
+        for pid in [812, 813] {
+            fake_process(root.path(), &pid.to_string(), pid, "w", 5000, 3);
+        }
+        let workers = || {
+            [812, 813].map(|pid| ProcSample {
+                pid,
+                starttime: 5000,
+                rss: 1 << 30,
+                ..ProcSample::default()
+            })
+        };
+        let now = std::time::Instant::now();
+        let forever = Deadline::new(now, Duration::from_secs(3600));
+        let passed = Deadline::new(now - Duration::from_secs(5), Duration::from_secs(1));
+        let pss = DetailReads::of(MetricSet::defaults().with(crate::catalog::MetricName::Pss));
+        let mut all = workers();
+        assert_eq!(enrich(root.path(), &mut all, pss, forever), None);
+        assert!(all
+            .iter()
+            .all(|w| w.details.as_ref().unwrap().pss.is_some()));
+        let mut late = workers();
+        assert_eq!(
+            enrich(root.path(), &mut late, pss, passed),
+            Some(SmapsCut { read: 0, of: 2 })
+        );
+        assert!(late
+            .iter()
+            .all(|w| w.details.as_ref().unwrap().pss.is_none()));
+        // the cheap details are still read
+        assert_eq!(late[0].details.as_ref().unwrap().fds, Some(3));
+        // by default smaps_rollup is not read at all
+        let mut default = workers();
+        let reads = DetailReads::of(MetricSet::defaults());
+        assert_eq!(enrich(root.path(), &mut default, reads, passed), None);
+        assert_eq!(default[0].details.as_ref().unwrap().pss, None);
+    }
+
     #[test]
     fn a_directory_read_through_its_descriptor_never_answers_for_a_new_process() {
         let root = tempfile::tempdir().unwrap();
@@ -1375,7 +1527,12 @@ mod tests {
         let status = parse_status(reader.bytes()).unwrap();
         let p = reader.finish(&dir, stat, status);
         assert_eq!((p.comm.as_bytes(), p.starttime), (&b"old"[..], 1000));
-        assert_eq!(reader.details(&dir).fds, Some(1));
+        assert_eq!(
+            reader
+                .cheap_details(&dir, DetailReads::of(MetricSet::all()))
+                .fds,
+            Some(1)
+        );
         // by path, the same pid is the new process
         assert_eq!(reader.whole(812).unwrap().starttime, 2000);
         // the old process gone for good: reading through its directory fails

@@ -349,6 +349,7 @@ mod tests {
     use super::super::{compute, Capacity, Figures};
     use super::*;
     use crate::catalog::MetricName::{self, Cpu, CpuMax, CpuUser};
+    use crate::catalog::MetricSet;
     use crate::state::ProcTicks;
 
     fn worker(pid: i32, utime: u64) -> ProcSample {
@@ -399,7 +400,15 @@ mod tests {
     fn figures(now: f64, utime: u64, previous: Previous, window: Option<u64>) -> Figures {
         let workers: Vec<ProcSample> = (10..13).map(|pid| worker(pid, utime)).collect();
         let capacity = Capacity::per_core(4);
-        compute(&workers, &[], &snapshot(now), previous, &capacity, window)
+        compute(
+            &workers,
+            &[],
+            &snapshot(now),
+            previous,
+            &capacity,
+            window,
+            MetricSet::all(),
+        )
     }
 
     fn value(f: &Figures, metric: MetricName) -> Option<f64> {

@@ -80,8 +80,8 @@ fn nginx_tree() -> ProcTree {
 
 const T0_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu n/a, rss 4.0 MiB avg, \
      vms 100.0 MiB avg | workers=4;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
-     pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
-     rss_total=16777216B;;;0; rss_pct=0.39%;;;0;100 threads=4;;;0; fds=32;;;0; \
+     rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+     rss_total=16777216B;;;0; threads=4;;;0; fds=32;;;0; \
      fd_pct_max=0.78%;;;0;100 age_min=4989s;;;0; age_max=4989s;;;0; zombies=0;;;0; \
      uninterruptible=0;;;0;";
 
@@ -91,8 +91,8 @@ const FIRST_RUN: &str = "no baseline (first run) and --interval 0: cpu not measu
 const T1_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu 75.0%, rss 4.5 MiB avg, \
      vms 100.0 MiB avg | workers=4;;1:;0; cpu=75%;;;0;200 cpu_user=65%;;;0;200 \
      cpu_system=10%;;;0;200 cpu_max=60%;;;0;200 rss=4718592B;;;0; vms=104857600B;;;0; \
-     pss=2097152B;;;0; uss=1048576B;;;0; rss_max=8388608B;;;0; vms_max=104857600B;;;0; \
-     rss_total=18874368B;;;0; rss_pct=0.44%;;;0;100 threads=4;;;0; fds=32;;;0; \
+     rss_max=8388608B;;;0; vms_max=104857600B;;;0; \
+     rss_total=18874368B;;;0; threads=4;;;0; fds=32;;;0; \
      fd_pct_max=0.78%;;;0;100 age_min=40s;;;0; age_max=5049s;;;0; zombies=0;;;0; \
      uninterruptible=0;;;0; restarts=0;;;0;";
 
@@ -162,6 +162,27 @@ fn second_run_gives_exact_cpu_over_the_interval() {
         .unwrap();
     assert_eq!(second.status.code(), Some(0));
     assert_eq!(stdout_of(&second), format!("{T1_LINE}\n"));
+}
+
+/// The README's first example is this fixture's real output (issue 17: it showed 7 perfdata
+/// labels where a run printed 24).
+#[test]
+fn readme_first_example_is_real_output() {
+    let state = state_dir();
+    let first = run(committed("t0"), &state, &["-n", "nginx", "--interval", "0"]);
+    assert_eq!(first.status.code(), Some(0));
+    let args = ["-n", "nginx", "-w", "80", "-c", "95"];
+    let second = run(committed("t1"), &state, &args);
+    let shown = format!(
+        "    $ check_workers {}\n    {}",
+        args.join(" "),
+        stdout_of(&second)
+    );
+    let readme = include_str!("../../README.md");
+    assert!(
+        readme.contains(&shown),
+        "README.md's first example must be:\n{shown}"
+    );
 }
 
 #[test]
@@ -630,15 +651,15 @@ fn verbose_lists_busiest_first_and_caps_at_20() {
     );
     assert_eq!(
         lines[1],
-        "pid 107 4242 S cpu 50.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 107 4242 S cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[2],
-        "pid 111 4242 S cpu 10.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 111 4242 S cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[3],
-        "pid 100 4242 S cpu 0.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 100 4242 S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(lines.len(), 1 + 20 + 1, "{text}");
     assert_eq!(lines[21], "... and 5 more workers");
@@ -689,7 +710,7 @@ fn verbose_says_which_workers_counted_fully() {
     // uid 33 is named as the host's passwd says (www-data on Debian)
     assert!(lines[2].starts_with("pid 813 "), "{text}");
     assert!(
-        lines[2].ends_with(" S cpu 60.0% rss 8.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h24m"),
+        lines[2].ends_with(" S cpu 60.0% rss 8.0 MiB vms 100.0 MiB age 1h24m"),
         "{text}"
     );
 }
@@ -825,16 +846,18 @@ fn forged_process_name_is_escaped_at_vvv() {
         format!(
             "WORKERS OK - children of 812: 1 worker (master 812), cpu n/a, rss 4.0 MiB avg, \
              vms 100.0 MiB avg | workers=1;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
-             pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; \
-             vms_max=104857600B;;;0; rss_total=4194304B;;;0; rss_pct=0.1%;;;0;100 \
+             rss_max=4194304B;;;0; \
+             vms_max=104857600B;;;0; rss_total=4194304B;;;0; \
              threads=1;;;0; fds=8;;;0; fd_pct_max=0.78%;;;0;100 age_min=4989s;;;0; \
              age_max=4989s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
+             rss_pct: the workers share no cgroup with a memory charge, and pss was not \
+             measured (--metrics pss); left out\n\
              selection: children of 812; master not counted\n\
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
              pid 813 x\\x7cy\\x0aWORKERS OK: candidate\n\
-             pid 813 4242 S cpu n/a rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h23m\n",
+             pid 813 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
             tick_file(state.path()).display()
         )
     );
@@ -897,16 +920,18 @@ fn regex_alternation_is_escaped_in_the_label_and_at_vv() {
         format!(
             "WORKERS OK - cmdline /sleep 300\\x7csleep 200/: 2 workers, cpu n/a, \
              rss 4.0 MiB avg, vms 100.0 MiB avg | workers=2;;1:;0; rss=4194304B;;;0; \
-             vms=104857600B;;;0; pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; \
-             vms_max=104857600B;;;0; rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 \
+             vms=104857600B;;;0; rss_max=4194304B;;;0; \
+             vms_max=104857600B;;;0; rss_total=8388608B;;;0; \
              threads=2;;;0; fds=16;;;0; fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; \
              age_max=4990s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
+             rss_pct: the workers share no cgroup with a memory charge, and pss was not \
+             measured (--metrics pss); left out\n\
              selection: cmdline /sleep 300\\x7csleep 200/; master not counted\n\
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
-             pid 700 4242 S cpu n/a rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h23m\n\
-             pid 701 4242 S cpu n/a rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h23m\n",
+             pid 700 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n\
+             pid 701 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
             tick_file(state.path()).display()
         )
     );
@@ -927,9 +952,9 @@ fn pipe_in_a_name_filter_is_escaped() {
     assert_eq!(
         text,
         "WORKERS OK - a\\x7cb: 1 worker, cpu n/a, rss 4.0 MiB avg, vms 100.0 MiB avg | \
-         workers=1;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; pss=2097152B;;;0; \
-         uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
-         rss_total=4194304B;;;0; rss_pct=0.1%;;;0;100 threads=1;;;0; fds=8;;;0; \
+         workers=1;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
+         rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=4194304B;;;0; threads=1;;;0; fds=8;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; age_max=4990s;;;0; zombies=0;;;0; \
          uninterruptible=0;;;0;\n\
          no baseline (first run) and --interval 0: cpu not measured in this run\n"

@@ -126,12 +126,12 @@ fn io_is_bytes_per_second_over_the_interval() {
     );
     assert_eq!(
         worker_line(&text, 813),
-        "S cpu 0.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h24m io r 100 B/s w 19.5 KiB/s",
+        "S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 1h24m io r 100 B/s w 19.5 KiB/s",
         "{text}"
     );
     assert_eq!(
         worker_line(&text, 814),
-        "S cpu 0.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h24m io r 0 B/s w 1000 B/s",
+        "S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 1h24m io r 0 B/s w 1000 B/s",
         "{text}"
     );
 }
@@ -173,7 +173,7 @@ fn a_new_worker_counts_from_zero_and_a_reused_pid_is_a_new_worker() {
     );
     assert_eq!(
         worker_line(&text, 816),
-        "S cpu 0.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 30s io r 0 B/s w 100 B/s",
+        "S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 30s io r 0 B/s w 100 B/s",
         "{text}"
     );
 }
@@ -333,7 +333,7 @@ fn without_io_files_nothing_about_io_is_printed() {
     );
     assert_eq!(
         worker_line(&text, 813),
-        "S cpu 10.0% rss 4.0 MiB pss 2.0 MiB vms 100.0 MiB age 1h24m",
+        "S cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 1h24m",
         "{text}"
     );
 }

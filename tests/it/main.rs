@@ -8,6 +8,7 @@ mod hidden_proc;
 mod history;
 mod hostile_cmdline;
 mod io;
+mod large_memory;
 mod pidfile;
 mod privileges;
 mod proc_reads;

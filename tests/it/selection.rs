@@ -492,8 +492,17 @@ fn cpu_scale_host_uses_affinity_and_cgroup_quota() {
     ten_seconds_later(5030.0, 1500);
     let line = status_line(&runs(&["--cpu-scale", "host"]));
     assert!(line.contains(" cpu=100%;;;0;100 "), "{line}");
-    // 3 x 4 MiB of 64 MiB
+    // no memory charge to read, no PSS measured: a sum of RSS would count shared pages once
+    // per worker, so rss_pct is left out rather than over 100 % (issue 17)
+    assert!(!line.contains(" rss_pct="), "{line}");
+    // the unit's charge, each page once: 12 MiB of 64 MiB
+    fs::write(sys.join("memory.current"), "12582912\n").unwrap();
+    let line = status_line(&runs(&["--cpu-scale", "host"]));
     assert!(line.contains(" rss_pct=18.75%;;;0;100 "), "{line}");
+    // without a charge, the PSS sum when it is measured: 3 x 2 MiB of 64 MiB
+    fs::remove_file(sys.join("memory.current")).unwrap();
+    let line = status_line(&runs(&["--cpu-scale", "host", "--metrics", "pss"]));
+    assert!(line.contains(" rss_pct=9.38%;;;0;100 "), "{line}");
 }
 
 #[test]
@@ -586,9 +595,9 @@ fn user_alone_has_no_master_and_recovers_nothing_from_pid_1() {
         stdout_of(&out),
         "WORKERS OK - user 65534: 2 workers, cpu 0.0%, rss 4.0 MiB avg, vms 100.0 MiB avg | \
          workers=2;;1:;0; cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 \
-         cpu_max=0%;;;0;200 rss=4194304B;;;0; vms=104857600B;;;0; pss=2097152B;;;0; \
-         uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
-         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         cpu_max=0%;;;0;200 rss=4194304B;;;0; vms=104857600B;;;0; \
+         rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; threads=2;;;0; fds=16;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min=5050s;;;0; age_max=5050s;;;0; zombies=0;;;0; \
          uninterruptible=0;;;0;\n"
     );
@@ -651,8 +660,8 @@ fn long_name_cut_inside_a_character_is_found() {
         status_line(&out),
         "WORKERS OK - worker-aéééééé: 2 workers, cpu n/a, rss 4.0 MiB avg, vms 100.0 MiB avg | \
          workers=2;;1:;0; rss=4194304B;;;0; vms=104857600B;;;0; \
-         pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
-         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 threads=2;;;0; fds=16;;;0; \
+         rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; threads=2;;;0; fds=16;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; age_max=4990s;;;0; zombies=0;;;0; \
          uninterruptible=0;;;0;"
     );

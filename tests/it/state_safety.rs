@@ -54,8 +54,8 @@ fn nginx_stdout(uptime: f64, cpu: Cpu, restarts: bool, growth: bool) -> String {
     format!(
         "WORKERS OK - nginx: 2 workers (master 812), cpu {cpu_text}, rss 4.0 MiB avg, vms 100.0 MiB \
          avg | workers=2;;1:;0; {cpu_perf}rss=4194304B;;;0; vms=104857600B;;;0; \
-         pss=2097152B;;;0; uss=1048576B;;;0; rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
-         rss_total=8388608B;;;0; rss_pct=0.2%;;;0;100 {growth}threads=2;;;0; fds=16;;;0; \
+         rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
+         rss_total=8388608B;;;0; {growth}threads=2;;;0; fds=16;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min={age}s;;;0; age_max={age}s;;;0; zombies=0;;;0; \
          uninterruptible=0;;;0;{restarts}\n{note}"
     )
