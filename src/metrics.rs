@@ -474,48 +474,36 @@ pub fn compute(
         hz: run.hz,
         divisor: capacity.cpu_divisor,
     };
-    let exited_cpu = cpu.as_ref().and_then(|c| c.exited);
-    let (io_bytes, io) = io_since(
-        previous,
-        &tally,
-        (workers, masters),
-        ticks.as_deref(),
-        exited_cpu,
-    );
-    let per_worker = per_worker(
-        workers,
-        ticks.as_deref(),
-        io_bytes.as_deref(),
-        rate,
-        now.uptime,
-    );
+    let (exited, ticks) = (cpu.as_ref().and_then(|c| c.exited), ticks.as_deref());
+    let (io_bytes, io) = io_since(previous, &tally, (workers, masters), ticks, exited);
+    let per_worker = per_worker(workers, ticks, io_bytes.as_deref(), rate, now.uptime);
     let cpu = cpu.map(|cpu| CpuFigures {
         error_bound: rate.percent(workers.len() as u64),
         ..cpu
     });
     let (from_history, average) = run.history_values(previous, &tally, window, rate, cpu.as_ref());
-
-    let mut values = counts(workers);
-    values.extend(cpu_values(cpu.as_ref(), rate, &per_worker));
-    values.extend(io_values(io.and_then(Result::ok).as_ref(), rate));
-    values.extend(memory(workers, capacity));
-    values.extend(fds(workers));
-    values.extend(ages(&per_worker));
-    values.extend(states(workers));
-    values.extend(from_history);
-    values.retain(|(metric, _)| wanted.contains(*metric));
+    let values = [
+        counts(workers),
+        cpu_values(cpu.as_ref(), rate, &per_worker),
+        io_values(io.and_then(Result::ok).as_ref(), rate),
+        memory(workers, capacity),
+        fds(workers),
+        ages(&per_worker),
+        states(workers),
+        from_history,
+    ]
+    .concat();
     let tolerance = cpu.as_ref().map_or(0.0, |c| c.error_bound);
-    let (values, impossible) =
-        within_ceiling(in_perfdata_order(values), capacity.cpu_ceiling, tolerance);
+    let ordered = in_perfdata_order(values, wanted);
+    let (values, impossible) = within_ceiling(ordered, capacity.cpu_ceiling, tolerance);
+    let smaps_read = read_smaps(workers, now.smaps_cut);
     Figures {
         workers: workers.len(),
         cpu,
         cpu_ceiling: capacity.cpu_ceiling,
         values,
         impossible,
-        pss_unreadable: wanted_unreadable(wanted, Pss, read_smaps(workers, now.smaps_cut), |d| {
-            d.pss
-        }),
+        pss_unreadable: wanted_unreadable(wanted, Pss, smaps_read, |d| d.pss),
         fds_unreadable: wanted_unreadable(wanted, Fds, workers, |d| d.fds),
         smaps_cut: now.smaps_cut,
         rss_pct_from: rss_pct_source(workers, capacity).map(|t| t.from),
@@ -556,11 +544,12 @@ fn io_since(
     (bytes, io)
 }
 
-/// The measured values, unmeasured ones dropped, in catalog order (the groups compute them in
-/// their own order; `MetricName`'s order is the catalog's).
-fn in_perfdata_order(values: Vec<Measured>) -> Vec<(MetricName, f64)> {
+/// The measured values of the `wanted` metrics, unmeasured ones dropped, in catalog order (the
+/// groups compute them in their own order; `MetricName`'s order is the catalog's).
+fn in_perfdata_order(values: Vec<Measured>, wanted: MetricSet) -> Vec<(MetricName, f64)> {
     let mut measured: Vec<(MetricName, f64)> = values
         .into_iter()
+        .filter(|(metric, _)| wanted.contains(*metric))
         .filter_map(|(metric, value)| Some((metric, value?)))
         .collect();
     measured.sort_by_key(|&(metric, _)| metric);

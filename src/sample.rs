@@ -26,7 +26,7 @@ use rustix::fs::{Mode, OFlags};
 
 use crate::catalog::{MetricSet, Source};
 use crate::deadline::Deadline;
-use crate::filter::{exe_matches, CgroupFilter, CommMatch, Selector, CMDLINE_MATCHED};
+use crate::filter::{exe_matches, CgroupFilter, CommMatch, NameFilter, Selector, CMDLINE_MATCHED};
 use crate::text::shown_bytes;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -257,16 +257,7 @@ pub fn scan(
     trace: bool,
     deadline: Deadline,
 ) -> Result<Snapshot> {
-    let uptime = read_uptime(root)?;
-    let (btime, cpus) = read_kernel_stat(root)?;
-    let mut snapshot = Snapshot {
-        uptime,
-        btime,
-        clock_ticks: procfs::ticks_per_second(),
-        cpus,
-        mem_total: read_mem_total(root),
-        ..Snapshot::default()
-    };
+    let mut snapshot = host(root)?;
     let mut reader = Reader::new(root, trace);
     if let Some(parent) = parent {
         match reader.whole(parent) {
@@ -281,49 +272,88 @@ pub fn scan(
         (None, Some(filter)) => cgroup_procs(sys_root, filter),
         (None, None) => None,
     };
-    let mut visited = 0;
-    let mut in_time = || {
-        if deadline.overdue() {
-            return Err(ScanTimedOut {
-                root: root.to_path_buf(),
-                visited,
-            });
-        }
-        visited += 1;
+    let mut clock = ScanClock {
+        deadline,
+        root,
+        visited: 0,
+    };
+    let mut visit = |pid, how| -> Result<()> {
+        clock.tick()?;
+        reader.visit(pid, &plan, how, &mut snapshot);
         Ok(())
     };
-    if let Some(pids) = shortlist {
+    match shortlist {
         // these are mostly ours: straight to their directories
-        for pid in pids {
-            in_time()?;
-            reader.visit(pid, &plan, Visit::Shortlisted, &mut snapshot);
-        }
-    } else {
-        // nix's Dir hands out borrowed names: std's read_dir allocates one per process
-        let listing = || format!("listing {}", root.display());
-        let mut dir = nix::dir::Dir::open(
-            root,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
-            nix::sys::stat::Mode::empty(),
-        )
-        .with_context(listing)?;
-        for entry in dir.iter() {
-            let entry = entry.with_context(listing)?;
-            if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
-                in_time()?;
-                reader.visit(pid, &plan, Visit::Listed, &mut snapshot);
-            }
-        }
+        Some(pids) => pids
+            .into_iter()
+            .try_for_each(|pid| visit(pid, Visit::Shortlisted))?,
+        None => each_pid(root, |pid| visit(pid, Visit::Listed))?,
     }
     let parents: HashSet<i32> = snapshot.procs.iter().map(|p| p.ppid).collect();
     for pid in std::mem::take(&mut reader.set_aside) {
         if parents.contains(&pid) {
-            in_time()?;
+            clock.tick()?;
             reader.visit(pid, &plan, Visit::Parent, &mut snapshot);
         }
     }
     snapshot.trace = reader.trace;
     Ok(snapshot)
+}
+
+/// What a reading knows of the host before any process: uptime, boot time, clock, CPUs and
+/// memory.
+fn host(root: &Path) -> Result<Snapshot> {
+    let uptime = read_uptime(root)?;
+    let (btime, cpus) = read_kernel_stat(root)?;
+    Ok(Snapshot {
+        uptime,
+        btime,
+        clock_ticks: procfs::ticks_per_second(),
+        cpus,
+        mem_total: read_mem_total(root),
+        ..Snapshot::default()
+    })
+}
+
+/// Calls `each` with every pid listed in the tree at `root`, stopping at its first error.
+fn each_pid(root: &Path, mut each: impl FnMut(i32) -> Result<()>) -> Result<()> {
+    // nix's Dir hands out borrowed names: std's read_dir allocates one per process
+    let listing = || format!("listing {}", root.display());
+    let mut dir = nix::dir::Dir::open(
+        root,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(listing)?;
+    for entry in dir.iter() {
+        let entry = entry.with_context(listing)?;
+        if let Some(pid) = pid_of(entry.file_name().to_bytes()) {
+            each(pid)?;
+        }
+    }
+    Ok(())
+}
+
+/// The scan's look at the deadline before each process it visits.
+struct ScanClock<'a> {
+    deadline: Deadline,
+    root: &'a Path,
+    /// processes visited so far
+    visited: usize,
+}
+
+impl ScanClock<'_> {
+    /// Ok while there is time for one more process; the error says how far the scan got.
+    fn tick(&mut self) -> Result<(), ScanTimedOut> {
+        if self.deadline.overdue() {
+            return Err(ScanTimedOut {
+                root: self.root.to_path_buf(),
+                visited: self.visited,
+            });
+        }
+        self.visited += 1;
+        Ok(())
+    }
 }
 
 /// The order in which a process meets the filters, cheapest first, so that a process that
@@ -859,6 +889,9 @@ enum Verdict {
     SetAside(&'static str),
 }
 
+/// What one step of the filters decided: go on with what it read, or this verdict.
+type Step<T> = Result<T, Verdict>;
+
 /// How a process came to be looked at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Visit {
@@ -922,67 +955,19 @@ impl Reader {
                 return Ok(verdict);
             }
         }
-        let selector = plan.selector;
         let dir = self.open_dir(pid)?;
         self.read_at(&dir, "stat")?;
         let stat = parse_stat(self.bytes())?;
-        // step 1: the service's cheap filters
-        if stat.flags & PF_KTHREAD != 0 {
-            return Ok(Verdict::Rejected("kernel thread"));
-        }
-        let mut full_name = None;
-        if let Some(filter) = &selector.name {
-            match filter.check_comm(stat.comm.as_bytes()) {
-                CommMatch::No => return Ok(Verdict::Rejected("name")),
-                CommMatch::Yes => {}
-                CommMatch::NeedsFullName => full_name = Some(filter),
-            }
-        }
-        let mut cgroup = None;
-        if let Some(filter) = &selector.cgroup {
-            self.read_at(&dir, "cgroup")?;
-            let text = String::from_utf8_lossy(self.bytes());
-            if !filter.matches(&text) {
-                return Ok(Verdict::Rejected("cgroup"));
-            }
-            cgroup = v2_path(&text);
-        }
-        // step 2: what only workers must pass; `status` now only if it has the uid to check
-        let mut status = None;
-        if visit != Visit::Parent {
-            if let Some(why) = plan.stat_rejects(&stat) {
-                return Ok(plan.step_two(why));
-            }
-            if selector.uid.is_some() {
-                self.read_at(&dir, "status")?;
-                let fields = parse_status(self.bytes())?;
-                if let Some(why) = plan.uid_rejects(fields.uid) {
-                    return Ok(plan.step_two(why));
-                }
-                status = Some(fields);
-            }
-        }
-        // step 3: the costly filters
-        if let Some(filter) = full_name {
-            // exe is unreadable for other users' processes unless we are root; argv[0] is
-            // the fallback
-            let exe = dir.link("exe").ok();
-            self.read_at(&dir, "cmdline")?;
-            let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
-            if !filter.check_full_name(Some(argv0), exe.as_deref()) {
-                return Ok(Verdict::Rejected("name"));
-            }
-        }
-        if let Some(filter) = &selector.cmdline {
-            self.read_at(&dir, "cmdline")?;
-            if !filter.matches(self.bytes()) {
-                return Ok(Verdict::Rejected("command line"));
-            }
-        }
-        if let Some(want) = &selector.exe {
-            if !exe_matches(want, &dir.link("exe")?) {
-                return Ok(Verdict::Rejected("executable"));
-            }
+        let (full_name, cgroup) = match self.service_filters(&dir, &stat, plan.selector)? {
+            Ok(passed) => passed,
+            Err(verdict) => return Ok(verdict),
+        };
+        let status = match self.worker_filters(&dir, &stat, plan, visit)? {
+            Ok(status) => status,
+            Err(verdict) => return Ok(verdict),
+        };
+        if let Err(verdict) = self.costly_filters(&dir, full_name, plan.selector)? {
+            return Ok(verdict);
         }
         let status = match status {
             Some(status) => status,
@@ -994,6 +979,95 @@ impl Reader {
         let mut p = self.finish(&dir, stat, status);
         p.cgroup = cgroup;
         Ok(Verdict::Candidate(Box::new(p)))
+    }
+
+    /// Step 1 of [`Plan`]: the service's cheap filters (kernel threads, comm, cgroup). Passed,
+    /// it gives the name filter when the comm was too short to decide, and the cgroup path.
+    fn service_filters<'s>(
+        &mut self,
+        dir: &ProcDir,
+        stat: &StatFields,
+        selector: &'s Selector,
+    ) -> io::Result<Step<(Option<&'s NameFilter>, Option<String>)>> {
+        if stat.flags & PF_KTHREAD != 0 {
+            return Ok(Err(Verdict::Rejected("kernel thread")));
+        }
+        let mut full_name = None;
+        if let Some(filter) = &selector.name {
+            match filter.check_comm(stat.comm.as_bytes()) {
+                CommMatch::No => return Ok(Err(Verdict::Rejected("name"))),
+                CommMatch::Yes => {}
+                CommMatch::NeedsFullName => full_name = Some(filter),
+            }
+        }
+        let mut cgroup = None;
+        if let Some(filter) = &selector.cgroup {
+            self.read_at(dir, "cgroup")?;
+            let text = String::from_utf8_lossy(self.bytes());
+            if !filter.matches(&text) {
+                return Ok(Err(Verdict::Rejected("cgroup")));
+            }
+            cgroup = v2_path(&text);
+        }
+        Ok(Ok((full_name, cgroup)))
+    }
+
+    /// Step 2 of [`Plan`]: what only workers must pass (parent, state, uid). `status` is read
+    /// here only when there is a uid to check; passed, it gives the status when it read it.
+    fn worker_filters(
+        &mut self,
+        dir: &ProcDir,
+        stat: &StatFields,
+        plan: &Plan,
+        visit: Visit,
+    ) -> io::Result<Step<Option<StatusFields>>> {
+        if visit == Visit::Parent {
+            return Ok(Ok(None));
+        }
+        if let Some(why) = plan.stat_rejects(stat) {
+            return Ok(Err(plan.step_two(why)));
+        }
+        if plan.selector.uid.is_none() {
+            return Ok(Ok(None));
+        }
+        self.read_at(dir, "status")?;
+        let fields = parse_status(self.bytes())?;
+        match plan.uid_rejects(fields.uid) {
+            Some(why) => Ok(Err(plan.step_two(why))),
+            None => Ok(Ok(Some(fields))),
+        }
+    }
+
+    /// Step 3 of [`Plan`]: the costly filters (a long name's executable or argv[0], the
+    /// command line, the executable).
+    fn costly_filters(
+        &mut self,
+        dir: &ProcDir,
+        full_name: Option<&NameFilter>,
+        selector: &Selector,
+    ) -> io::Result<Step<()>> {
+        if let Some(filter) = full_name {
+            // exe is unreadable for other users' processes unless we are root; argv[0] is
+            // the fallback
+            let exe = dir.link("exe").ok();
+            self.read_at(dir, "cmdline")?;
+            let argv0 = self.bytes().split(|&b| b == 0).next().unwrap_or_default();
+            if !filter.check_full_name(Some(argv0), exe.as_deref()) {
+                return Ok(Err(Verdict::Rejected("name")));
+            }
+        }
+        if let Some(filter) = &selector.cmdline {
+            self.read_at(dir, "cmdline")?;
+            if !filter.matches(self.bytes()) {
+                return Ok(Err(Verdict::Rejected("command line")));
+            }
+        }
+        if let Some(want) = &selector.exe {
+            if !exe_matches(want, &dir.link("exe")?) {
+                return Ok(Err(Verdict::Rejected("executable")));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// The first filter in [`Plan`]'s order that one file read by path can decide: Some when
