@@ -3,10 +3,10 @@
 mod daemons;
 mod fixture;
 mod fixture_runs;
-mod foreign_master;
 mod hidden_proc;
 mod history;
 mod hostile_cmdline;
+mod hostile_user;
 mod io;
 mod large_memory;
 mod pidfile;

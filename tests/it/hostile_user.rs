@@ -1,7 +1,10 @@
-//! Masters are trusted with the workers' exited CPU and I/O (their reaped-children counters),
-//! so which process is a master, and how much it may add, must hold against real processes
-//! another user starts (issue 16.1). These run processes as other users: root only, elsewhere
-//! they skip with a message.
+//! What a hostile local user can do with real processes and files (issue 16), apart from
+//! pidfiles (`pidfile.rs`) and command lines (`hostile_cmdline.rs`). Masters are trusted with
+//! the workers' exited CPU and I/O (their reaped-children counters), so which process is a
+//! master, and how much it may add, must hold against processes another user starts; and the
+//! tick file's numbers, which the check's own user can write, must never become figures no
+//! host could reach. These run processes as other users: root only, elsewhere they skip with a
+//! message.
 
 use std::fs;
 use std::os::unix::process::CommandExt;
@@ -11,10 +14,10 @@ use std::thread;
 use std::time::Duration;
 
 use crate::fixture::perfdata::of_line;
-use crate::fixture::spawn::{open_to_all, unique, Spawned};
+use crate::fixture::spawn::{install_binary, open_to_all, public_dir, unique, Spawned};
 use crate::fixture::{
-    cpu_heavy, is_root, real_check, setpriv_available, skip, state_dir, status_line, stdout_of,
-    NOBODY,
+    command, cpu_heavy, is_root, real_check, setpriv_available, skip, state_dir, status_line,
+    stdout_of, tick_file, NOBODY,
 };
 
 /// A uid no service and no test user has: the hostile local user.
@@ -185,4 +188,57 @@ fn a_masters_reaped_helper_adds_no_more_than_exited_workers_could_burn() {
         text.contains("cpu: the master's reaped-children time exceeds what 0 exited workers"),
         "{text}"
     );
+}
+
+// Regression (issue 16.4): the check's own user edits its tick file: a base of 2^64-1 over an
+// older sample read cpu=307394502144800576% on the next run that measured from the history.
+#[test]
+fn a_tick_file_its_user_forged_gives_no_impossible_figure() {
+    if !root_or_skip("a_tick_file_its_user_forged_gives_no_impossible_figure") {
+        return;
+    }
+    let _serial = cpu_heavy();
+    let mut spawned = Spawned::new();
+    let name = unique("cwforge");
+    spawned.sleepers_as(&name, 2, (NOBODY, NOBODY));
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
+    let state = public_dir(Some((NOBODY, NOBODY)));
+    let uid = NOBODY.to_string();
+    let run_as_nobody = || {
+        command("setpriv")
+            .args([format!("--reuid={uid}"), format!("--regid={uid}")])
+            .args(["--clear-groups", "--"])
+            .arg(&exe)
+            .args(["-n", &name, "-u", &uid, "--interval", "0", "--state-dir"])
+            .arg(state.path())
+            .output()
+            .unwrap()
+    };
+    assert_eq!(run_as_nobody().status.code(), Some(0));
+    thread::sleep(Duration::from_millis(1100));
+    assert_eq!(run_as_nobody().status.code(), Some(0));
+    // what the user can do to its own file: a base no host could have reached
+    let path = tick_file(state.path());
+    let text = fs::read_to_string(&path).unwrap();
+    let base = text.lines().find(|l| l.starts_with("base ")).unwrap();
+    fs::write(&path, text.replace(base, "base 18446744073709551615 0")).unwrap();
+    // a re-run a moment later measures from the history, against that base
+    let out = run_as_nobody();
+    let text = stdout_of(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(
+            "no baseline (tick file discarded: impossible baseline (base of \
+                       18446744073709551615 ticks in "
+        ),
+        "{text}"
+    );
+    assert_eq!(of_line(&status_line(&out)).item("cpu"), None, "{text}");
+    // and the file was rewritten: the next run measures again
+    thread::sleep(Duration::from_millis(1100));
+    let out = run_as_nobody();
+    let text = stdout_of(&out);
+    let cpu = of_line(&status_line(&out)).number("cpu");
+    assert!(cpu < 10.0, "{text}");
 }
