@@ -98,7 +98,7 @@ pub fn check_physics(
             }
         }
     }
-    let (history, dropped_samples) = plausible_history(&stored, host);
+    let (history, dropped_samples) = plausible_history(&stored, host, now.mem_total);
     Ok(Checked {
         stored: TickState { history, ..stored },
         dropped_samples,
@@ -172,8 +172,10 @@ fn growth_impossible(
 
 /// The history without the samples whose totals no host could have reached: above what the
 /// CPUs gave since boot, or further from the baseline's total than the CPUs gave between the
-/// two. A sample newer than the baseline counts on from it, so it is never below it.
-fn plausible_history(stored: &TickState, host: Host) -> (History, usize) {
+/// two (a sample newer than the baseline counts on from it, so it is never below it); or an
+/// average worker RSS above the host's memory (`mem_total`), which would make `rss_growth`
+/// any number at all.
+fn plausible_history(stored: &TickState, host: Host, mem_total: Option<u64>) -> (History, usize) {
     let processes = stored.workers.len() + 1;
     let fits = |s: &Sample| {
         let (at, base) = (ticks(s.cum), ticks(stored.base));
@@ -185,7 +187,9 @@ fn plausible_history(stored: &TickState, host: Host) -> (History, usize) {
         } else {
             at - base
         };
-        at <= host.most_since_boot(s.uptime, processes) && between <= host.most(apart, processes)
+        at <= host.most_since_boot(s.uptime, processes)
+            && between <= host.most(apart, processes)
+            && mem_total.is_none_or(|m| s.rss_avg <= m)
     };
     let samples = stored.history.samples();
     let kept: Vec<Sample> = samples.iter().filter(|s| fits(s)).cloned().collect();
@@ -295,5 +299,19 @@ mod tests {
             .map(|s| s.uptime)
             .collect();
         assert_eq!(kept, [990.0, 1000.0]);
+    }
+
+    #[test]
+    fn samples_whose_average_worker_outgrows_the_host_are_dropped() {
+        let mut now = snapshot(1060.0);
+        now.mem_total = Some(1 << 30);
+        let mut file = stored(0, vec![], &[(990.0, 0), (1000.0, 0)]);
+        let mut samples = file.history.samples().to_vec();
+        samples[0].rss_avg = 1 << 30;
+        samples[1].rss_avg = u64::MAX;
+        file.history = History::new(900, samples).unwrap();
+        let checked = check_physics(file, &now, &[], &[]).unwrap();
+        assert_eq!(checked.dropped_samples, 1);
+        assert_eq!(checked.stored.history.samples()[0].rss_avg, 1 << 30);
     }
 }
