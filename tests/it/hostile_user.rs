@@ -73,13 +73,32 @@ fn root_or_skip(test: &str) -> bool {
     ok
 }
 
-/// Two runs of the check 2 s apart with `args`; the second's stdout.
-fn second_of_two_runs(args: &[&str]) -> (Option<i32>, String) {
+/// The options of a check of `name`'s workers run by nobody, warning above 50 % CPU.
+fn nobodys_workers(name: &str) -> Vec<String> {
+    let uid = NOBODY.to_string();
+    [
+        "-n",
+        name,
+        "-u",
+        &uid,
+        "--interval",
+        "0",
+        "-w",
+        "50",
+        "-c",
+        "150",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Two runs of the check `pause` apart with `args`: the second's exit code and stdout.
+fn second_of_two_runs(args: &[String], pause: Duration) -> (Option<i32>, String) {
     let state = state_dir();
     let run = || real_check(state.path()).args(args).output().unwrap();
     let first = run();
     assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
-    thread::sleep(Duration::from_secs(2));
+    thread::sleep(pause);
     let second = run();
     (second.status.code(), stdout_of(&second))
 }
@@ -105,20 +124,7 @@ fn another_users_pair_named_like_the_service_is_no_master() {
         &[sleeper.to_str().unwrap()],
     );
     thread::sleep(Duration::from_millis(300));
-    let uid = NOBODY.to_string();
-    let args = [
-        "-n",
-        &name,
-        "-u",
-        &uid,
-        "--interval",
-        "0",
-        "-w",
-        "50",
-        "-c",
-        "150",
-    ];
-    let (code, text) = second_of_two_runs(&args);
+    let (code, text) = second_of_two_runs(&nobodys_workers(&name), Duration::from_secs(2));
     let line = text.lines().next().unwrap_or_default();
     assert_eq!(code, Some(0), "{text}");
     assert!(
@@ -154,27 +160,10 @@ fn a_masters_reaped_helper_adds_no_more_than_exited_workers_could_burn() {
     );
     // the baseline while the helper burns; it is reaped before the second run
     thread::sleep(Duration::from_millis(1200));
-    let uid = NOBODY.to_string();
-    let args = [
-        "-n",
-        &name,
-        "-u",
-        &uid,
-        "--interval",
-        "0",
-        "-w",
-        "50",
-        "-c",
-        "150",
-    ];
-    let state = state_dir();
-    let run = || real_check(state.path()).args(args).output().unwrap();
-    let first = run();
-    assert_eq!(first.status.code(), Some(0), "{}", stdout_of(&first));
-    thread::sleep(Duration::from_millis(2800));
-    let second = run();
-    let text = stdout_of(&second);
-    let line = status_line(&second);
+    let pause = Duration::from_millis(2800);
+    let (code, text) = second_of_two_runs(&nobodys_workers(&name), pause);
+    assert_eq!(code, Some(0), "{text}");
+    let line = text.lines().next().unwrap_or_default().to_string();
     assert!(
         line.starts_with(&format!(
             "WORKERS OK - {name}: 1 worker (master {}), cpu ",
