@@ -29,8 +29,12 @@ use crate::deadline::Deadline;
 use crate::filter::{exe_matches, CgroupFilter, CommMatch, NameFilter, Selector, CMDLINE_MATCHED};
 use crate::text::shown_bytes;
 
-/// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
-const PF_KTHREAD: u32 = 0x0020_0000;
+mod parse;
+
+use parse::{
+    kernel_stat, kib_field, open_files_limit, parse_io, parse_stat, parse_status, smaps_rollup,
+    v2_path, StatFields, StatusFields, PF_KTHREAD,
+};
 
 /// A process name as the kernel keeps it: at most 15 bytes, in no particular encoding (a long
 /// UTF-8 name is cut inside a character as readily as between two). Compared as bytes;
@@ -638,7 +642,7 @@ pub fn enrich(
             w.cgroup = reader
                 .read_at(&dir, "cgroup")
                 .ok()
-                .and_then(|()| v2_path(&String::from_utf8_lossy(reader.bytes())));
+                .and_then(|()| v2_path(reader.bytes()));
         }
     }
     smaps.and_then(|b| b.cut)
@@ -730,38 +734,19 @@ fn read_uptime(root: &Path) -> Result<f64> {
     Ok(uptime.uptime)
 }
 
-/// Boot time and CPU count from `stat`. Parsed by hand: procfs's `KernelStats` needs every
-/// CPU time line to be complete, and we need two facts from it.
+/// Boot time and CPU count from `stat`.
 fn read_kernel_stat(root: &Path) -> Result<(u64, usize)> {
     let path = root.join("stat");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut btime = None;
-    let mut cpus = 0;
-    for line in text.lines() {
-        if let Some(value) = line.strip_prefix("btime ") {
-            btime = value.trim().parse::<u64>().ok();
-        } else if line
-            .strip_prefix("cpu")
-            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-        {
-            cpus += 1;
-        }
-    }
+    let (btime, cpus) = kernel_stat(&text);
     let btime = btime.with_context(|| format!("{}: no btime line", path.display()))?;
-    Ok((btime, cpus.max(1)))
+    Ok((btime, cpus))
 }
 
 /// MemTotal from `meminfo`, bytes; None when the tree has none.
 fn read_mem_total(root: &Path) -> Option<u64> {
     let text = fs::read_to_string(root.join("meminfo")).ok()?;
     kib_field(&text, "MemTotal:")
-}
-
-/// A `Name:   1234 kB` line of a proc file, in bytes.
-fn kib_field(text: &str, name: &str) -> Option<u64> {
-    let line = text.lines().find(|l| l.starts_with(name))?;
-    let kib: u64 = line[name.len()..].split_whitespace().next()?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// Proc files the kernel writes whole into its buffer before the first read returns (seq_file
@@ -1007,7 +992,7 @@ impl Reader {
             if !filter.matches(&text) {
                 return Ok(Err(Verdict::Rejected("cgroup")));
             }
-            cgroup = v2_path(&text);
+            cgroup = v2_path(self.bytes());
         }
         Ok(Ok((full_name, cgroup)))
     }
@@ -1181,7 +1166,7 @@ impl Reader {
             .then(|| {
                 self.read_at(dir, "limits")
                     .ok()
-                    .and_then(|()| open_files_limit(&String::from_utf8_lossy(self.bytes())))
+                    .and_then(|()| open_files_limit(self.bytes()))
             })
             .flatten();
         Details {
@@ -1194,13 +1179,7 @@ impl Reader {
     /// PSS and USS from `smaps_rollup`, bytes; None where it may not be read.
     fn smaps(&mut self, dir: &ProcDir) -> (Option<u64>, Option<u64>) {
         match self.read_at(dir, "smaps_rollup") {
-            Ok(()) => {
-                let text = String::from_utf8_lossy(self.bytes());
-                let private = |name| kib_field(&text, name).unwrap_or(0);
-                let uss = kib_field(&text, "Pss:")
-                    .map(|_| private("Private_Clean:") + private("Private_Dirty:"));
-                (kib_field(&text, "Pss:"), uss)
-            }
+            Ok(()) => smaps_rollup(self.bytes()),
             Err(_) => (None, None),
         }
     }
@@ -1290,153 +1269,6 @@ fn at_end(f: &mut fs::File) -> io::Result<bool> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// The fields of `/proc/PID/stat` the check uses.
-struct StatFields {
-    pid: i32,
-    comm: Comm,
-    state: char,
-    ppid: i32,
-    flags: u32,
-    utime: u64,
-    stime: u64,
-    cutime: i64,
-    cstime: i64,
-    starttime: u64,
-}
-
-/// `/proc/PID/stat` as bytes. The comm sits between the first `(` and the last `)` and may
-/// hold any byte (spaces, parentheses, half a UTF-8 character); the fields after it are ASCII.
-/// procfs's parser wants the whole line as UTF-8, which made such a process unreadable.
-fn parse_stat(bytes: &[u8]) -> io::Result<StatFields> {
-    let open = bytes.iter().position(|&b| b == b'(');
-    let close = bytes.iter().rposition(|&b| b == b')');
-    let (Some(open), Some(close)) = (open, close) else {
-        return Err(malformed("stat"));
-    };
-    if close < open {
-        return Err(malformed("stat"));
-    }
-    let pid = std::str::from_utf8(&bytes[..open]).ok().map(str::trim);
-    let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|_| malformed("stat"))?;
-    // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
-    // cutime cstime priority nice num_threads itrealvalue starttime
-    let f: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
-    let parsed = (|| {
-        Some(StatFields {
-            pid: pid?.parse().ok()?,
-            comm: Comm::from(&bytes[open + 1..close]),
-            state: f.first()?.chars().next()?,
-            ppid: f.get(1)?.parse().ok()?,
-            flags: f.get(6)?.parse().ok()?,
-            utime: f.get(11)?.parse().ok()?,
-            stime: f.get(12)?.parse().ok()?,
-            cutime: f.get(13)?.parse().ok()?,
-            cstime: f.get(14)?.parse().ok()?,
-            starttime: f.get(19)?.parse().ok()?,
-        })
-    })();
-    parsed.ok_or_else(|| malformed("stat"))
-}
-
-/// The fields of `/proc/PID/status` the check uses.
-struct StatusFields {
-    /// real uid
-    uid: u32,
-    /// VmRSS, bytes (0 where absent: kernel threads, zombies)
-    rss: u64,
-    /// VmSize, bytes
-    vms: u64,
-    threads: u64,
-    cpus_allowed: Option<u32>,
-}
-
-/// `/proc/PID/status` line by line as bytes: its `Name:` line holds the raw comm, which need
-/// not be UTF-8, and the lines we read are ASCII. Uid and Threads are always there; a file
-/// without them is malformed.
-fn parse_status(bytes: &[u8]) -> io::Result<StatusFields> {
-    let (mut uid, mut threads) = (None, None);
-    let mut fields = StatusFields {
-        uid: 0,
-        rss: 0,
-        vms: 0,
-        threads: 0,
-        cpus_allowed: None,
-    };
-    for line in bytes.split(|&b| b == b'\n') {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let (key, value) = (&line[..colon], &line[colon + 1..]);
-        // the five lines we want, found before any of the ~55 is decoded
-        if !matches!(
-            key,
-            b"Uid" | b"VmRSS" | b"VmSize" | b"Threads" | b"Cpus_allowed_list"
-        ) {
-            continue;
-        }
-        let value = std::str::from_utf8(value).map_err(|_| malformed("status"))?;
-        let first = value.split_ascii_whitespace().next();
-        let kib = || first?.parse::<u64>().ok().map(|k| k.saturating_mul(1024));
-        match key {
-            b"Uid" => uid = first.and_then(|u| u.parse().ok()),
-            b"VmRSS" => fields.rss = kib().unwrap_or(0),
-            b"VmSize" => fields.vms = kib().unwrap_or(0),
-            b"Threads" => threads = first.and_then(|t| t.parse().ok()),
-            _ => fields.cpus_allowed = cpu_count(value.trim()),
-        }
-    }
-    fields.uid = uid.ok_or_else(|| malformed("status"))?;
-    fields.threads = threads.ok_or_else(|| malformed("status"))?;
-    Ok(fields)
-}
-
-/// CPUs in a list like `0-3,8,10-11`; None when it does not parse.
-fn cpu_count(list: &str) -> Option<u32> {
-    list.split(',').try_fold(0u32, |sum, range| {
-        let (first, last) = range.split_once('-').unwrap_or((range, range));
-        let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
-        sum.checked_add(last.checked_sub(first)? + 1)
-    })
-}
-
-fn malformed(file: &str) -> io::Error {
-    io::Error::new(ErrorKind::InvalidData, format!("malformed {file}"))
-}
-
-/// The soft limit of `Max open files` in `/proc/PID/limits`; None when unlimited.
-fn open_files_limit(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `read_bytes` and `write_bytes` of a `/proc/PID/io`; None when either is missing.
-fn parse_io(bytes: &[u8]) -> Option<IoCounters> {
-    let text = std::str::from_utf8(bytes).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))?
-            .trim()
-            .parse::<u64>()
-            .ok()
-    };
-    Some(IoCounters {
-        read_bytes: field("read_bytes")?,
-        write_bytes: field("write_bytes")?,
-    })
-}
-
-/// The cgroup v2 path (`0::/path`) of a `/proc/PID/cgroup`.
-fn v2_path(cgroup: &str) -> Option<String> {
-    cgroup
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_string)
 }
 
 /// ENOENT and ESRCH both mean the process exited between listing and reading.
@@ -1866,15 +1698,6 @@ mod tests {
 
     #[test]
     fn io_counters_of_a_process() {
-        assert_eq!(
-            parse_io(io_file(4096, 81_920).as_bytes()),
-            Some(IoCounters {
-                read_bytes: 4096,
-                write_bytes: 81_920
-            })
-        );
-        assert_eq!(parse_io(b"rchar: 1\nread_bytes: 2\n"), None);
-        assert_eq!(parse_io(b"read_bytes: x\nwrite_bytes: 1\n"), None);
         let root = tempfile::tempdir().unwrap();
         fake_process(root.path(), "812", 812, "nginx", 1000, 0);
         let mut reader = Reader::new(root.path(), false);
@@ -1935,48 +1758,5 @@ mod tests {
         masters[0].starttime = 5;
         master_io(root.path(), &mut masters);
         assert_eq!(masters[0].reaped_io, None);
-    }
-
-    #[test]
-    fn stat_comm_is_bytes_between_the_first_and_last_parenthesis() {
-        let line = b"4242 (a) b\xff (c) R 1 4242 4242 0 -1 4194368 1 0 0 0 11 12 13 -1 20 0 1 0 \
-                     777 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n";
-        let stat = parse_stat(line).unwrap();
-        assert_eq!(stat.pid, 4242);
-        assert_eq!(stat.comm.as_bytes(), b"a) b\xff (c");
-        assert_eq!(stat.comm.to_string(), "a) b\\xff (c");
-        assert_eq!((stat.state, stat.ppid, stat.flags), ('R', 1, 4_194_368));
-        assert_eq!(
-            (stat.utime, stat.stime, stat.cutime, stat.cstime),
-            (11, 12, 13, -1)
-        );
-        assert_eq!(stat.starttime, 777);
-        for broken in [
-            &b""[..],
-            b"1 (x",
-            b"1 x) R",
-            b"1 (x) R 1 2 3",
-            b"x (y) R 1 1 1 0 -1 0",
-        ] {
-            assert!(parse_stat(broken).is_err(), "{broken:?}");
-        }
-    }
-
-    #[test]
-    fn status_fields_whatever_the_name() {
-        let text = b"Name:\tw\xc3\nUmask:\t0022\nUid:\t33\t0\t0\t0\nVmSize:\t 2048 kB\n\
-                     VmRSS:\t 1024 kB\nThreads:\t3\nCpus_allowed_list:\t0-3,8,10-11\n";
-        let status = parse_status(text).unwrap();
-        assert_eq!(status.uid, 33);
-        assert_eq!((status.rss, status.vms), (1024 * 1024, 2048 * 1024));
-        assert_eq!(status.threads, 3);
-        assert_eq!(status.cpus_allowed, Some(7));
-        // kernel threads and zombies have no memory lines
-        let bare = parse_status(b"Name:\tkthreadd\nUid:\t0\t0\t0\t0\nThreads:\t1\n").unwrap();
-        assert_eq!((bare.rss, bare.vms, bare.cpus_allowed), (0, 0, None));
-        assert!(parse_status(b"Name:\tx\nThreads:\t1\n").is_err());
-        assert_eq!(cpu_count("0"), Some(1));
-        assert_eq!(cpu_count("3-1"), None);
-        assert_eq!(cpu_count(""), None);
     }
 }
