@@ -7,7 +7,7 @@
 
 use std::io::{self, ErrorKind};
 
-use super::{Comm, IoCounters};
+use super::values::{Comm, IoCounters};
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 pub(super) const PF_KTHREAD: u32 = 0x0020_0000;
@@ -199,6 +199,7 @@ pub(super) fn kib_field(text: &str, name: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::fake::io_file;
 
     const STAT: &[u8] = b"4242 (a) b\xff (c) R 1 4242 4242 0 -1 4194368 1 0 0 0 11 12 13 -1 20 0 \
                           1 0 777 1000 10 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 \
@@ -316,13 +317,6 @@ mod tests {
         assert_eq!(cpu_count("a-b"), None);
     }
 
-    fn io_file(read: u64, write: u64) -> String {
-        format!(
-            "rchar: 9999\nwchar: 8888\nsyscr: 7\nsyscw: 6\nread_bytes: {read}\n\
-             write_bytes: {write}\ncancelled_write_bytes: 4096\n"
-        )
-    }
-
     #[test]
     fn io_counters_of_a_process() {
         assert_eq!(
@@ -343,9 +337,9 @@ mod tests {
 
     #[test]
     fn open_files_limit_is_the_soft_limit() {
-        let limits = b"Limit                     Soft Limit           Hard Limit           Units \n\
-                       Max cpu time              unlimited            unlimited            seconds\n\
-                       Max open files            1024                 524288               files \n";
+        let limits = b"Limit                     Soft Limit           Hard Limit           Units\n\
+                       Max cpu time              unlimited            unlimited            s\n\
+                       Max open files            1024                 524288               files\n";
         assert_eq!(open_files_limit(limits), Some(1024));
         let unlimited =
             b"Max open files            unlimited            unlimited            files\n";
