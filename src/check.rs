@@ -181,7 +181,8 @@ pub fn report(
 /// the in-run interval are cut to what is left before `deadline`.
 pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
     crate::visibility::ensure_visible(&config.proc_root, config.selector.uid)?;
-    let tick_name = state::tick_file_name(&config.selector);
+    let tick_name =
+        state::tick_file_name(&config.selector.state_key(), &config.selector.state_label());
     let tick_path = config.state_dir.path.join(&tick_name);
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
     let lock_wait = (config.timeout / 4)

@@ -149,6 +149,28 @@ impl Selector {
         parts.extend(states.as_deref().map(Part::States));
         parts
     }
+
+    /// The selection as one stable key, the bytes its tick file's name is hashed from (by
+    /// `state::tick_file_name`): the name first, always, and as the bytes it matches
+    /// (two names that print alike must not share a file), then every other part as
+    /// `key=value`, each ended by a NUL. Existing tick files are named by it: changing it loses
+    /// the baseline of every selection it changes for.
+    pub fn state_key(&self) -> Vec<u8> {
+        let name_bytes = self.name.as_ref().map(NameFilter::bytes);
+        let mut key: Vec<u8> = [b"name=", name_bytes.unwrap_or_default(), b"\0"].concat();
+        for part in self.parts().iter().filter(|p| !matches!(p, Part::Name(_))) {
+            key.extend_from_slice(format!("{}={}\0", part.key(), part.value()).as_bytes());
+        }
+        key
+    }
+
+    /// How a tick file's name shows the selection: the name, else the unit, else "all".
+    pub fn state_label(&self) -> String {
+        self.parts()
+            .iter()
+            .find(|p| matches!(p, Part::Name(_) | Part::Unit(_)) && !p.value().is_empty())
+            .map_or_else(|| "all".into(), |p| p.value().into_owned())
+    }
 }
 
 /// One part of a selection: a filter the operator gave, or whether the master counts. Every

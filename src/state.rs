@@ -23,7 +23,6 @@ use nix::sys::stat::FileStat;
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 pub use format::{FORMAT_LINE, FORMAT_V1};
 
-use crate::filter::{NameFilter, Part, Selector};
 use crate::history::{self, Cum, History, Sample};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
 use crate::select::Selection;
@@ -500,29 +499,17 @@ impl TickStore {
 }
 
 /// One tick file per selection, so two services that watch different things never share
-/// ticks. The name starts with the process name (or unit) so an operator can tell files apart;
-/// the hash of the selection's parts keeps it unique and stable across releases (FNV-1a, not
-/// std's unspecified hasher).
-pub fn tick_file_name(selector: &Selector) -> String {
-    let parts = selector.parts();
-    // the name comes first, always, and as the bytes it matches: two names that print alike
-    // must not share a file
-    let name_bytes = selector.name.as_ref().map(NameFilter::bytes);
-    let mut key: Vec<u8> = [b"name=", name_bytes.unwrap_or_default(), b"\0"].concat();
-    for part in parts.iter().filter(|p| !matches!(p, Part::Name(_))) {
-        key.extend_from_slice(format!("{}={}\0", part.key(), part.value()).as_bytes());
-    }
+/// ticks: the name of the file for the selection whose stable key is `key` (the selector's
+/// `state_key`). It starts with `label` (the process name or unit)
+/// so an operator can tell files apart; the hash of the key keeps it unique and stable across
+/// releases (FNV-1a, not std's unspecified hasher).
+pub fn tick_file_name(key: &[u8], label: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in &key {
+    for &byte in key {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    // readable: the name, else the unit, else "all"
-    let shown = parts
-        .iter()
-        .find(|p| matches!(p, Part::Name(_) | Part::Unit(_)) && !p.value().is_empty())
-        .map_or_else(|| "all".into(), Part::value);
-    let readable: String = shown
+    let readable: String = label
         .chars()
         .take(40)
         .map(|c| {
@@ -539,7 +526,12 @@ pub fn tick_file_name(selector: &Selector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::{CgroupFilter, ParentSpec};
+    use crate::filter::{CgroupFilter, NameFilter, ParentSpec, Selector};
+
+    /// The tick file name of `selector`, as the check names it.
+    fn tick_file_name_of(selector: &Selector) -> String {
+        tick_file_name(&selector.state_key(), &selector.state_label())
+    }
     use crate::history::{Identity, MAX_SAMPLES};
     use std::fmt::Write as _;
     use std::path::{Path, PathBuf};
@@ -933,7 +925,7 @@ mod tests {
             name: Some(NameFilter::new("nginx")),
             ..Selector::default()
         };
-        let name = tick_file_name(&base);
+        let name = tick_file_name_of(&base);
         assert!(name.starts_with("nginx-") && name.ends_with(".ticks"));
         let with_user = Selector {
             uid: Some(33),
@@ -943,24 +935,24 @@ mod tests {
             include_master: true,
             ..base.clone()
         };
-        assert_ne!(name, tick_file_name(&with_user));
-        assert_ne!(name, tick_file_name(&with_master));
+        assert_ne!(name, tick_file_name_of(&with_user));
+        assert_ne!(name, tick_file_name_of(&with_master));
         let with_pidfile = Selector {
             parent: Some(ParentSpec::Pidfile("/run/nginx.pid".into())),
             ..base.clone()
         };
-        assert_ne!(name, tick_file_name(&with_pidfile));
+        assert_ne!(name, tick_file_name_of(&with_pidfile));
         let unit = Selector {
             cgroup: Some(CgroupFilter::Unit("php8.2-fpm.service".into())),
             ..Selector::default()
         };
-        assert!(tick_file_name(&unit).starts_with("php8.2-fpm.service-"));
-        assert_eq!(name, tick_file_name(&base), "stable");
+        assert!(tick_file_name_of(&unit).starts_with("php8.2-fpm.service-"));
+        assert_eq!(name, tick_file_name_of(&base), "stable");
         let odd = Selector {
             name: Some(NameFilter::new("a/../b c")),
             ..base
         };
-        assert!(tick_file_name(&odd).starts_with("a_.._b_c-"));
+        assert!(tick_file_name_of(&odd).starts_with("a_.._b_c-"));
     }
 
     // Upgrading must keep every baseline: these names were computed by the release before
@@ -971,7 +963,7 @@ mod tests {
             let mut all = vec!["check_workers"];
             all.extend_from_slice(args);
             let config = crate::cli::parse(all, &crate::cli::Environment::default()).unwrap();
-            tick_file_name(&config.selector)
+            tick_file_name_of(&config.selector)
         };
         let cases: [(&[&str], &str); 11] = [
             (&["-n", "nginx"], "nginx-99186b14f643583f.ticks"),
@@ -1034,7 +1026,7 @@ mod tests {
             name: Some(NameFilter::from_bytes(b"w\xff|k")),
             ..Selector::default()
         };
-        assert_eq!(tick_file_name(&raw), "w_xff_x7ck-18317da371b4150a.ticks");
+        assert_eq!(tick_file_name_of(&raw), "w_xff_x7ck-18317da371b4150a.ticks");
     }
 
     mod fuzz {
