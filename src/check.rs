@@ -13,7 +13,7 @@ use nagiosplugin::ServiceState;
 use crate::catalog::MetricName;
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
-use crate::filter::{ParentSpec, Part};
+use crate::filter::{ParentSpec, SelectionPart};
 use crate::metrics::{self, Capacity, Checked, Figures, Previous};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
@@ -181,7 +181,8 @@ pub fn report(
 /// the in-run interval are cut to what is left before `deadline`.
 pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
     crate::visibility::ensure_visible(&config.proc_root, config.selector.uid)?;
-    let tick_name = state::tick_file_name(&config.selector);
+    let tick_name =
+        state::tick_file_name(&config.selector.state_key(), &config.selector.state_label());
     let tick_path = config.state_dir.path.join(&tick_name);
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
     let lock_wait = (config.timeout / 4)
@@ -549,10 +550,10 @@ fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> 
     let filters: Vec<String> = selector
         .parts()
         .iter()
-        .filter(|p| !matches!(p, Part::Master(_)))
-        .map(Part::phrase)
+        .filter(|p| !matches!(p, SelectionPart::Master(_)))
+        .map(SelectionPart::phrase)
         .collect();
-    let master = Part::Master(selector.include_master).phrase();
+    let master = SelectionPart::Master(selector.include_master).phrase();
     vec![
         format!("selection: {}; {master}", filters.join(", ")),
         format!(

@@ -13,7 +13,7 @@ use clap::{ArgAction, Parser};
 
 use crate::catalog::{self, MetricName, MetricSet};
 use crate::extra_opts;
-use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, Part, Selector};
+use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, SelectionPart, Selector};
 use crate::history;
 use crate::output::Outcome;
 use crate::state::StateDir;
@@ -476,7 +476,7 @@ fn label(selector: &Selector, user: Option<&str>) -> String {
     LABEL_PREFERENCE
         .iter()
         .find_map(|key| parts.iter().find(|p| p.key() == *key))
-        .and_then(Part::label)
+        .and_then(SelectionPart::label)
         .unwrap_or_else(|| format!("user {}", user.unwrap_or("?")))
 }
 

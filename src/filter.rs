@@ -120,7 +120,7 @@ impl Selector {
     /// master, parent, cgroup, command line, executable, states. The label, the `-vv`
     /// explanation and the tick file name are all built from this list, so a filter added to
     /// the selector and here reaches all three.
-    pub fn parts(&self) -> Vec<Part<'_>> {
+    pub fn parts(&self) -> Vec<SelectionPart<'_>> {
         // every field named: a new one does not compile until it has its place here
         let Selector {
             name,
@@ -133,28 +133,57 @@ impl Selector {
             cgroup,
         } = self;
         let mut parts = Vec::new();
-        parts.extend(name.as_ref().map(Part::Name));
-        parts.extend(uid.map(Part::Uid));
-        parts.push(Part::Master(*include_master));
+        parts.extend(name.as_ref().map(SelectionPart::Name));
+        parts.extend(uid.map(SelectionPart::Uid));
+        parts.push(SelectionPart::Master(*include_master));
         parts.extend(parent.as_ref().map(|parent| match parent {
-            ParentSpec::Pid(pid) => Part::Ppid(*pid),
-            ParentSpec::Pidfile(path) => Part::Pidfile(path),
+            ParentSpec::Pid(pid) => SelectionPart::Ppid(*pid),
+            ParentSpec::Pidfile(path) => SelectionPart::Pidfile(path),
         }));
         parts.extend(cgroup.as_ref().map(|cgroup| match cgroup {
-            CgroupFilter::Unit(unit) => Part::Unit(unit),
-            CgroupFilter::Glob(glob) => Part::Cgroup(glob),
+            CgroupFilter::Unit(unit) => SelectionPart::Unit(unit),
+            CgroupFilter::Glob(glob) => SelectionPart::Cgroup(glob),
         }));
-        parts.extend(cmdline.as_ref().map(Part::Cmdline));
-        parts.extend(exe.as_deref().map(Part::Exe));
-        parts.extend(states.as_deref().map(Part::States));
+        parts.extend(cmdline.as_ref().map(SelectionPart::Cmdline));
+        parts.extend(exe.as_deref().map(SelectionPart::Exe));
+        parts.extend(states.as_deref().map(SelectionPart::States));
         parts
+    }
+
+    /// The selection as one stable key, the bytes its tick file's name is hashed from (by
+    /// `state::tick_file_name`): the name first, always, and as the bytes it matches
+    /// (two names that print alike must not share a file), then every other part as
+    /// `key=value`, each ended by a NUL. Existing tick files are named by it: changing it loses
+    /// the baseline of every selection it changes for.
+    pub fn state_key(&self) -> Vec<u8> {
+        let name_bytes = self.name.as_ref().map(NameFilter::bytes);
+        let mut key: Vec<u8> = [b"name=", name_bytes.unwrap_or_default(), b"\0"].concat();
+        for part in self
+            .parts()
+            .iter()
+            .filter(|p| !matches!(p, SelectionPart::Name(_)))
+        {
+            key.extend_from_slice(format!("{}={}\0", part.key(), part.value()).as_bytes());
+        }
+        key
+    }
+
+    /// How a tick file's name shows the selection: the name, else the unit, else "all".
+    pub fn state_label(&self) -> String {
+        self.parts()
+            .iter()
+            .find(|p| {
+                matches!(p, SelectionPart::Name(_) | SelectionPart::Unit(_))
+                    && !p.value().is_empty()
+            })
+            .map_or_else(|| "all".into(), |p| p.value().into_owned())
     }
 }
 
 /// One part of a selection: a filter the operator gave, or whether the master counts. Every
 /// way the selection is described (the label, `-vv`, the tick file key) goes through here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Part<'a> {
+pub enum SelectionPart<'a> {
     /// `-n`
     Name(&'a NameFilter),
     /// `-u`, as a uid
@@ -177,21 +206,21 @@ pub enum Part<'a> {
     States(&'a str),
 }
 
-impl Part<'_> {
+impl SelectionPart<'_> {
     /// The part's key in the tick file name's hash. Existing tick files are named by these:
     /// changing one loses the baseline of every selection that has the part.
     pub fn key(&self) -> &'static str {
         match self {
-            Part::Name(_) => "name",
-            Part::Uid(_) => "uid",
-            Part::Master(_) => "master",
-            Part::Ppid(_) => "ppid",
-            Part::Pidfile(_) => "pidfile",
-            Part::Unit(_) => "unit",
-            Part::Cgroup(_) => "cgroup",
-            Part::Cmdline(_) => "cmdline",
-            Part::Exe(_) => "exe",
-            Part::States(_) => "states",
+            SelectionPart::Name(_) => "name",
+            SelectionPart::Uid(_) => "uid",
+            SelectionPart::Master(_) => "master",
+            SelectionPart::Ppid(_) => "ppid",
+            SelectionPart::Pidfile(_) => "pidfile",
+            SelectionPart::Unit(_) => "unit",
+            SelectionPart::Cgroup(_) => "cgroup",
+            SelectionPart::Cmdline(_) => "cmdline",
+            SelectionPart::Exe(_) => "exe",
+            SelectionPart::States(_) => "states",
         }
     }
 
@@ -199,15 +228,16 @@ impl Part<'_> {
     /// number; the master `true` or `false`).
     pub fn value(&self) -> Cow<'_, str> {
         match self {
-            Part::Name(name) => Cow::Borrowed(name.name()),
-            Part::Uid(uid) => Cow::Owned(uid.to_string()),
-            Part::Master(counted) => Cow::Owned(counted.to_string()),
-            Part::Ppid(pid) => Cow::Owned(pid.to_string()),
-            Part::Pidfile(path) => Cow::Owned(path.display().to_string()),
-            Part::Unit(text) | Part::Cgroup(text) | Part::Exe(text) | Part::States(text) => {
-                Cow::Borrowed(text)
-            }
-            Part::Cmdline(re) => Cow::Borrowed(re.pattern()),
+            SelectionPart::Name(name) => Cow::Borrowed(name.name()),
+            SelectionPart::Uid(uid) => Cow::Owned(uid.to_string()),
+            SelectionPart::Master(counted) => Cow::Owned(counted.to_string()),
+            SelectionPart::Ppid(pid) => Cow::Owned(pid.to_string()),
+            SelectionPart::Pidfile(path) => Cow::Owned(path.display().to_string()),
+            SelectionPart::Unit(text)
+            | SelectionPart::Cgroup(text)
+            | SelectionPart::Exe(text)
+            | SelectionPart::States(text) => Cow::Borrowed(text),
+            SelectionPart::Cmdline(re) => Cow::Borrowed(re.pattern()),
         }
     }
 
@@ -215,13 +245,17 @@ impl Part<'_> {
     pub fn phrase(&self) -> String {
         let value = self.value();
         match self {
-            Part::Master(true) => "master counted".to_string(),
-            Part::Master(false) => "master not counted".to_string(),
-            Part::Ppid(_) => format!("children of {value}"),
-            Part::Pidfile(_) => format!("children of pidfile {value}"),
-            Part::Cmdline(_) => format!("cmdline /{value}/"),
-            Part::States(_) => format!("state {value}"),
-            Part::Name(_) | Part::Uid(_) | Part::Unit(_) | Part::Cgroup(_) | Part::Exe(_) => {
+            SelectionPart::Master(true) => "master counted".to_string(),
+            SelectionPart::Master(false) => "master not counted".to_string(),
+            SelectionPart::Ppid(_) => format!("children of {value}"),
+            SelectionPart::Pidfile(_) => format!("children of pidfile {value}"),
+            SelectionPart::Cmdline(_) => format!("cmdline /{value}/"),
+            SelectionPart::States(_) => format!("state {value}"),
+            SelectionPart::Name(_)
+            | SelectionPart::Uid(_)
+            | SelectionPart::Unit(_)
+            | SelectionPart::Cgroup(_)
+            | SelectionPart::Exe(_) => {
                 format!("{} {value}", self.key())
             }
         }
@@ -231,10 +265,14 @@ impl Part<'_> {
     /// not say which service it is.
     pub fn label(&self) -> Option<String> {
         match self {
-            Part::Name(_) | Part::Unit(_) | Part::Exe(_) => Some(self.value().into_owned()),
-            Part::Pidfile(_) => Some(format!("pidfile {}", self.value())),
-            Part::Ppid(_) | Part::Cgroup(_) | Part::Cmdline(_) => Some(self.phrase()),
-            Part::Uid(_) | Part::Master(_) | Part::States(_) => None,
+            SelectionPart::Name(_) | SelectionPart::Unit(_) | SelectionPart::Exe(_) => {
+                Some(self.value().into_owned())
+            }
+            SelectionPart::Pidfile(_) => Some(format!("pidfile {}", self.value())),
+            SelectionPart::Ppid(_) | SelectionPart::Cgroup(_) | SelectionPart::Cmdline(_) => {
+                Some(self.phrase())
+            }
+            SelectionPart::Uid(_) | SelectionPart::Master(_) | SelectionPart::States(_) => None,
         }
     }
 }
@@ -371,7 +409,7 @@ mod tests {
     fn parts_list_every_filter_in_key_order() {
         let selector = everything();
         let parts = selector.parts();
-        let keys: Vec<&str> = parts.iter().map(Part::key).collect();
+        let keys: Vec<&str> = parts.iter().map(SelectionPart::key).collect();
         assert_eq!(
             keys,
             ["name", "uid", "master", "pidfile", "cgroup", "cmdline", "exe", "states"]
@@ -390,7 +428,7 @@ mod tests {
                 "RS"
             ]
         );
-        let phrases: Vec<String> = parts.iter().map(Part::phrase).collect();
+        let phrases: Vec<String> = parts.iter().map(SelectionPart::phrase).collect();
         assert_eq!(
             phrases,
             [
@@ -405,13 +443,13 @@ mod tests {
             ]
         );
         // a selection with no filters still says whether the master counts
-        assert_eq!(Selector::default().parts(), [Part::Master(false)]);
+        assert_eq!(Selector::default().parts(), [SelectionPart::Master(false)]);
     }
 
     #[test]
     fn parts_that_name_the_service_label_it() {
         let labels = |selector: &Selector| -> Vec<Option<String>> {
-            selector.parts().iter().map(Part::label).collect()
+            selector.parts().iter().map(SelectionPart::label).collect()
         };
         let name = |s: &str| Some(s.to_string());
         assert_eq!(

@@ -7,8 +7,8 @@
 //! never an error: a corrupt file must not fail every run after it.
 
 mod dir;
+mod format;
 
-use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write as _};
@@ -16,24 +16,16 @@ use std::os::unix::fs::MetadataExt;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::FileStat;
 
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
+pub use format::{FORMAT_LINE, FORMAT_V1};
 
-use crate::filter::{NameFilter, Part, Selector};
-use crate::history::{self, Cum, History, Identity, Sample, MAX_SAMPLES};
+use crate::history::{self, Cum, History, Sample};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
 use crate::select::Selection;
-
-/// First line of every tick file this release writes; a file with another first line is not
-/// ours or too new.
-pub const FORMAT_LINE: &str = "check_workers ticks v2";
-
-/// First line of the files of releases before the history: still read, as a baseline with no
-/// history, so an upgrade loses no CPU figure.
-pub const FORMAT_V1: &str = "check_workers ticks v1";
 
 /// Refuse to read more than this: a real file holds ~60 bytes per worker and ~60 per sample of
 /// history, so 10,000 workers and a full history stay under 1 MiB.
@@ -146,226 +138,6 @@ impl TickState {
         next.history = stored.map(|s| s.history.clone()).unwrap_or_default();
         next.history.record(sample, window);
         next
-    }
-
-    /// Parses a tick file; any deviation from the format is an error naming the line.
-    pub fn parse(text: &str) -> Result<TickState> {
-        let mut lines = text.lines().enumerate();
-        let v2 = match lines.next() {
-            Some((_, FORMAT_LINE)) => true,
-            Some((_, FORMAT_V1)) => false,
-            Some((_, other)) if other.starts_with("check_workers ticks ") => {
-                bail!("unknown format {other:?}")
-            }
-            _ => bail!("not a tick file"),
-        };
-        let mut read = Lines {
-            v2,
-            ..Lines::default()
-        };
-        for (index, line) in lines {
-            read.line(line)
-                .with_context(|| format!("line {}", index + 1))?;
-        }
-        read.into_state()
-    }
-}
-
-/// What the lines of a tick file after its format line have said so far.
-#[derive(Default)]
-struct Lines {
-    /// a v2 file, with `base`, `keep` and `sample` lines
-    v2: bool,
-    uptime: Option<f64>,
-    btime: Option<u64>,
-    clock_ticks: Option<u64>,
-    workers: Vec<ProcTicks>,
-    masters: Vec<ProcTicks>,
-    /// (worker?, pid) of every process line, so that a pid is listed once
-    seen: HashSet<(bool, i32)>,
-    base: Option<Cum>,
-    keep: Option<u64>,
-    samples: Vec<Sample>,
-}
-
-impl Lines {
-    fn line(&mut self, line: &str) -> Result<()> {
-        if line.is_empty() || line.starts_with('#') {
-            return Ok(());
-        }
-        let mut fields = line.split(' ');
-        let key = fields.next().unwrap_or_default();
-        let values: Vec<&str> = fields.collect();
-        match (key, values.as_slice()) {
-            ("uptime", [v]) => set_once(&mut self.uptime, uptime(v)?)?,
-            ("btime", [v]) => set_once(&mut self.btime, v.parse::<u64>()?)?,
-            ("hz", [v]) => set_once(&mut self.clock_ticks, v.parse::<u64>()?)?,
-            (
-                "worker" | "master",
-                [pid, start, user, system, child_user, child_system, io @ ..],
-            ) => {
-                let ticks = ProcTicks {
-                    pid: pid.parse()?,
-                    starttime: start.parse()?,
-                    utime: user.parse()?,
-                    stime: system.parse()?,
-                    cutime: child_user.parse()?,
-                    cstime: child_system.parse()?,
-                    io: io_columns(io)?,
-                };
-                if ticks.pid <= 0 || !self.seen.insert((key == "worker", ticks.pid)) {
-                    bail!("bad or repeated pid {}", ticks.pid);
-                }
-                if key == "worker" {
-                    self.workers.push(ticks)
-                } else {
-                    self.masters.push(ticks)
-                }
-            }
-            ("base" | "keep" | "sample", _) if self.v2 => self.history_line(key, &values)?,
-            _ => bail!("unexpected line"),
-        }
-        Ok(())
-    }
-
-    /// A line of v2's: the totals at the baseline, the retention, or one sample.
-    fn history_line(&mut self, key: &str, values: &[&str]) -> Result<()> {
-        match (key, values) {
-            ("base", [user, system]) => set_once(
-                &mut self.base,
-                Cum {
-                    user: user.parse()?,
-                    system: system.parse()?,
-                },
-            )?,
-            ("keep", [seconds]) => set_once(&mut self.keep, seconds.parse::<u64>()?)?,
-            ("sample", [at, user, system, workers, rss_avg, master]) => {
-                ensure!(
-                    self.samples.len() < MAX_SAMPLES,
-                    "more than {MAX_SAMPLES} samples"
-                );
-                self.samples.push(Sample {
-                    uptime: uptime(at)?,
-                    cum: Cum {
-                        user: user.parse()?,
-                        system: system.parse()?,
-                    },
-                    workers: workers.parse()?,
-                    rss_avg: rss_avg.parse()?,
-                    master: master.parse::<Identity>()?,
-                });
-            }
-            _ => bail!("unexpected line"),
-        }
-        Ok(())
-    }
-
-    /// The state the lines describe, once all are read. The history belongs to the same boot
-    /// as the baseline, which is no newer than its last sample.
-    fn into_state(self) -> Result<TickState> {
-        let uptime = self.uptime.context("no uptime line")?;
-        let (base, history) = if self.v2 {
-            let keep = self.keep.context("no keep line")?;
-            (
-                self.base.context("no base line")?,
-                History::new(keep, self.samples)?,
-            )
-        } else {
-            (Cum::default(), History::default())
-        };
-        if let Some(newest) = history.newest() {
-            ensure!(
-                newest.uptime >= uptime,
-                "baseline newer than the last sample"
-            );
-        }
-        Ok(TickState {
-            uptime,
-            btime: self.btime.context("no btime line")?,
-            clock_ticks: self.clock_ticks.context("no hz line")?,
-            workers: self.workers,
-            masters: self.masters,
-            base,
-            history,
-        })
-    }
-}
-
-/// An uptime in a tick file: seconds, finite and not negative.
-fn uptime(text: &str) -> Result<f64> {
-    let v: f64 = text.parse()?;
-    ensure!(v.is_finite() && v >= 0.0, "bad uptime");
-    Ok(v)
-}
-
-/// The I/O columns after `cstime`: `read_bytes write_bytes`, `- -` for unknown, or none at all
-/// (a file from before they existed: unknown too).
-fn io_columns(columns: &[&str]) -> Result<Option<IoCounters>> {
-    match columns {
-        [] | ["-", "-"] => Ok(None),
-        [read, write] => Ok(Some(IoCounters {
-            read_bytes: read.parse()?,
-            write_bytes: write.parse()?,
-        })),
-        _ => bail!("unexpected I/O columns"),
-    }
-}
-
-fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<()> {
-    if slot.is_some() {
-        bail!("repeated line");
-    }
-    *slot = Some(value);
-    Ok(())
-}
-
-impl fmt::Display for TickState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{FORMAT_LINE}")?;
-        writeln!(f, "# written by check_workers; ticks are 1/hz seconds")?;
-        writeln!(f, "uptime {:.2}", self.uptime)?;
-        writeln!(f, "btime {}", self.btime)?;
-        writeln!(f, "hz {}", self.clock_ticks)?;
-        writeln!(
-            f,
-            "# the workers' running user and system ticks at that uptime"
-        )?;
-        writeln!(f, "base {} {}", self.base.user, self.base.system)?;
-        writeln!(f, "# seconds of history kept")?;
-        writeln!(f, "keep {}", self.history.keep())?;
-        writeln!(
-            f,
-            "# kind pid starttime utime stime cutime cstime read_bytes write_bytes"
-        )?;
-        writeln!(
-            f,
-            "# (a master's bytes are its reaped children's; - is unknown)"
-        )?;
-        for (kind, list) in [("master", &self.masters), ("worker", &self.workers)] {
-            for t in list {
-                let io = t.io.map_or("- -".to_string(), |io| {
-                    format!("{} {}", io.read_bytes, io.write_bytes)
-                });
-                writeln!(
-                    f,
-                    "{kind} {} {} {} {} {} {} {io}",
-                    t.pid, t.starttime, t.utime, t.stime, t.cutime, t.cstime
-                )?;
-            }
-        }
-        writeln!(
-            f,
-            "# history, oldest first: sample uptime cum_user cum_system workers rss_avg \
-             master(s)"
-        )?;
-        for s in self.history.samples() {
-            writeln!(
-                f,
-                "sample {:.2} {} {} {} {} {}",
-                s.uptime, s.cum.user, s.cum.system, s.workers, s.rss_avg, s.master
-            )?;
-        }
-        Ok(())
     }
 }
 
@@ -727,29 +499,17 @@ impl TickStore {
 }
 
 /// One tick file per selection, so two services that watch different things never share
-/// ticks. The name starts with the process name (or unit) so an operator can tell files apart;
-/// the hash of the selection's parts keeps it unique and stable across releases (FNV-1a, not
-/// std's unspecified hasher).
-pub fn tick_file_name(selector: &Selector) -> String {
-    let parts = selector.parts();
-    // the name comes first, always, and as the bytes it matches: two names that print alike
-    // must not share a file
-    let name_bytes = selector.name.as_ref().map(NameFilter::bytes);
-    let mut key: Vec<u8> = [b"name=", name_bytes.unwrap_or_default(), b"\0"].concat();
-    for part in parts.iter().filter(|p| !matches!(p, Part::Name(_))) {
-        key.extend_from_slice(format!("{}={}\0", part.key(), part.value()).as_bytes());
-    }
+/// ticks: the name of the file for the selection whose stable key is `key` (the selector's
+/// `state_key`). It starts with `label` (the process name or unit)
+/// so an operator can tell files apart; the hash of the key keeps it unique and stable across
+/// releases (FNV-1a, not std's unspecified hasher).
+pub fn tick_file_name(key: &[u8], label: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in &key {
+    for &byte in key {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    // readable: the name, else the unit, else "all"
-    let shown = parts
-        .iter()
-        .find(|p| matches!(p, Part::Name(_) | Part::Unit(_)) && !p.value().is_empty())
-        .map_or_else(|| "all".into(), Part::value);
-    let readable: String = shown
+    let readable: String = label
         .chars()
         .take(40)
         .map(|c| {
@@ -766,7 +526,13 @@ pub fn tick_file_name(selector: &Selector) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::filter::{CgroupFilter, ParentSpec};
+    use crate::filter::{CgroupFilter, NameFilter, ParentSpec, Selector};
+
+    /// The tick file name of `selector`, as the check names it.
+    fn tick_file_name_of(selector: &Selector) -> String {
+        tick_file_name(&selector.state_key(), &selector.state_label())
+    }
+    use crate::history::{Identity, MAX_SAMPLES};
     use std::fmt::Write as _;
     use std::path::{Path, PathBuf};
 
@@ -1159,7 +925,7 @@ mod tests {
             name: Some(NameFilter::new("nginx")),
             ..Selector::default()
         };
-        let name = tick_file_name(&base);
+        let name = tick_file_name_of(&base);
         assert!(name.starts_with("nginx-") && name.ends_with(".ticks"));
         let with_user = Selector {
             uid: Some(33),
@@ -1169,24 +935,24 @@ mod tests {
             include_master: true,
             ..base.clone()
         };
-        assert_ne!(name, tick_file_name(&with_user));
-        assert_ne!(name, tick_file_name(&with_master));
+        assert_ne!(name, tick_file_name_of(&with_user));
+        assert_ne!(name, tick_file_name_of(&with_master));
         let with_pidfile = Selector {
             parent: Some(ParentSpec::Pidfile("/run/nginx.pid".into())),
             ..base.clone()
         };
-        assert_ne!(name, tick_file_name(&with_pidfile));
+        assert_ne!(name, tick_file_name_of(&with_pidfile));
         let unit = Selector {
             cgroup: Some(CgroupFilter::Unit("php8.2-fpm.service".into())),
             ..Selector::default()
         };
-        assert!(tick_file_name(&unit).starts_with("php8.2-fpm.service-"));
-        assert_eq!(name, tick_file_name(&base), "stable");
+        assert!(tick_file_name_of(&unit).starts_with("php8.2-fpm.service-"));
+        assert_eq!(name, tick_file_name_of(&base), "stable");
         let odd = Selector {
             name: Some(NameFilter::new("a/../b c")),
             ..base
         };
-        assert!(tick_file_name(&odd).starts_with("a_.._b_c-"));
+        assert!(tick_file_name_of(&odd).starts_with("a_.._b_c-"));
     }
 
     // Upgrading must keep every baseline: these names were computed by the release before
@@ -1197,7 +963,7 @@ mod tests {
             let mut all = vec!["check_workers"];
             all.extend_from_slice(args);
             let config = crate::cli::parse(all, &crate::cli::Environment::default()).unwrap();
-            tick_file_name(&config.selector)
+            tick_file_name_of(&config.selector)
         };
         let cases: [(&[&str], &str); 11] = [
             (&["-n", "nginx"], "nginx-99186b14f643583f.ticks"),
@@ -1260,13 +1026,15 @@ mod tests {
             name: Some(NameFilter::from_bytes(b"w\xff|k")),
             ..Selector::default()
         };
-        assert_eq!(tick_file_name(&raw), "w_xff_x7ck-18317da371b4150a.ticks");
+        assert_eq!(tick_file_name_of(&raw), "w_xff_x7ck-18317da371b4150a.ticks");
     }
 
     mod fuzz {
         //! Property tests: a tick file of any content is at worst "no baseline".
         use super::super::*;
+        use crate::history::Identity;
         use proptest::prelude::*;
+        use std::collections::HashSet;
 
         fn ticks() -> impl Strategy<Value = ProcTicks> {
             (

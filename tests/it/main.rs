@@ -15,3 +15,4 @@ mod proc_reads;
 mod real_processes;
 mod selection;
 mod state_safety;
+mod structure;

@@ -1,0 +1,227 @@
+//! Acquisition's output: the plain values a reading of `/proc` gives ([`ProcSample`] per
+//! process, [`Snapshot`] per reading), which every later step takes in and none reads `/proc`
+//! for. They depend on nothing of the reading, so every part of `sample` can build them.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::text::shown_bytes;
+
+use super::cgroup::CgroupLimits;
+
+/// A process name as the kernel keeps it: at most 15 bytes, in no particular encoding (a long
+/// UTF-8 name is cut inside a character as readily as between two). Compared as bytes;
+/// displayed with anything unprintable or not UTF-8 escaped.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Comm(Vec<u8>);
+
+impl Comm {
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<&[u8]> for Comm {
+    fn from(bytes: &[u8]) -> Comm {
+        Comm(bytes.to_vec())
+    }
+}
+
+impl From<&str> for Comm {
+    fn from(name: &str) -> Comm {
+        Comm(name.as_bytes().to_vec())
+    }
+}
+
+/// Escaped: a name is outside text, and `{}` is how it reaches the output.
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shown_bytes(&self.0))
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Comm({:?})", shown_bytes(&self.0))
+    }
+}
+
+/// One process as the check needs it; no `procfs` handle is kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcSample {
+    pub pid: i32,
+    pub ppid: i32,
+    pub comm: Comm,
+    /// state letter from `stat` (R, S, D, Z, ...)
+    pub state: char,
+    pub kernel_thread: bool,
+    /// real uid
+    pub uid: u32,
+    /// start time after boot, clock ticks; with the pid it identifies the process
+    pub starttime: u64,
+    /// user CPU time, clock ticks
+    pub utime: u64,
+    /// system CPU time, clock ticks
+    pub stime: u64,
+    /// user CPU time of reaped children, clock ticks
+    pub cutime: u64,
+    /// system CPU time of reaped children, clock ticks
+    pub cstime: u64,
+    /// resident set size (VmRSS), bytes
+    pub rss: u64,
+    /// virtual size (VmSize), bytes
+    pub vms: u64,
+    /// threads of the process
+    pub threads: u64,
+    /// CPUs the process may run on (its affinity), where known
+    pub cpus_allowed: Option<u32>,
+    /// the process's cgroup v2 path (`/system.slice/nginx.service`), where known
+    pub cgroup: Option<String>,
+    /// what `/proc/PID/io` says: the whole process (its threads, dead and alive, and its
+    /// reaped children)
+    pub io: Io,
+    /// for a master (see [`master_io`](super::master_io)): the part of `io` its reaped
+    /// children (and exited threads) did, which the kernel keeps apart from its live threads'
+    /// own; None otherwise
+    pub reaped_io: Option<IoCounters>,
+    /// the rest is read for workers only (see [`enrich`](super::enrich)), so None also means
+    /// "not read"
+    pub details: Option<Details>,
+}
+
+/// Bytes a process made the storage layer read and write (`read_bytes`, `write_bytes` of
+/// `/proc/PID/io`): not page-cache hits, not tmpfs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// bytes
+    pub read_bytes: u64,
+    /// bytes
+    pub write_bytes: u64,
+}
+
+impl IoCounters {
+    /// `self - earlier`, field by field, never below zero.
+    pub fn since(self, earlier: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+
+    /// Both fields added, saturating.
+    pub fn plus(self, other: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_add(other.read_bytes),
+            write_bytes: self.write_bytes.saturating_add(other.write_bytes),
+        }
+    }
+}
+
+/// What `/proc/PID/io` of one process gave.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Io {
+    /// not read, or no such file: a kernel without task I/O accounting, a fixture tree
+    /// without it, a process that exited meanwhile
+    #[default]
+    Absent,
+    /// there but not readable: it needs ptrace access (root or the process's user), or it
+    /// did not parse
+    Unreadable,
+    Read(IoCounters),
+}
+
+impl Io {
+    pub fn counters(self) -> Option<IoCounters> {
+        match self {
+            Io::Read(c) => Some(c),
+            Io::Absent | Io::Unreadable => None,
+        }
+    }
+}
+
+impl ProcSample {
+    /// The I/O the process did itself: `io` less what its reaped children did, where that is
+    /// known (masters); for any other process its whole `io`.
+    pub fn own_io(&self) -> Option<IoCounters> {
+        let whole = self.io.counters()?;
+        Some(self.reaped_io.map_or(whole, |reaped| whole.since(reaped)))
+    }
+}
+
+/// Per-worker figures that cost a read or more each, taken only for the selected workers.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Details {
+    /// open file descriptors (None: not allowed to list them)
+    pub fds: Option<u64>,
+    /// soft RLIMIT_NOFILE (None: unlimited or unreadable)
+    pub fd_limit: Option<u64>,
+    /// proportional set size from smaps_rollup, bytes (None: not allowed to read it)
+    pub pss: Option<u64>,
+    /// unique set size (private clean + dirty) from smaps_rollup, bytes
+    pub uss: Option<u64>,
+}
+
+/// Why some processes could not be read. A process that exits during the scan is normal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skipped {
+    /// processes that exited while being read
+    pub vanished: usize,
+    /// processes whose files we may not read (permission, or unparsable)
+    pub unreadable: usize,
+}
+
+/// One reading of the system.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// system uptime at the start of the scan, seconds
+    pub uptime: f64,
+    /// boot time, seconds since the epoch
+    pub btime: u64,
+    /// kernel clock ticks per second (USER_HZ)
+    pub clock_ticks: u64,
+    /// CPUs listed in the tree's `stat`
+    pub cpus: usize,
+    /// host memory (MemTotal), bytes
+    pub mem_total: Option<u64>,
+    /// processes that passed the filters read during the scan
+    pub procs: Vec<ProcSample>,
+    /// the master named by `--ppid`/`--pidfile`, read whatever the filters say
+    pub parent: Option<ProcSample>,
+    /// limits of the cgroup all workers share, when they share one
+    pub cgroup_limits: Option<CgroupLimits>,
+    pub skipped: Skipped,
+    /// with `-vvv`: every process looked at and what became of it
+    pub trace: Vec<String>,
+    /// how far the workers' `smaps_rollup` reads got, when the deadline cut them short
+    pub smaps_cut: Option<SmapsCut>,
+}
+
+/// A scan given up because the run's time was up: an error, never a partial reading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanTimedOut {
+    pub root: PathBuf,
+    /// processes looked at before it was given up
+    pub visited: usize,
+}
+
+impl fmt::Display for ScanTimedOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timed out scanning {} after {} processes",
+            self.root.display(),
+            self.visited
+        )
+    }
+}
+
+impl std::error::Error for ScanTimedOut {}
+
+/// How far the `smaps_rollup` reads got before the deadline.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SmapsCut {
+    /// workers whose smaps_rollup was read (or found unreadable)
+    pub read: usize,
+    /// workers it was to be read of
+    pub of: usize,
+}
