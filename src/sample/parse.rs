@@ -117,7 +117,7 @@ fn cpu_count(list: &str) -> Option<u32> {
     list.split(',').try_fold(0u32, |sum, range| {
         let (first, last) = range.split_once('-').unwrap_or((range, range));
         let (first, last): (u32, u32) = (first.parse().ok()?, last.parse().ok()?);
-        sum.checked_add(last.checked_sub(first)? + 1)
+        sum.checked_add(last.checked_sub(first)?.checked_add(1)?)
     })
 }
 
@@ -315,6 +315,8 @@ mod tests {
         assert_eq!(cpu_count("0-3,8,10-11"), Some(7));
         assert_eq!(cpu_count("0-1,"), None);
         assert_eq!(cpu_count("a-b"), None);
+        // a list no kernel writes must not overflow the count
+        assert_eq!(cpu_count("0-4294967295"), None);
     }
 
     #[test]
