@@ -188,19 +188,19 @@ pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
         .min(LOCK_WAIT)
         .min(deadline.remaining());
     let store = TickStore::open(&config.state_dir, config.euid, tick_name, lock_wait);
-    let measured = sample_with_baseline(config, deadline, store.load())?;
+    let sampled = sample_with_baseline(config, deadline, store.load())?;
     let Reading {
         snapshot,
         selection,
         ..
-    } = &measured.reading;
+    } = &sampled.reading;
     let previous = Previous {
-        stored: measured.stored.as_ref(),
-        in_run: measured.in_run.as_ref(),
+        stored: sampled.stored.as_ref(),
+        in_run: sampled.in_run.as_ref(),
     };
     let (evaluation, ticks) = evaluate(snapshot, selection, previous, config);
     let saved = store.finish(&ticks, SystemTime::now());
-    let annotations = annotate(config, &measured, &evaluation.figures, saved, &tick_path);
+    let annotations = annotate(config, &sampled, &evaluation.figures, saved, &tick_path);
     Ok(report(config, selection, evaluation, annotations))
 }
 
@@ -216,7 +216,7 @@ struct Reading {
 /// The last reading of a run, complete with the workers' details, and what its CPU is
 /// measured against.
 #[derive(Debug)]
-struct Measured {
+struct Sampled {
     reading: Reading,
     /// the tick file, when it fits this reading: the baseline and the history
     stored: Option<TickState>,
@@ -226,10 +226,10 @@ struct Measured {
     notes: Vec<String>,
 }
 
-impl Measured {
+impl Sampled {
     /// A reading with no baseline, and why.
-    fn without_cpu(reading: Reading, note: String) -> Measured {
-        Measured {
+    fn without_cpu(reading: Reading, note: String) -> Sampled {
+        Sampled {
             reading,
             stored: None,
             in_run: None,
@@ -285,7 +285,7 @@ fn sample_with_baseline(
     config: &Config,
     deadline: Deadline,
     loaded: Result<TickState, NoBaseline>,
-) -> Result<Measured> {
+) -> Result<Sampled> {
     let (named, problem) = named_parent(config)?;
     let sampler = Sampler {
         config,
@@ -297,17 +297,17 @@ fn sample_with_baseline(
     let scan_started = Instant::now();
     let reading = sampler.take()?;
     let scan_cost = scan_started.elapsed();
-    let mut measured = against_the_file(&sampler, reading, loaded, deadline, scan_cost)?;
+    let mut sampled = against_the_file(&sampler, reading, loaded, deadline, scan_cost)?;
     let Reading {
         snapshot,
         selection,
         ..
-    } = &mut measured.reading;
+    } = &mut sampled.reading;
     let reads = DetailReads::of(config.metrics);
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
     snapshot.cgroup_limits =
         shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
-    Ok(measured)
+    Ok(sampled)
 }
 
 /// The tick file when it fits this reading and has a sample old enough to measure the
@@ -320,7 +320,7 @@ fn against_the_file(
     loaded: Result<TickState, NoBaseline>,
     deadline: Deadline,
     scan_cost: Duration,
-) -> Result<Measured> {
+) -> Result<Sampled> {
     let checked = loaded
         .and_then(|prev| metrics::check_file(prev, &reading.snapshot))
         .and_then(|prev| {
@@ -338,20 +338,20 @@ fn against_the_file(
         format!("tick file: {dropped} history samples with totals no host could reach dropped")
     });
     let workers = reading.selection.workers.len();
-    let mut measured = match metrics::too_recent(&stored, &reading.snapshot, workers) {
-        None => Measured {
+    let mut sampled = match metrics::too_recent(&stored, &reading.snapshot, workers) {
+        None => Sampled {
             reading,
             stored: Some(stored),
             in_run: None,
             notes: Vec::new(),
         },
-        Some(reason) => Measured {
+        Some(reason) => Sampled {
             stored: Some(stored),
             ..without_previous(sampler, reading, reason, deadline, scan_cost)?
         },
     };
-    measured.notes.extend(dropped);
-    Ok(measured)
+    sampled.notes.extend(dropped);
+    Ok(sampled)
 }
 
 /// Without usable previous ticks: with `--interval`, and when the deadline leaves time for it,
@@ -362,7 +362,7 @@ fn without_previous(
     reason: NoBaseline,
     deadline: Deadline,
     scan_cost: Duration,
-) -> Result<Measured> {
+) -> Result<Sampled> {
     let interval = sampler.config.interval;
     if interval.is_zero() {
         let why = match reason {
@@ -370,13 +370,13 @@ fn without_previous(
             other => other.to_string(),
         };
         let note = format!("no baseline ({why}) and --interval 0: cpu not measured in this run");
-        return Ok(Measured::without_cpu(first, note));
+        return Ok(Sampled::without_cpu(first, note));
     }
     match deadline.pause(interval, scan_cost) {
         Some(pause) => measure_within_run(sampler, first, pause, reason),
         None => {
             let note = format!("no baseline ({reason}); cpu not measured: no time left within -t");
-            Ok(Measured::without_cpu(first, note))
+            Ok(Sampled::without_cpu(first, note))
         }
     }
 }
@@ -387,7 +387,7 @@ fn measure_within_run(
     first: Reading,
     pause: Duration,
     reason: NoBaseline,
-) -> Result<Measured> {
+) -> Result<Sampled> {
     let baseline = TickState::new(&first.snapshot, &first.selection);
     thread::sleep(pause);
     // the first reading is whole: a second one that runs out of time leaves it without cpu
@@ -395,7 +395,7 @@ fn measure_within_run(
         Ok(reading) => reading,
         Err(e) if e.downcast_ref::<sample::ScanTimedOut>().is_some() => {
             let note = format!("no baseline ({reason}); cpu not measured: {e} within -t");
-            return Ok(Measured::without_cpu(first, note));
+            return Ok(Sampled::without_cpu(first, note));
         }
         Err(e) => return Err(e),
     };
@@ -412,7 +412,7 @@ fn measure_within_run(
             format!("no baseline ({reason}), and {too_short}: cpu not measured"),
         ),
     };
-    Ok(Measured {
+    Ok(Sampled {
         reading,
         stored: None,
         in_run,
@@ -424,12 +424,12 @@ fn measure_within_run(
 /// could not be read, and with `-v` and more the user names, the selection and the trace.
 fn annotate(
     config: &Config,
-    measured: &Measured,
+    sampled: &Sampled,
     figures: &Figures,
     saved: Saved,
     tick_path: &Path,
 ) -> Annotations {
-    let snapshot = &measured.reading.snapshot;
+    let snapshot = &sampled.reading.snapshot;
     let mut first = Vec::new();
     let mut last = Vec::new();
     // a full disk or a squatted dir must not hide what the figures say: the worst of both
@@ -437,7 +437,7 @@ fn annotate(
         let why = crate::text::shown(why);
         first.push(format!("UNKNOWN: tick file not saved: {why}"));
     }
-    first.extend(measured.notes.iter().cloned());
+    first.extend(sampled.notes.iter().cloned());
     if snapshot.skipped.unreadable > 0 {
         last.push(format!(
             "{} processes could not be read (permission or malformed /proc files)",
@@ -461,7 +461,7 @@ fn annotate(
         }
     }
     Annotations {
-        problem: measured.reading.problem.clone(),
+        problem: sampled.reading.problem.clone(),
         first,
         last,
         user_names,
