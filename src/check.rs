@@ -15,6 +15,7 @@ use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, Part};
 use crate::metrics::{self, Capacity, Checked, Figures, Previous};
+use crate::note::{Fallback, Note};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
 use crate::sample::{self, DetailReads, OwnProcesses, Snapshot};
@@ -33,7 +34,7 @@ pub struct Evaluation {
     /// measured metrics, in perfdata order
     pub results: Vec<MetricResult>,
     /// thresholds left unevaluated and how far the figures can be trusted
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 /// The pure core: figures, thresholds and the ticks to save for the next run (the tick file's
@@ -77,7 +78,7 @@ pub fn evaluate(
         .max()
         .unwrap_or(ServiceState::Ok);
     let mut notes = unevaluated_thresholds(&config.thresholds, &results);
-    notes.extend(measurement_notes(&figures, config.verbosity));
+    notes.extend(figures.notes());
     let evaluation = Evaluation {
         state,
         figures,
@@ -113,14 +114,9 @@ fn measured(f: &Figures) -> Vec<(MetricName, f64, Option<f64>)> {
 }
 
 /// Thresholds on metrics this run could not measure stay OK, and the output says so.
-fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> Vec<String> {
+fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> Vec<Note> {
     let measured: Vec<MetricName> = results.iter().map(|r| r.name).collect();
     thresholds.not_evaluated(&measured)
-}
-
-/// Notes on how far the figures can be trusted.
-fn measurement_notes(figures: &Figures, verbosity: u8) -> Vec<String> {
-    figures.notes(verbosity)
 }
 
 /// What a run found around the figures, which its report carries next to them.
@@ -129,9 +125,9 @@ pub struct Annotations {
     /// why the named master is missing (stale pidfile, ...)
     pub problem: Option<String>,
     /// notes before the evaluation's: the state and the baseline
-    pub first: Vec<String>,
-    /// notes after them: what could not be read, `-vv`, `-vvv`
-    pub last: Vec<String>,
+    pub first: Vec<Note>,
+    /// notes after them: what could not be read, the selection, the trace
+    pub last: Vec<Note>,
     /// user names of the uids in the long output
     pub user_names: BTreeMap<u32, String>,
     /// the run could not do all of its job (the tick file was not saved): at least UNKNOWN
@@ -223,12 +219,12 @@ struct Sampled {
     /// a first reading within the run, when the file had no sample old enough
     in_run: Option<TickState>,
     /// how the baseline was found, or why there is none; what was dropped from the file
-    notes: Vec<String>,
+    notes: Vec<Note>,
 }
 
 impl Sampled {
     /// A reading with no baseline, and why.
-    fn without_cpu(reading: Reading, note: String) -> Sampled {
+    fn without_cpu(reading: Reading, note: Note) -> Sampled {
         Sampled {
             reading,
             stored: None,
@@ -334,9 +330,7 @@ fn against_the_file(
         }) => (stored, dropped_samples),
         Err(reason) => return without_previous(sampler, reading, reason, deadline, scan_cost),
     };
-    let dropped = (dropped > 0).then(|| {
-        format!("tick file: {dropped} history samples with totals no host could reach dropped")
-    });
+    let dropped = (dropped > 0).then_some(Note::DroppedHistory { count: dropped });
     let workers = reading.selection.workers.len();
     let mut sampled = match metrics::too_recent(&stored, &reading.snapshot, workers) {
         None => Sampled {
@@ -365,17 +359,13 @@ fn without_previous(
 ) -> Result<Sampled> {
     let interval = sampler.config.interval;
     if interval.is_zero() {
-        let why = match reason {
-            NoBaseline::FirstRun => "first run".to_string(),
-            other => other.to_string(),
-        };
-        let note = format!("no baseline ({why}) and --interval 0: cpu not measured in this run");
+        let note = no_baseline(&reason, Fallback::NoInterval);
         return Ok(Sampled::without_cpu(first, note));
     }
     match deadline.pause(interval, scan_cost) {
         Some(pause) => measure_within_run(sampler, first, pause, reason),
         None => {
-            let note = format!("no baseline ({reason}); cpu not measured: no time left within -t");
+            let note = no_baseline(&reason, Fallback::NoTime);
             Ok(Sampled::without_cpu(first, note))
         }
     }
@@ -394,22 +384,20 @@ fn measure_within_run(
     let reading = match sampler.take() {
         Ok(reading) => reading,
         Err(e) if e.downcast_ref::<sample::ScanTimedOut>().is_some() => {
-            let note = format!("no baseline ({reason}); cpu not measured: {e} within -t");
+            let note = no_baseline(&reason, Fallback::ScanTimedOut(e.to_string()));
             return Ok(Sampled::without_cpu(first, note));
         }
         Err(e) => return Err(e),
     };
     let (in_run, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
         Ok(baseline) => {
-            let note = format!(
-                "no baseline ({reason}): cpu measured over {:.2} s within this run",
-                reading.snapshot.uptime - baseline.uptime
-            );
+            let seconds = reading.snapshot.uptime - baseline.uptime;
+            let note = no_baseline(&reason, Fallback::WithinRun { seconds });
             (Some(baseline), note)
         }
         Err(too_short) => (
             None,
-            format!("no baseline ({reason}), and {too_short}: cpu not measured"),
+            no_baseline(&reason, Fallback::Unusable(too_short.to_string())),
         ),
     };
     Ok(Sampled {
@@ -418,6 +406,14 @@ fn measure_within_run(
         in_run,
         notes: vec![note],
     })
+}
+
+/// The note of a run without a baseline: why, as the reason words it, and what it did instead.
+fn no_baseline(reason: &NoBaseline, then: Fallback) -> Note {
+    Note::NoBaseline {
+        reason: reason.to_string(),
+        then,
+    }
 }
 
 /// What the run adds to the figures: the named master's problem, the baseline, the state, what
@@ -434,23 +430,19 @@ fn annotate(
     let mut last = Vec::new();
     // a full disk or a squatted dir must not hide what the figures say: the worst of both
     if let Saved::Failed(why) = &saved {
-        let why = crate::text::shown(why);
-        first.push(format!("UNKNOWN: tick file not saved: {why}"));
+        first.push(Note::NotSaved(why.clone()));
     }
     first.extend(sampled.notes.iter().cloned());
     if snapshot.skipped.unreadable > 0 {
-        last.push(format!(
-            "{} processes could not be read (permission or malformed /proc files)",
-            snapshot.skipped.unreadable
-        ));
+        last.push(Note::UnreadableProcesses {
+            count: snapshot.skipped.unreadable,
+        });
     }
-    if config.verbosity > 1 {
-        last.extend(explain_selection(config, snapshot, tick_path));
-    }
-    last.extend(snapshot.trace.iter().cloned());
+    last.extend(explain_selection(config, snapshot, tick_path));
+    last.extend(snapshot.trace.iter().cloned().map(Note::Trace));
     // the peer holding the lock writes a fresh file; writing ours would race with it
     if saved == Saved::LeftToPeer {
-        last.push("tick file not updated: another check of the same workers holds it".into());
+        last.push(Note::LeftToPeer);
     }
     let mut user_names = BTreeMap::new();
     if config.verbosity > 0 {
@@ -543,8 +535,8 @@ fn shared_cgroup(selection: &Selection) -> Option<&str> {
         .then_some(first)
 }
 
-/// `-vv`: what was selected and why, and where the state is.
-fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<String> {
+/// What was selected and why, and where the state is (shown from `-vv`).
+fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<Note> {
     let selector = &config.selector;
     let filters: Vec<String> = selector
         .parts()
@@ -554,11 +546,11 @@ fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> 
         .collect();
     let master = Part::Master(selector.include_master).phrase();
     vec![
-        format!("selection: {}; {master}", filters.join(", ")),
-        format!(
-            "skipped: {} exited while being read, {} unreadable",
-            snapshot.skipped.vanished, snapshot.skipped.unreadable
-        ),
-        format!("tick file: {}", tick_path.display()),
+        Note::Selection { filters, master },
+        Note::Skipped {
+            vanished: snapshot.skipped.vanished,
+            unreadable: snapshot.skipped.unreadable,
+        },
+        Note::TickFile(tick_path.to_path_buf()),
     ]
 }

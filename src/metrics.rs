@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::catalog::MetricName::{self, *};
 use crate::catalog::MetricSet;
+use crate::note::Note;
 use crate::sample::{Details, Io, IoCounters, ProcSample, SmapsCut, Snapshot};
 use crate::state::{NoBaseline, ProcTicks, TickState};
 
@@ -233,179 +234,123 @@ impl Figures {
     }
 
     /// Notes on how far the figures can be trusted: workers whose CPU share is unknown or
-    /// counted whole, and details some workers would not let us read.
-    pub fn notes(&self, verbosity: u8) -> Vec<String> {
+    /// counted whole, how the figures were made, and details some workers would not let us
+    /// read. Each note carries the level it is shown from.
+    pub fn notes(&self) -> Vec<Note> {
         let mut notes = Vec::new();
         if let Some(cpu) = &self.cpu {
             // I/O follows CPU's rules: the same workers are unknown, new or exited
-            let label = match self.io {
-                Some(_) => format!("{}, {}, {}", Cpu.label(), IoRead.label(), IoWrite.label()),
-                None => Cpu.label().to_string(),
-            };
-            notes.extend(cpu_notes(cpu, &label, verbosity));
-            if verbosity > 1 {
-                notes.push(past::interval_note(cpu, self.workers));
-            }
+            notes.extend(cpu_notes(cpu, self.io.is_some()));
+            notes.push(past::interval_note(cpu, self.workers));
         }
-        notes.extend(io_notes(self));
-        if let Some(io) = &self.io {
-            notes.extend(io_recovery_note(io, verbosity));
-        }
-        notes.extend(self.average.and_then(|a| a.note(verbosity)));
+        notes.extend(self.io_gap.and_then(|gap| gap.note(self.workers)));
+        notes.extend(self.io.and_then(|io| io.recovery_note()));
+        notes.extend(self.average.map(Average::note));
         if !self.impossible.is_empty() {
-            let figures: Vec<String> = self
-                .impossible
-                .iter()
-                .map(|(m, v)| format!("{} {v:.1}%", m.label()))
-                .collect();
-            notes.push(format!(
-                "{}: beyond the {:.0}% every usable CPU can give; left out",
-                figures.join(", "),
-                self.cpu_ceiling
-            ));
+            notes.push(Note::BeyondCeiling {
+                figures: self.impossible.clone(),
+                ceiling: self.cpu_ceiling,
+            });
         }
-        notes.extend(self.memory_notes(verbosity));
+        notes.extend(self.memory_notes());
         if self.pss_unreadable > 0 {
-            notes.push(format!(
-                "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
-                 workers' user); left out",
-                Pss.label(),
-                Uss.label(),
-                self.pss_unreadable,
-                self.workers
-            ));
+            notes.push(Note::PssUnreadable {
+                unreadable: self.pss_unreadable,
+                of: self.workers,
+            });
         }
         if self.fds_unreadable > 0 {
-            notes.push(format!(
-                "{}: open files of {} of {} workers not readable (needs root or the workers' \
-                 user); left out",
-                Fds.label(),
-                self.fds_unreadable,
-                self.workers
-            ));
+            notes.push(Note::FdsUnreadable {
+                unreadable: self.fds_unreadable,
+                of: self.workers,
+            });
         }
         notes
     }
-}
 
-impl Figures {
-    /// Why PSS or `rss_pct` are missing, and with -vv what `rss_pct` was taken from.
-    fn memory_notes(&self, verbosity: u8) -> Vec<String> {
+    /// Why PSS or `rss_pct` are missing, and what `rss_pct` was taken from.
+    fn memory_notes(&self) -> Vec<Note> {
         let mut notes = Vec::new();
         if let Some(cut) = self.smaps_cut {
-            notes.push(format!(
-                "{}, {}: smaps_rollup of {} of {} workers read before the time ran out (-t); \
-                 left out",
-                Pss.label(),
-                Uss.label(),
-                cut.read,
-                cut.of
-            ));
+            notes.push(Note::SmapsCut {
+                read: cut.read,
+                of: cut.of,
+            });
         }
-        let rss_pct = RssPct.label();
-        match self.rss_pct_from {
-            None if self.wanted.contains(RssPct) && self.workers > 0 && verbosity > 1 => notes
-                .push(format!(
-                    "{rss_pct}: the workers share no cgroup with a memory charge, and pss was \
-                     not measured (--metrics pss); left out"
-                )),
-            Some(TotalFrom::CgroupCharge) if verbosity > 1 => notes.push(format!(
-                "{rss_pct}: the memory charged to the workers' cgroup (memory.current)"
-            )),
-            Some(TotalFrom::PssSum) if verbosity > 1 => {
-                notes.push(format!("{rss_pct}: the sum of the workers' PSS"))
-            }
-            _ => {}
-        }
+        notes.extend(match self.rss_pct_from {
+            None if self.wanted.contains(RssPct) && self.workers > 0 => Some(Note::RssPctNoTotal),
+            Some(TotalFrom::CgroupCharge) => Some(Note::RssPctFromCharge),
+            Some(TotalFrom::PssSum) => Some(Note::RssPctFromPss),
+            None => None,
+        });
         notes
     }
 }
 
-/// The CPU notes: an unknown share always (the figure is low by it), exited workers with -vv,
-/// new workers with -v.
-fn cpu_notes(cpu: &CpuFigures, label: &str, verbosity: u8) -> Vec<String> {
+/// The CPU notes: an unknown share (the figure is low by it), reaped time left out, exited
+/// workers recovered, new workers counted whole. `with_io`: the I/O figures follow the same
+/// rules, so the notes name them too.
+fn cpu_notes(cpu: &CpuFigures, with_io: bool) -> Vec<Note> {
     let mut notes = Vec::new();
     if cpu.unknown_workers > 0 {
-        notes.push(format!(
-            "{label}: {} workers were running but not workers at the previous sample; \
-             counted as 0 for this interval",
-            cpu.unknown_workers
-        ));
+        notes.push(Note::UnknownShare {
+            count: cpu.unknown_workers,
+            with_io,
+        });
     }
     if let Some(exited) = cpu.exited.filter(|e| e.beyond > 0) {
-        notes.push(format!(
-            "{}: the master's reaped-children time exceeds what {} exited workers could have \
-             used in the {:.0} s interval; {} ticks left out",
-            Cpu.label(),
-            exited.count,
-            cpu.interval,
-            exited.beyond
-        ));
+        notes.push(Note::ReapedBeyond {
+            exited: exited.count,
+            interval: cpu.interval,
+            ticks: exited.beyond,
+        });
     }
-    if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
-        notes.push(format!(
-            "{}: {} workers exited within the interval; {} ticks recovered from the \
-             master's reaped-children time",
-            Cpu.label(),
-            exited.count,
-            exited.user_ticks + exited.system_ticks
-        ));
+    if let Some(exited) = &cpu.exited {
+        notes.push(Note::ExitedRecovered {
+            count: exited.count,
+            ticks: exited.user_ticks + exited.system_ticks,
+        });
     }
-    if cpu.new_workers > 0 && verbosity > 0 {
-        notes.push(format!(
-            "{label}: {} workers started within the {:.0} s interval and count fully",
-            cpu.new_workers, cpu.interval
-        ));
+    if cpu.new_workers > 0 {
+        notes.push(Note::NewWorkers {
+            count: cpu.new_workers,
+            interval: cpu.interval,
+            with_io,
+        });
     }
     notes
 }
 
-/// Why the I/O metrics are left out, whenever they are but for a kernel that has no I/O
-/// accounting.
-fn io_notes(figures: &Figures) -> Option<String> {
-    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
-    let left_out = match figures.io_gap? {
-        IoGap::NoAccounting => return None,
-        IoGap::Unreadable(n) => format!(
-            "/proc/PID/io of {n} of {} workers not readable (needs root or the workers' user)",
-            figures.workers
-        ),
-        IoGap::Missing(n) => {
-            format!("/proc/PID/io of {n} workers gone when read (they exited meanwhile)")
+impl IoGap {
+    /// Why the I/O metrics are left out of `workers` workers' figures, whenever they are but
+    /// for a kernel that has no I/O accounting.
+    fn note(self, workers: usize) -> Option<Note> {
+        match self {
+            IoGap::NoAccounting => None,
+            IoGap::Unreadable(n) => Some(Note::IoUnreadable {
+                unreadable: n,
+                of: workers,
+            }),
+            IoGap::Missing(count) => Some(Note::IoGone { count }),
+            IoGap::NoBaseline(count) => Some(Note::IoNoBaseline { count }),
         }
-        IoGap::NoBaseline(n) => format!(
-            "{n} workers have no I/O counters in the previous sample (an older tick file, or \
-             not readable then)"
-        ),
-    };
-    Some(format!("{labels}: {left_out}; left out"))
+    }
 }
 
-/// With the I/O figures: why exited workers are not in them, or with -vv what was recovered.
-fn io_recovery_note(io: &IoFigures, verbosity: u8) -> Option<String> {
-    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
-    let why = match (io.unrecovered, io.exited) {
-        (Some(Unrecovered::MasterUnreadable), _) => {
-            "/proc/PID/io of the master not readable (needs root or its user)"
+impl IoFigures {
+    /// Why exited workers are not in the I/O figures, or what was recovered of them.
+    fn recovery_note(self) -> Option<Note> {
+        match (self.unrecovered, self.exited) {
+            (Some(Unrecovered::MasterUnreadable), _) => Some(Note::IoMasterUnreadable),
+            (Some(Unrecovered::NotKnown), _) => Some(Note::IoReapedUnknown),
+            (Some(Unrecovered::NotWorkers), _) => Some(Note::IoReapedNotWorkers),
+            (None, Some(e)) => Some(Note::IoRecovered {
+                read: e.read_bytes,
+                written: e.write_bytes,
+            }),
+            (None, None) => None,
         }
-        (Some(Unrecovered::NotKnown), _) => {
-            "the master's reaped-children I/O not known at both samples"
-        }
-        (Some(Unrecovered::NotWorkers), _) => {
-            "the master reaped more than the exited workers could have done"
-        }
-        (None, Some(e)) if verbosity > 1 => {
-            return Some(format!(
-                "{labels}: {} bytes read and {} written by workers that exited within the \
-                 interval, recovered from the master's reaped-children I/O",
-                e.read_bytes, e.write_bytes
-            ))
-        }
-        (None, _) => return None,
-    };
-    Some(format!(
-        "{labels}: {why}, so workers that exited within the interval are not counted"
-    ))
+    }
 }
 
 /// What the workers may use, for the relative figures.
@@ -1105,6 +1050,11 @@ fn worker_cpu(
 mod tests {
     use super::*;
 
+    /// The notes as printed at `-v` given `level` times.
+    fn notes_at(f: &Figures, level: u8) -> Vec<String> {
+        crate::output::note_lines(&f.notes(), level)
+    }
+
     /// [`compute`] against a stored baseline (or none), without `--average`.
     fn compute_with(
         workers: &[ProcSample],
@@ -1334,13 +1284,13 @@ mod tests {
         // 6000 ticks over 6000: one core, never the 667 % the reaped time would say
         assert!((total(&f) - 100.0).abs() < 1e-9, "{}", total(&f));
         assert!(
-            f.notes(0).contains(
+            notes_at(&f, 0).contains(
                 &"cpu: the master's reaped-children time exceeds what 1 exited workers could \
                   have used in the 60 s interval; 34000 ticks left out"
                     .to_string()
             ),
             "{:?}",
-            f.notes(0)
+            notes_at(&f, 0)
         );
         // its reaped bytes are not the workers' either: left out, and said so
         assert_eq!(io_of(&f), (Some(0.0), Some(0.0)));
@@ -1683,11 +1633,11 @@ mod tests {
         // (600 + 12000 - 6000) / 60 s; the master's own I/O is not the workers'
         assert_eq!(io_of(&f), (Some(0.0), Some(110.0)));
         assert!(
-            f.notes(2).iter().any(|n| n
+            notes_at(&f, 2).iter().any(|n| n
                 == "io_read, io_write: 0 bytes read and 6000 written by workers that exited \
                     within the interval, recovered from the master's reaped-children I/O"),
             "{:?}",
-            f.notes(2)
+            notes_at(&f, 2)
         );
         // a restarted master recovers nothing, as for CPU
         let mut restarted = io_master(0, 90_000);
@@ -1713,13 +1663,13 @@ mod tests {
             Some(Unrecovered::MasterUnreadable)
         );
         assert!(
-            f.notes(0).contains(
+            notes_at(&f, 0).contains(
                 &"io_read, io_write: /proc/PID/io of the master not readable (needs root or \
                   its user), so workers that exited within the interval are not counted"
                     .to_string()
             ),
             "{:?}",
-            f.notes(0)
+            notes_at(&f, 0)
         );
         // readable, but not in the previous sample
         let mut master = io_master(0, 0);
@@ -1754,7 +1704,7 @@ mod tests {
         let f = at_1060(&[io_worker(10, 500, 0, 60), denied], &[], &prev);
         assert_eq!(io_of(&f), (None, None));
         assert_eq!(f.io_gap, Some(IoGap::Unreadable(1)));
-        assert!(f.notes(0).contains(
+        assert!(notes_at(&f, 0).contains(
             &"io_read, io_write: /proc/PID/io of 1 of 2 workers not readable (needs root or \
               the workers' user); left out"
                 .to_string()
@@ -1771,9 +1721,9 @@ mod tests {
         let f = at_1060(&[worker(10, 500, 0, 0)], &[], &prev);
         assert_eq!(f.io_gap, Some(IoGap::NoAccounting));
         assert!(
-            f.notes(2).iter().all(|n| !n.contains("io_")),
+            notes_at(&f, 2).iter().all(|n| !n.contains("io_")),
             "{:?}",
-            f.notes(2)
+            notes_at(&f, 2)
         );
         // one file gone among readable ones
         let f = at_1060(

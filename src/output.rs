@@ -9,9 +9,12 @@
 //! lines. Each of those is escaped here as a whole with [`text::shown`], so the only `|` printed
 //! is the one before perfdata, whatever a caller forgot to escape.
 
+mod notes;
+
 use std::fmt::Write as _;
 
 use crate::catalog::{MetricName, Unit};
+use crate::note::Note;
 use crate::report::{MetricResult, Report};
 use crate::text;
 use crate::thresholds::{format_number, format_plain, human_bytes, Range};
@@ -50,15 +53,23 @@ pub fn render(report: &Report, verbosity: u8) -> String {
         summary(report)
     );
     let mut out = format!("{} | {}\n", text::shown(&status), perfdata(&report.results));
-    for line in report
-        .notes
-        .iter()
-        .cloned()
+    for line in note_lines(&report.notes, verbosity)
+        .into_iter()
         .chain(worker_lines(report, verbosity))
     {
         let _ = writeln!(out, "{}", text::shown(&line));
     }
     out
+}
+
+/// The notes shown at `-v` repeated `verbosity` times, worded, in their order (not yet
+/// escaped: [`render`] escapes every line it prints).
+pub fn note_lines(notes: &[Note], verbosity: u8) -> Vec<String> {
+    notes
+        .iter()
+        .filter(|n| n.shown_at(verbosity))
+        .map(notes::text)
+        .collect()
 }
 
 /// With -v, one line per worker, busiest first, then how many more there are.
@@ -246,7 +257,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     /// A report whose every piece of outside text is given: the label, the problem, the notes
-    /// and the per-worker user names.
+    /// (trace lines, the notes that print outside text as it is) and the per-worker user
+    /// names.
     fn report(label: &str, problem: Option<&str>, notes: &[String], user: &str) -> Report {
         let alert = Range {
             start: 1.0,
@@ -288,7 +300,7 @@ mod tests {
             masters: vec![812],
             include_master: false,
             problem: problem.map(str::to_string),
-            notes: notes.to_vec(),
+            notes: notes.iter().cloned().map(Note::Trace).collect(),
             user_names: BTreeMap::from([(4242, user.to_string())]),
         }
     }
@@ -312,7 +324,7 @@ mod tests {
                 &notes,
                 "ev|il\n",
             ),
-            1,
+            3,
         );
         assert_eq!(
             out,
@@ -327,7 +339,9 @@ mod tests {
 
     #[test]
     fn plain_text_is_unchanged() {
-        let out = render(&report("nginx", None, &["a note".into()], "www-data"), 0);
+        let mut report = report("nginx", None, &["a note".into()], "www-data");
+        report.figures.per_worker.clear();
+        let out = render(&report, 3);
         assert_eq!(
             out,
             "WORKERS CRITICAL - nginx: 0 workers < 1 (master 812), cpu n/a | workers=0;;1:;0;\n\
@@ -367,7 +381,8 @@ mod tests {
                 let out = render(&report(&label, problem.as_deref(), &notes, &user), verbosity);
                 assert_one_pipe_on_line_1(&out);
                 let workers = if verbosity > 0 { 2 } else { 0 };
-                prop_assert_eq!(out.lines().count(), 1 + notes.len() + workers);
+                let notes = if verbosity > 2 { notes.len() } else { 0 };
+                prop_assert_eq!(out.lines().count(), 1 + notes + workers);
                 prop_assert!(!out.contains('\r'));
             }
         }
