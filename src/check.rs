@@ -3,6 +3,7 @@
 //! returns the [`Report`] that `main` renders.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +15,7 @@ use crate::catalog::MetricName;
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, Part};
-use crate::metrics::{self, Capacity, Checked, Figures, Previous};
+use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
 use crate::note::{Fallback, Note};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
@@ -234,6 +235,29 @@ impl Sampled {
     }
 }
 
+/// Why this run has no earlier reading to measure CPU against: the tick file's reason, or
+/// the measurement's.
+#[derive(Debug)]
+enum Unmeasured {
+    File(NoBaseline),
+    Measuring(NoInterval),
+}
+
+impl From<NoInterval> for Unmeasured {
+    fn from(why: NoInterval) -> Unmeasured {
+        Unmeasured::Measuring(why)
+    }
+}
+
+impl fmt::Display for Unmeasured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unmeasured::File(why) => why.fmt(f),
+            Unmeasured::Measuring(why) => why.fmt(f),
+        }
+    }
+}
+
 /// Takes readings: the master's pid is read from `--pidfile` once per run, the tree at every
 /// reading.
 struct Sampler<'a> {
@@ -317,12 +341,16 @@ fn against_the_file(
     deadline: Deadline,
     scan_cost: Duration,
 ) -> Result<Sampled> {
-    let checked = loaded
-        .and_then(|prev| metrics::check_file(prev, &reading.snapshot))
-        .and_then(|prev| {
-            let Selection { workers, masters } = &reading.selection;
-            metrics::check_physics(prev, &reading.snapshot, workers, masters)
-        });
+    let checked = loaded.map_err(Unmeasured::File).and_then(|prev| {
+        let prev = metrics::check_file(prev, &reading.snapshot)?;
+        let Selection { workers, masters } = &reading.selection;
+        Ok(metrics::check_physics(
+            prev,
+            &reading.snapshot,
+            workers,
+            masters,
+        )?)
+    });
     let (stored, dropped) = match checked {
         Ok(Checked {
             stored,
@@ -341,7 +369,7 @@ fn against_the_file(
         },
         Some(reason) => Sampled {
             stored: Some(stored),
-            ..without_previous(sampler, reading, reason, deadline, scan_cost)?
+            ..without_previous(sampler, reading, reason.into(), deadline, scan_cost)?
         },
     };
     sampled.notes.extend(dropped);
@@ -353,7 +381,7 @@ fn against_the_file(
 fn without_previous(
     sampler: &Sampler,
     first: Reading,
-    reason: NoBaseline,
+    reason: Unmeasured,
     deadline: Deadline,
     scan_cost: Duration,
 ) -> Result<Sampled> {
@@ -376,7 +404,7 @@ fn measure_within_run(
     sampler: &Sampler,
     first: Reading,
     pause: Duration,
-    reason: NoBaseline,
+    reason: Unmeasured,
 ) -> Result<Sampled> {
     let baseline = TickState::new(&first.snapshot, &first.selection);
     thread::sleep(pause);
@@ -409,7 +437,7 @@ fn measure_within_run(
 }
 
 /// The note of a run without a baseline: why, as the reason words it, and what it did instead.
-fn no_baseline(reason: &NoBaseline, then: Fallback) -> Note {
+fn no_baseline(reason: &Unmeasured, then: Fallback) -> Note {
     Note::NoBaseline {
         reason: reason.to_string(),
         then,

@@ -6,43 +6,78 @@ mod past;
 mod plausible;
 
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 
 use crate::catalog::MetricName::{self, *};
 use crate::catalog::MetricSet;
 use crate::note::Note;
 use crate::sample::{Details, Io, IoCounters, ProcSample, SmapsCut, Snapshot};
-use crate::state::{NoBaseline, ProcTicks, TickState};
+use crate::state::{ProcTicks, TickState};
 
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
 pub use plausible::{check_physics, Checked};
 
+/// Why an earlier reading gives this one no CPU interval, for a reason of measuring. The tick
+/// file's own reasons (none yet, corrupt, held by a peer) are `state::NoBaseline`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoInterval {
+    /// the boot time changed: the ticks belong to another boot
+    Rebooted,
+    /// the uptime is not later than the saved one (clock or file from the future)
+    TimeWentBackwards,
+    /// the baseline claims what the host could not have done (see [`check_physics`])
+    Impossible(String),
+    /// less than two clock ticks passed: too short to divide by
+    TooShort,
+    /// no sample is old enough for the workers' clock ticks (see [`min_interval`]): seconds
+    /// since the last run, and seconds needed
+    TooRecent { age: f64, needed: f64 },
+}
+
+impl fmt::Display for NoInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoInterval::Rebooted => write!(f, "host rebooted since the last run"),
+            NoInterval::TimeWentBackwards => write!(f, "tick file is from the future"),
+            NoInterval::Impossible(why) => {
+                write!(f, "tick file discarded: impossible baseline ({why})")
+            }
+            NoInterval::TooShort => write!(f, "last run less than 2 clock ticks ago"),
+            NoInterval::TooRecent { age, needed } => write!(
+                f,
+                "last run {age:.2} s ago, no sample {needed:.2} s old for the workers' clock ticks"
+            ),
+        }
+    }
+}
+
 /// Decides whether the tick file belongs to this reading's boot and clock: the same boot time
 /// and tick rate, and none of its samples (baseline or history) later than now. It may be as
 /// recent as now: how old a sample must be to measure CPU against is [`min_interval`]'s.
-pub fn check_file(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+pub fn check_file(previous: TickState, now: &Snapshot) -> Result<TickState, NoInterval> {
     // /proc/stat's btime is computed as "now minus uptime" on every read and can flicker by
     // a second; a real reboot moves it by far more (and resets the uptime too).
     if previous.btime.abs_diff(now.btime) > 1 || previous.clock_ticks != now.clock_ticks {
-        return Err(NoBaseline::Rebooted);
+        return Err(NoInterval::Rebooted);
     }
     let newest = previous
         .history
         .newest()
         .map_or(previous.uptime, |s| s.uptime.max(previous.uptime));
     if now.uptime < newest {
-        return Err(NoBaseline::TimeWentBackwards);
+        return Err(NoInterval::TimeWentBackwards);
     }
     Ok(previous)
 }
 
 /// Decides whether a first reading taken within this run can serve as the start of the CPU
 /// interval: [`check_file`]'s rules, and at least two clock ticks since.
-pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoInterval> {
     let previous = check_file(previous, now)?;
     let elapsed = now.uptime - previous.uptime;
     // uptime has 1/100 s resolution: allow for its rounding at exactly two ticks
     if elapsed * (now.clock_ticks as f64) < 2.0 - 1e-6 {
-        return Err(NoBaseline::TooShort);
+        return Err(NoInterval::TooShort);
     }
     Ok(previous)
 }
@@ -1743,7 +1778,7 @@ mod tests {
             btime: now.btime + 3600,
             ..ok.clone()
         };
-        assert_eq!(check_baseline(rebooted, &now), Err(NoBaseline::Rebooted));
+        assert_eq!(check_baseline(rebooted, &now), Err(NoInterval::Rebooted));
         let flicker = TickState {
             btime: now.btime - 1,
             ..ok.clone()
@@ -1755,12 +1790,12 @@ mod tests {
         let future = previous(1000.5, vec![]);
         assert_eq!(
             check_baseline(future, &now),
-            Err(NoBaseline::TimeWentBackwards)
+            Err(NoInterval::TimeWentBackwards)
         );
         let same = previous(1000.0, vec![]);
-        assert_eq!(check_baseline(same, &now), Err(NoBaseline::TooShort));
+        assert_eq!(check_baseline(same, &now), Err(NoInterval::TooShort));
         let short = previous(999.99, vec![]);
-        assert_eq!(check_baseline(short, &now), Err(NoBaseline::TooShort));
+        assert_eq!(check_baseline(short, &now), Err(NoInterval::TooShort));
         let two_ticks = previous(999.98, vec![]);
         assert!(check_baseline(two_ticks, &now).is_ok());
     }

@@ -14,9 +14,9 @@ use crate::history::{self, Cum, History, Identity, Sample, DEFAULT_KEEP};
 use crate::note::Note;
 pub use crate::note::Since;
 use crate::sample::{ProcSample, Snapshot};
-use crate::state::{NoBaseline, TickState};
+use crate::state::TickState;
 
-use super::{cpu_interval, worker_ticks, CpuFigures, Measured, Rate, WorkerCpu};
+use super::{cpu_interval, worker_ticks, CpuFigures, Measured, NoInterval, Rate, WorkerCpu};
 
 /// The error a CPU figure may carry from whole ticks, points of one core, when its interval
 /// is long enough.
@@ -113,12 +113,12 @@ pub(super) fn interval_note(cpu: &CpuFigures, workers: usize) -> Note {
 /// Why the tick file gives this reading no CPU interval, if it gives none: neither its
 /// baseline nor any sample of its history is [`min_interval`] old for `workers` workers. The
 /// run then measures within itself.
-pub fn too_recent(stored: &TickState, now: &Snapshot, workers: usize) -> Option<NoBaseline> {
+pub fn too_recent(stored: &TickState, now: &Snapshot, workers: usize) -> Option<NoInterval> {
     let needed = min_interval(workers, now.clock_ticks.max(1) as f64);
     let usable = history::aged(now.uptime, stored.uptime, needed)
         || stored.history.newest_at_least(now.uptime, needed).is_some();
     let last = stored.history.newest().map_or(stored.uptime, |s| s.uptime);
-    (!usable).then_some(NoBaseline::TooRecent {
+    (!usable).then_some(NoInterval::TooRecent {
         age: now.uptime - last,
         needed,
     })
@@ -449,7 +449,7 @@ mod tests {
         let prev = stored(1000.0, 400, 0, &[(1000.0, 0)]);
         assert_eq!(
             too_recent(&prev, &snapshot(1000.5), 3),
-            Some(NoBaseline::TooRecent {
+            Some(NoInterval::TooRecent {
                 age: 0.5,
                 needed: 1.0
             })

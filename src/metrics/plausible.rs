@@ -12,7 +12,9 @@
 
 use crate::history::{Cum, History, Sample};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
-use crate::state::{NoBaseline, ProcTicks, TickState};
+use crate::state::{ProcTicks, TickState};
+
+use super::NoInterval;
 
 /// The tick file, with the history samples it may keep, and how many it may not.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,9 +66,9 @@ pub fn check_physics(
     now: &Snapshot,
     workers: &[ProcSample],
     masters: &[ProcSample],
-) -> Result<Checked, NoBaseline> {
+) -> Result<Checked, NoInterval> {
     let host = Host::of(now);
-    let impossible = |why: String| Err(NoBaseline::Impossible(why));
+    let impossible = |why: String| Err(NoInterval::Impossible(why));
     let lines = stored.workers.len() + stored.masters.len();
     if ticks(stored.base) > host.most_since_boot(stored.uptime, lines) {
         return impossible(format!(
@@ -268,7 +270,7 @@ mod tests {
         assert!(check(line(7, 90_000, 0), worker(7, 90_000, 25_000)).is_err());
         assert_eq!(
             check(line(7, 90_000, 10), worker(7, 90_000, 9)),
-            Err(NoBaseline::Impossible(
+            Err(NoInterval::Impossible(
                 "process 7's ticks went down since the baseline".into()
             ))
         );
