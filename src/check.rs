@@ -3,6 +3,7 @@
 //! returns the [`Report`] that `main` renders.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
@@ -14,7 +15,8 @@ use crate::catalog::MetricName;
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, SelectionPart};
-use crate::metrics::{self, Capacity, Checked, Figures, Previous};
+use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
+use crate::note::{Fallback, Note};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
 use crate::sample::{self, DetailReads, OwnProcesses, Snapshot};
@@ -33,7 +35,7 @@ pub struct Evaluation {
     /// measured metrics, in perfdata order
     pub results: Vec<MetricResult>,
     /// thresholds left unevaluated and how far the figures can be trusted
-    pub notes: Vec<String>,
+    pub notes: Vec<Note>,
 }
 
 /// The pure core: figures, thresholds and the ticks to save for the next run (the tick file's
@@ -77,7 +79,7 @@ pub fn evaluate(
         .max()
         .unwrap_or(ServiceState::Ok);
     let mut notes = unevaluated_thresholds(&config.thresholds, &results);
-    notes.extend(measurement_notes(&figures, config.verbosity));
+    notes.extend(figures.notes());
     let evaluation = Evaluation {
         state,
         figures,
@@ -113,14 +115,9 @@ fn measured(f: &Figures) -> Vec<(MetricName, f64, Option<f64>)> {
 }
 
 /// Thresholds on metrics this run could not measure stay OK, and the output says so.
-fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> Vec<String> {
+fn unevaluated_thresholds(thresholds: &Thresholds, results: &[MetricResult]) -> Vec<Note> {
     let measured: Vec<MetricName> = results.iter().map(|r| r.name).collect();
     thresholds.not_evaluated(&measured)
-}
-
-/// Notes on how far the figures can be trusted.
-fn measurement_notes(figures: &Figures, verbosity: u8) -> Vec<String> {
-    figures.notes(verbosity)
 }
 
 /// What a run found around the figures, which its report carries next to them.
@@ -129,9 +126,9 @@ pub struct Annotations {
     /// why the named master is missing (stale pidfile, ...)
     pub problem: Option<String>,
     /// notes before the evaluation's: the state and the baseline
-    pub first: Vec<String>,
-    /// notes after them: what could not be read, `-vv`, `-vvv`
-    pub last: Vec<String>,
+    pub first: Vec<Note>,
+    /// notes after them: what could not be read, the selection, the trace
+    pub last: Vec<Note>,
     /// user names of the uids in the long output
     pub user_names: BTreeMap<u32, String>,
     /// the run could not do all of its job (the tick file was not saved): at least UNKNOWN
@@ -189,19 +186,19 @@ pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
         .min(LOCK_WAIT)
         .min(deadline.remaining());
     let store = TickStore::open(&config.state_dir, config.euid, tick_name, lock_wait);
-    let measured = sample_with_baseline(config, deadline, store.load())?;
+    let sampled = sample_with_baseline(config, deadline, store.load())?;
     let Reading {
         snapshot,
         selection,
         ..
-    } = &measured.reading;
+    } = &sampled.reading;
     let previous = Previous {
-        stored: measured.stored.as_ref(),
-        in_run: measured.in_run.as_ref(),
+        stored: sampled.stored.as_ref(),
+        in_run: sampled.in_run.as_ref(),
     };
     let (evaluation, ticks) = evaluate(snapshot, selection, previous, config);
     let saved = store.finish(&ticks, SystemTime::now());
-    let annotations = annotate(config, &measured, &evaluation.figures, saved, &tick_path);
+    let annotations = annotate(config, &sampled, &evaluation.figures, saved, &tick_path);
     Ok(report(config, selection, evaluation, annotations))
 }
 
@@ -217,24 +214,47 @@ struct Reading {
 /// The last reading of a run, complete with the workers' details, and what its CPU is
 /// measured against.
 #[derive(Debug)]
-struct Measured {
+struct Sampled {
     reading: Reading,
     /// the tick file, when it fits this reading: the baseline and the history
     stored: Option<TickState>,
     /// a first reading within the run, when the file had no sample old enough
     in_run: Option<TickState>,
     /// how the baseline was found, or why there is none; what was dropped from the file
-    notes: Vec<String>,
+    notes: Vec<Note>,
 }
 
-impl Measured {
+impl Sampled {
     /// A reading with no baseline, and why.
-    fn without_cpu(reading: Reading, note: String) -> Measured {
-        Measured {
+    fn without_cpu(reading: Reading, note: Note) -> Sampled {
+        Sampled {
             reading,
             stored: None,
             in_run: None,
             notes: vec![note],
+        }
+    }
+}
+
+/// Why this run has no earlier reading to measure CPU against: the tick file's reason, or
+/// the measurement's.
+#[derive(Debug)]
+enum Unmeasured {
+    File(NoBaseline),
+    Measuring(NoInterval),
+}
+
+impl From<NoInterval> for Unmeasured {
+    fn from(why: NoInterval) -> Unmeasured {
+        Unmeasured::Measuring(why)
+    }
+}
+
+impl fmt::Display for Unmeasured {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Unmeasured::File(why) => why.fmt(f),
+            Unmeasured::Measuring(why) => why.fmt(f),
         }
     }
 }
@@ -286,7 +306,7 @@ fn sample_with_baseline(
     config: &Config,
     deadline: Deadline,
     loaded: Result<TickState, NoBaseline>,
-) -> Result<Measured> {
+) -> Result<Sampled> {
     let (named, problem) = named_parent(config)?;
     let sampler = Sampler {
         config,
@@ -298,17 +318,17 @@ fn sample_with_baseline(
     let scan_started = Instant::now();
     let reading = sampler.take()?;
     let scan_cost = scan_started.elapsed();
-    let mut measured = against_the_file(&sampler, reading, loaded, deadline, scan_cost)?;
+    let mut sampled = against_the_file(&sampler, reading, loaded, deadline, scan_cost)?;
     let Reading {
         snapshot,
         selection,
         ..
-    } = &mut measured.reading;
+    } = &mut sampled.reading;
     let reads = DetailReads::of(config.metrics);
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
     snapshot.cgroup_limits =
         shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
-    Ok(measured)
+    Ok(sampled)
 }
 
 /// The tick file when it fits this reading and has a sample old enough to measure the
@@ -321,13 +341,17 @@ fn against_the_file(
     loaded: Result<TickState, NoBaseline>,
     deadline: Deadline,
     scan_cost: Duration,
-) -> Result<Measured> {
-    let checked = loaded
-        .and_then(|prev| metrics::check_file(prev, &reading.snapshot))
-        .and_then(|prev| {
-            let Selection { workers, masters } = &reading.selection;
-            metrics::check_physics(prev, &reading.snapshot, workers, masters)
-        });
+) -> Result<Sampled> {
+    let checked = loaded.map_err(Unmeasured::File).and_then(|prev| {
+        let prev = metrics::check_file(prev, &reading.snapshot)?;
+        let Selection { workers, masters } = &reading.selection;
+        Ok(metrics::check_physics(
+            prev,
+            &reading.snapshot,
+            workers,
+            masters,
+        )?)
+    });
     let (stored, dropped) = match checked {
         Ok(Checked {
             stored,
@@ -335,24 +359,22 @@ fn against_the_file(
         }) => (stored, dropped_samples),
         Err(reason) => return without_previous(sampler, reading, reason, deadline, scan_cost),
     };
-    let dropped = (dropped > 0).then(|| {
-        format!("tick file: {dropped} history samples with totals no host could reach dropped")
-    });
+    let dropped = (dropped > 0).then_some(Note::DroppedHistory { count: dropped });
     let workers = reading.selection.workers.len();
-    let mut measured = match metrics::too_recent(&stored, &reading.snapshot, workers) {
-        None => Measured {
+    let mut sampled = match metrics::too_recent(&stored, &reading.snapshot, workers) {
+        None => Sampled {
             reading,
             stored: Some(stored),
             in_run: None,
             notes: Vec::new(),
         },
-        Some(reason) => Measured {
+        Some(reason) => Sampled {
             stored: Some(stored),
-            ..without_previous(sampler, reading, reason, deadline, scan_cost)?
+            ..without_previous(sampler, reading, reason.into(), deadline, scan_cost)?
         },
     };
-    measured.notes.extend(dropped);
-    Ok(measured)
+    sampled.notes.extend(dropped);
+    Ok(sampled)
 }
 
 /// Without usable previous ticks: with `--interval`, and when the deadline leaves time for it,
@@ -360,24 +382,20 @@ fn against_the_file(
 fn without_previous(
     sampler: &Sampler,
     first: Reading,
-    reason: NoBaseline,
+    reason: Unmeasured,
     deadline: Deadline,
     scan_cost: Duration,
-) -> Result<Measured> {
+) -> Result<Sampled> {
     let interval = sampler.config.interval;
     if interval.is_zero() {
-        let why = match reason {
-            NoBaseline::FirstRun => "first run".to_string(),
-            other => other.to_string(),
-        };
-        let note = format!("no baseline ({why}) and --interval 0: cpu not measured in this run");
-        return Ok(Measured::without_cpu(first, note));
+        let note = no_baseline(&reason, Fallback::NoInterval);
+        return Ok(Sampled::without_cpu(first, note));
     }
     match deadline.pause(interval, scan_cost) {
         Some(pause) => measure_within_run(sampler, first, pause, reason),
         None => {
-            let note = format!("no baseline ({reason}); cpu not measured: no time left within -t");
-            Ok(Measured::without_cpu(first, note))
+            let note = no_baseline(&reason, Fallback::NoTime);
+            Ok(Sampled::without_cpu(first, note))
         }
     }
 }
@@ -387,33 +405,31 @@ fn measure_within_run(
     sampler: &Sampler,
     first: Reading,
     pause: Duration,
-    reason: NoBaseline,
-) -> Result<Measured> {
+    reason: Unmeasured,
+) -> Result<Sampled> {
     let baseline = TickState::new(&first.snapshot, &first.selection);
     thread::sleep(pause);
     // the first reading is whole: a second one that runs out of time leaves it without cpu
     let reading = match sampler.take() {
         Ok(reading) => reading,
         Err(e) if e.downcast_ref::<sample::ScanTimedOut>().is_some() => {
-            let note = format!("no baseline ({reason}); cpu not measured: {e} within -t");
-            return Ok(Measured::without_cpu(first, note));
+            let note = no_baseline(&reason, Fallback::ScanTimedOut(e.to_string()));
+            return Ok(Sampled::without_cpu(first, note));
         }
         Err(e) => return Err(e),
     };
     let (in_run, note) = match metrics::check_baseline(baseline, &reading.snapshot) {
         Ok(baseline) => {
-            let note = format!(
-                "no baseline ({reason}): cpu measured over {:.2} s within this run",
-                reading.snapshot.uptime - baseline.uptime
-            );
+            let seconds = reading.snapshot.uptime - baseline.uptime;
+            let note = no_baseline(&reason, Fallback::WithinRun { seconds });
             (Some(baseline), note)
         }
         Err(too_short) => (
             None,
-            format!("no baseline ({reason}), and {too_short}: cpu not measured"),
+            no_baseline(&reason, Fallback::Unusable(too_short.to_string())),
         ),
     };
-    Ok(Measured {
+    Ok(Sampled {
         reading,
         stored: None,
         in_run,
@@ -421,37 +437,41 @@ fn measure_within_run(
     })
 }
 
+/// The note of a run without a baseline: why, as the reason words it, and what it did instead.
+fn no_baseline(reason: &Unmeasured, then: Fallback) -> Note {
+    Note::NoBaseline {
+        reason: reason.to_string(),
+        then,
+    }
+}
+
 /// What the run adds to the figures: the named master's problem, the baseline, the state, what
 /// could not be read, and with `-v` and more the user names, the selection and the trace.
 fn annotate(
     config: &Config,
-    measured: &Measured,
+    sampled: &Sampled,
     figures: &Figures,
     saved: Saved,
     tick_path: &Path,
 ) -> Annotations {
-    let snapshot = &measured.reading.snapshot;
+    let snapshot = &sampled.reading.snapshot;
     let mut first = Vec::new();
     let mut last = Vec::new();
     // a full disk or a squatted dir must not hide what the figures say: the worst of both
     if let Saved::Failed(why) = &saved {
-        let why = crate::text::shown(why);
-        first.push(format!("UNKNOWN: tick file not saved: {why}"));
+        first.push(Note::NotSaved(why.clone()));
     }
-    first.extend(measured.notes.iter().cloned());
+    first.extend(sampled.notes.iter().cloned());
     if snapshot.skipped.unreadable > 0 {
-        last.push(format!(
-            "{} processes could not be read (permission or malformed /proc files)",
-            snapshot.skipped.unreadable
-        ));
+        last.push(Note::UnreadableProcesses {
+            count: snapshot.skipped.unreadable,
+        });
     }
-    if config.verbosity > 1 {
-        last.extend(explain_selection(config, snapshot, tick_path));
-    }
-    last.extend(snapshot.trace.iter().cloned());
+    last.extend(explain_selection(config, snapshot, tick_path));
+    last.extend(snapshot.trace.iter().cloned().map(Note::Trace));
     // the peer holding the lock writes a fresh file; writing ours would race with it
     if saved == Saved::LeftToPeer {
-        last.push("tick file not updated: another check of the same workers holds it".into());
+        last.push(Note::LeftToPeer);
     }
     let mut user_names = BTreeMap::new();
     if config.verbosity > 0 {
@@ -462,7 +482,7 @@ fn annotate(
         }
     }
     Annotations {
-        problem: measured.reading.problem.clone(),
+        problem: sampled.reading.problem.clone(),
         first,
         last,
         user_names,
@@ -544,8 +564,8 @@ fn shared_cgroup(selection: &Selection) -> Option<&str> {
         .then_some(first)
 }
 
-/// `-vv`: what was selected and why, and where the state is.
-fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<String> {
+/// What was selected and why, and where the state is (shown from `-vv`).
+fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> Vec<Note> {
     let selector = &config.selector;
     let filters: Vec<String> = selector
         .parts()
@@ -555,11 +575,11 @@ fn explain_selection(config: &Config, snapshot: &Snapshot, tick_path: &Path) -> 
         .collect();
     let master = SelectionPart::Master(selector.include_master).phrase();
     vec![
-        format!("selection: {}; {master}", filters.join(", ")),
-        format!(
-            "skipped: {} exited while being read, {} unreadable",
-            snapshot.skipped.vanished, snapshot.skipped.unreadable
-        ),
-        format!("tick file: {}", tick_path.display()),
+        Note::Selection { filters, master },
+        Note::Skipped {
+            vanished: snapshot.skipped.vanished,
+            unreadable: snapshot.skipped.unreadable,
+        },
+        Note::TickFile(tick_path.to_path_buf()),
     ]
 }

@@ -263,10 +263,7 @@ where
         .map_err(|e| Outcome::unknown(&format!("{e:#}")))?;
     let mp_state_path = env.mp_state_path.clone();
     let args = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Outcome {
-            text: e.to_string(),
-            code: 3,
-        },
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Outcome::Verbatim(e.to_string()),
         _ => Outcome::unknown(&clap_summary(&e)),
     })?;
     build(args, mp_state_path).map_err(|e| Outcome::unknown(&format!("{e:#}")))
@@ -512,10 +509,20 @@ mod tests {
         parse(all, &Environment::default()).unwrap()
     }
 
-    fn parse_err(args: &[&str]) -> Outcome {
+    /// What a command line that leads to no check prints, and its exit code.
+    struct Printed {
+        text: String,
+        code: i32,
+    }
+
+    fn parse_err(args: &[&str]) -> Printed {
         let mut all = vec!["check_workers"];
         all.extend_from_slice(args);
-        parse(all, &Environment::default()).unwrap_err()
+        let outcome = parse(all, &Environment::default()).unwrap_err();
+        Printed {
+            text: crate::output::render(&outcome),
+            code: outcome.exit_code(),
+        }
     }
 
     #[test]
@@ -571,7 +578,9 @@ mod tests {
     #[test]
     fn unknown_lines_escape_outside_text() {
         assert_eq!(
-            Outcome::unknown("cannot create state dir /tmp/a|b\nWORKERS OK: File exists").text,
+            crate::output::render(&Outcome::unknown(
+                "cannot create state dir /tmp/a|b\nWORKERS OK: File exists"
+            )),
             "WORKERS UNKNOWN - cannot create state dir /tmp/a\\x7cb\\x0aWORKERS OK: File exists\n"
         );
         let e = parse_err(&["-n", "x", "-w", "cpu=a|b"]);

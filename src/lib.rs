@@ -11,8 +11,10 @@
 //! - `metrics`: two samples into figures (CPU and I/O over the interval, memory, counts); pure
 //! - `catalog`: each metric defined once (label, unit, perfdata max, meaning, computing part)
 //! - `thresholds`: Nagios ranges per metric and their verdicts; pure
+//! - `note`: what the steps found worth telling ([`note::Note`]), as values with a `-v` level
 //! - `report`: what a run found ([`report::Report`]), built once, ready to render
-//! - `output`: status line, perfdata, long output, and the [`output::Outcome`] that is printed
+//! - `output`: the one [`output::Outcome`] every way out builds, and [`output::render`], the one
+//!   place it becomes the status line, perfdata and long output
 //!
 //! Beside it: `check` runs the steps in order ([`check::evaluate`] is the pure core,
 //! [`check::run`] the I/O around it); `text` escapes outside bytes for output; `visibility`
@@ -28,6 +30,7 @@ pub mod extra_opts;
 pub mod filter;
 pub mod history;
 pub mod metrics;
+pub mod note;
 pub mod output;
 pub mod pidfile;
 pub mod report;

@@ -34,10 +34,7 @@ fn main() {
     };
     set_timeout(&watchdog, config.timeout);
     let outcome = match check::run(&config, Deadline::new(started, config.timeout)) {
-        Ok(report) => Outcome {
-            text: output::render(&report, config.verbosity),
-            code: report.state.exit_code(),
-        },
+        Ok(report) => Outcome::report(report, config.verbosity),
         Err(e) => Outcome::unknown(&format!("{e:#}")),
     };
     emit(&outcome)
@@ -70,13 +67,13 @@ fn set_timeout(watchdog: &thread::Thread, timeout: Duration) {
     watchdog.unpark();
 }
 
-/// Prints the one result and exits with its code.
+/// Prints the one result, rendered in the one place that renders, and exits with its code.
 fn emit(outcome: &Outcome) -> ! {
     let _guard = OUTPUT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(outcome.text.as_bytes());
+    let _ = stdout.write_all(output::render(outcome).as_bytes());
     let _ = stdout.flush();
-    process::exit(outcome.code)
+    process::exit(outcome.exit_code())
 }

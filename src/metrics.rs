@@ -2,46 +2,91 @@
 //! clock; time is the uptime each sample recorded. Which earlier reading CPU is measured
 //! against, and what the history adds, is [`past`]'s.
 
+mod exited;
+mod gauges;
+mod io;
 mod past;
 mod plausible;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::fmt;
 
 use crate::catalog::MetricName::{self, *};
 use crate::catalog::MetricSet;
-use crate::sample::{Details, Io, IoCounters, ProcSample, SmapsCut, Snapshot};
-use crate::state::{NoBaseline, ProcTicks, TickState};
+use crate::note::Note;
+use crate::sample::{IoCounters, ProcSample, SmapsCut, Snapshot};
+use crate::state::{ProcTicks, TickState};
 
+use exited::{exited_workers, prev_hz};
+pub use gauges::TotalFrom;
+use gauges::{ages, counts, fds, memory, read_smaps, rss_pct_source, states, wanted_unreadable};
+use io::{io_since, io_values};
+pub use io::{IoFigures, IoGap, IoRate, Unrecovered};
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
+use plausible::within_ceiling;
 pub use plausible::{check_physics, Checked};
+
+/// Why an earlier reading gives this one no CPU interval, for a reason of measuring. The tick
+/// file's own reasons (none yet, corrupt, held by a peer) are `state::NoBaseline`'s.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoInterval {
+    /// the boot time changed: the ticks belong to another boot
+    Rebooted,
+    /// the uptime is not later than the saved one (clock or file from the future)
+    TimeWentBackwards,
+    /// the baseline claims what the host could not have done (see [`check_physics`])
+    Impossible(String),
+    /// less than two clock ticks passed: too short to divide by
+    TooShort,
+    /// no sample is old enough for the workers' clock ticks (see [`min_interval`]): seconds
+    /// since the last run, and seconds needed
+    TooRecent { age: f64, needed: f64 },
+}
+
+impl fmt::Display for NoInterval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NoInterval::Rebooted => write!(f, "host rebooted since the last run"),
+            NoInterval::TimeWentBackwards => write!(f, "tick file is from the future"),
+            NoInterval::Impossible(why) => {
+                write!(f, "tick file discarded: impossible baseline ({why})")
+            }
+            NoInterval::TooShort => write!(f, "last run less than 2 clock ticks ago"),
+            NoInterval::TooRecent { age, needed } => write!(
+                f,
+                "last run {age:.2} s ago, no sample {needed:.2} s old for the workers' clock ticks"
+            ),
+        }
+    }
+}
 
 /// Decides whether the tick file belongs to this reading's boot and clock: the same boot time
 /// and tick rate, and none of its samples (baseline or history) later than now. It may be as
 /// recent as now: how old a sample must be to measure CPU against is [`min_interval`]'s.
-pub fn check_file(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+pub fn check_file(previous: TickState, now: &Snapshot) -> Result<TickState, NoInterval> {
     // /proc/stat's btime is computed as "now minus uptime" on every read and can flicker by
     // a second; a real reboot moves it by far more (and resets the uptime too).
     if previous.btime.abs_diff(now.btime) > 1 || previous.clock_ticks != now.clock_ticks {
-        return Err(NoBaseline::Rebooted);
+        return Err(NoInterval::Rebooted);
     }
     let newest = previous
         .history
         .newest()
         .map_or(previous.uptime, |s| s.uptime.max(previous.uptime));
     if now.uptime < newest {
-        return Err(NoBaseline::TimeWentBackwards);
+        return Err(NoInterval::TimeWentBackwards);
     }
     Ok(previous)
 }
 
 /// Decides whether a first reading taken within this run can serve as the start of the CPU
 /// interval: [`check_file`]'s rules, and at least two clock ticks since.
-pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoBaseline> {
+pub fn check_baseline(previous: TickState, now: &Snapshot) -> Result<TickState, NoInterval> {
     let previous = check_file(previous, now)?;
     let elapsed = now.uptime - previous.uptime;
     // uptime has 1/100 s resolution: allow for its rounding at exactly two ticks
     if elapsed * (now.clock_ticks as f64) < 2.0 - 1e-6 {
-        return Err(NoBaseline::TooShort);
+        return Err(NoInterval::TooShort);
     }
     Ok(previous)
 }
@@ -87,55 +132,6 @@ pub struct WorkerFigures {
     pub pss: Option<u64>,
     /// its I/O over the interval, where known
     pub io: Option<IoRate>,
-}
-
-/// Bytes per second read and written at the storage layer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IoRate {
-    pub read: f64,
-    pub write: f64,
-}
-
-/// How the I/O of all workers over the interval was measured. The interval is the CPU's: the
-/// same baseline (whatever rule picked it) serves both, so there is one precision rule.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct IoFigures {
-    /// bytes of all workers in the interval, exited ones included
-    pub bytes: IoCounters,
-    /// of those, bytes of workers that exited within the interval, recovered from their
-    /// master's reaped-children I/O; None without a master to recover them from
-    pub exited: Option<IoCounters>,
-    /// why exited workers could not be recovered although there is a master: the figures
-    /// then count the live workers only, and a note says so
-    pub unrecovered: Option<Unrecovered>,
-}
-
-/// Why the I/O of exited workers was not recovered from their master.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unrecovered {
-    /// the master's `/proc/PID/io` may not be read (another user's)
-    MasterUnreadable,
-    /// its reaped-children I/O, or a gone worker's counters, not known at both samples
-    NotKnown,
-    /// its reaped children burnt more CPU than the exited workers could have (see
-    /// [`ExitedWorkers::at_most`]): what it reaped was not only workers, and bytes cannot be
-    /// capped as ticks can
-    NotWorkers,
-}
-
-/// Why a run with an interval has no I/O figures: the metrics are left out, never a 0 or a
-/// sum over the workers that could be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoGap {
-    /// no process has `/proc/PID/io` (a kernel without task I/O accounting): no note
-    NoAccounting,
-    /// workers whose `/proc/PID/io` may not be read (it needs ptrace access)
-    Unreadable(usize),
-    /// workers whose `/proc/PID/io` was gone when read (they exited meanwhile)
-    Missing(usize),
-    /// workers with no I/O counters in the previous sample (an older tick file, or they were
-    /// not readable then)
-    NoBaseline(usize),
 }
 
 /// How the CPU of all workers over the interval was measured: the ticks behind the CPU metrics
@@ -233,179 +229,91 @@ impl Figures {
     }
 
     /// Notes on how far the figures can be trusted: workers whose CPU share is unknown or
-    /// counted whole, and details some workers would not let us read.
-    pub fn notes(&self, verbosity: u8) -> Vec<String> {
+    /// counted whole, how the figures were made, and details some workers would not let us
+    /// read. Each note carries the level it is shown from.
+    pub fn notes(&self) -> Vec<Note> {
         let mut notes = Vec::new();
         if let Some(cpu) = &self.cpu {
             // I/O follows CPU's rules: the same workers are unknown, new or exited
-            let label = match self.io {
-                Some(_) => format!("{}, {}, {}", Cpu.label(), IoRead.label(), IoWrite.label()),
-                None => Cpu.label().to_string(),
-            };
-            notes.extend(cpu_notes(cpu, &label, verbosity));
-            if verbosity > 1 {
-                notes.push(past::interval_note(cpu, self.workers));
-            }
+            notes.extend(cpu_notes(cpu, self.io.is_some()));
+            notes.push(past::interval_note(cpu, self.workers));
         }
-        notes.extend(io_notes(self));
-        if let Some(io) = &self.io {
-            notes.extend(io_recovery_note(io, verbosity));
-        }
-        notes.extend(self.average.and_then(|a| a.note(verbosity)));
+        notes.extend(self.io_gap.and_then(|gap| gap.note(self.workers)));
+        notes.extend(self.io.and_then(|io| io.recovery_note()));
+        notes.extend(self.average.map(Average::note));
         if !self.impossible.is_empty() {
-            let figures: Vec<String> = self
-                .impossible
-                .iter()
-                .map(|(m, v)| format!("{} {v:.1}%", m.label()))
-                .collect();
-            notes.push(format!(
-                "{}: beyond the {:.0}% every usable CPU can give; left out",
-                figures.join(", "),
-                self.cpu_ceiling
-            ));
+            notes.push(Note::BeyondCeiling {
+                figures: self.impossible.clone(),
+                ceiling: self.cpu_ceiling,
+            });
         }
-        notes.extend(self.memory_notes(verbosity));
+        notes.extend(self.memory_notes());
         if self.pss_unreadable > 0 {
-            notes.push(format!(
-                "{}, {}: smaps_rollup of {} of {} workers not readable (needs root or the \
-                 workers' user); left out",
-                Pss.label(),
-                Uss.label(),
-                self.pss_unreadable,
-                self.workers
-            ));
+            notes.push(Note::PssUnreadable {
+                unreadable: self.pss_unreadable,
+                of: self.workers,
+            });
         }
         if self.fds_unreadable > 0 {
-            notes.push(format!(
-                "{}: open files of {} of {} workers not readable (needs root or the workers' \
-                 user); left out",
-                Fds.label(),
-                self.fds_unreadable,
-                self.workers
-            ));
+            notes.push(Note::FdsUnreadable {
+                unreadable: self.fds_unreadable,
+                of: self.workers,
+            });
         }
         notes
     }
-}
 
-impl Figures {
-    /// Why PSS or `rss_pct` are missing, and with -vv what `rss_pct` was taken from.
-    fn memory_notes(&self, verbosity: u8) -> Vec<String> {
+    /// Why PSS or `rss_pct` are missing, and what `rss_pct` was taken from.
+    fn memory_notes(&self) -> Vec<Note> {
         let mut notes = Vec::new();
         if let Some(cut) = self.smaps_cut {
-            notes.push(format!(
-                "{}, {}: smaps_rollup of {} of {} workers read before the time ran out (-t); \
-                 left out",
-                Pss.label(),
-                Uss.label(),
-                cut.read,
-                cut.of
-            ));
+            notes.push(Note::SmapsCut {
+                read: cut.read,
+                of: cut.of,
+            });
         }
-        let rss_pct = RssPct.label();
-        match self.rss_pct_from {
-            None if self.wanted.contains(RssPct) && self.workers > 0 && verbosity > 1 => notes
-                .push(format!(
-                    "{rss_pct}: the workers share no cgroup with a memory charge, and pss was \
-                     not measured (--metrics pss); left out"
-                )),
-            Some(TotalFrom::CgroupCharge) if verbosity > 1 => notes.push(format!(
-                "{rss_pct}: the memory charged to the workers' cgroup (memory.current)"
-            )),
-            Some(TotalFrom::PssSum) if verbosity > 1 => {
-                notes.push(format!("{rss_pct}: the sum of the workers' PSS"))
-            }
-            _ => {}
-        }
+        notes.extend(match self.rss_pct_from {
+            None if self.wanted.contains(RssPct) && self.workers > 0 => Some(Note::RssPctNoTotal),
+            Some(TotalFrom::CgroupCharge) => Some(Note::RssPctFromCharge),
+            Some(TotalFrom::PssSum) => Some(Note::RssPctFromPss),
+            None => None,
+        });
         notes
     }
 }
 
-/// The CPU notes: an unknown share always (the figure is low by it), exited workers with -vv,
-/// new workers with -v.
-fn cpu_notes(cpu: &CpuFigures, label: &str, verbosity: u8) -> Vec<String> {
+/// The CPU notes: an unknown share (the figure is low by it), reaped time left out, exited
+/// workers recovered, new workers counted whole. `with_io`: the I/O figures follow the same
+/// rules, so the notes name them too.
+fn cpu_notes(cpu: &CpuFigures, with_io: bool) -> Vec<Note> {
     let mut notes = Vec::new();
     if cpu.unknown_workers > 0 {
-        notes.push(format!(
-            "{label}: {} workers were running but not workers at the previous sample; \
-             counted as 0 for this interval",
-            cpu.unknown_workers
-        ));
+        notes.push(Note::UnknownShare {
+            count: cpu.unknown_workers,
+            with_io,
+        });
     }
     if let Some(exited) = cpu.exited.filter(|e| e.beyond > 0) {
-        notes.push(format!(
-            "{}: the master's reaped-children time exceeds what {} exited workers could have \
-             used in the {:.0} s interval; {} ticks left out",
-            Cpu.label(),
-            exited.count,
-            cpu.interval,
-            exited.beyond
-        ));
+        notes.push(Note::ReapedBeyond {
+            exited: exited.count,
+            interval: cpu.interval,
+            ticks: exited.beyond,
+        });
     }
-    if let (Some(exited), true) = (&cpu.exited, verbosity > 1) {
-        notes.push(format!(
-            "{}: {} workers exited within the interval; {} ticks recovered from the \
-             master's reaped-children time",
-            Cpu.label(),
-            exited.count,
-            exited.user_ticks + exited.system_ticks
-        ));
+    if let Some(exited) = &cpu.exited {
+        notes.push(Note::ExitedRecovered {
+            count: exited.count,
+            ticks: exited.user_ticks + exited.system_ticks,
+        });
     }
-    if cpu.new_workers > 0 && verbosity > 0 {
-        notes.push(format!(
-            "{label}: {} workers started within the {:.0} s interval and count fully",
-            cpu.new_workers, cpu.interval
-        ));
+    if cpu.new_workers > 0 {
+        notes.push(Note::NewWorkers {
+            count: cpu.new_workers,
+            interval: cpu.interval,
+            with_io,
+        });
     }
     notes
-}
-
-/// Why the I/O metrics are left out, whenever they are but for a kernel that has no I/O
-/// accounting.
-fn io_notes(figures: &Figures) -> Option<String> {
-    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
-    let left_out = match figures.io_gap? {
-        IoGap::NoAccounting => return None,
-        IoGap::Unreadable(n) => format!(
-            "/proc/PID/io of {n} of {} workers not readable (needs root or the workers' user)",
-            figures.workers
-        ),
-        IoGap::Missing(n) => {
-            format!("/proc/PID/io of {n} workers gone when read (they exited meanwhile)")
-        }
-        IoGap::NoBaseline(n) => format!(
-            "{n} workers have no I/O counters in the previous sample (an older tick file, or \
-             not readable then)"
-        ),
-    };
-    Some(format!("{labels}: {left_out}; left out"))
-}
-
-/// With the I/O figures: why exited workers are not in them, or with -vv what was recovered.
-fn io_recovery_note(io: &IoFigures, verbosity: u8) -> Option<String> {
-    let labels = format!("{}, {}", IoRead.label(), IoWrite.label());
-    let why = match (io.unrecovered, io.exited) {
-        (Some(Unrecovered::MasterUnreadable), _) => {
-            "/proc/PID/io of the master not readable (needs root or its user)"
-        }
-        (Some(Unrecovered::NotKnown), _) => {
-            "the master's reaped-children I/O not known at both samples"
-        }
-        (Some(Unrecovered::NotWorkers), _) => {
-            "the master reaped more than the exited workers could have done"
-        }
-        (None, Some(e)) if verbosity > 1 => {
-            return Some(format!(
-                "{labels}: {} bytes read and {} written by workers that exited within the \
-                 interval, recovered from the master's reaped-children I/O",
-                e.read_bytes, e.write_bytes
-            ))
-        }
-        (None, _) => return None,
-    };
-    Some(format!(
-        "{labels}: {why}, so workers that exited within the interval are not counted"
-    ))
 }
 
 /// What the workers may use, for the relative figures.
@@ -516,34 +424,6 @@ pub fn compute(
     }
 }
 
-/// Each worker's I/O bytes and the workers' I/O over the interval. I/O is measured against the
-/// same per-worker readings as CPU (the in-run reading, or the stored baseline when it was old
-/// enough), so the same precision rule decides whether its interval is usable; the history
-/// keeps no I/O totals, so a CPU figure taken from it has no I/O figure beside it.
-type IoSince = (
-    Option<Vec<Option<IoCounters>>>,
-    Option<Result<IoFigures, IoGap>>,
-);
-
-fn io_since(
-    previous: Previous,
-    tally: &past::Tally,
-    (workers, masters): (&[ProcSample], &[ProcSample]),
-    ticks: Option<&[WorkerCpu]>,
-    exited_cpu: Option<ExitedWorkers>,
-) -> IoSince {
-    let base = previous
-        .in_run
-        .or(previous.stored.filter(|_| !tally.keep_baseline));
-    let bytes = base
-        .zip(ticks)
-        .map(|(base, ticks)| worker_io_bytes(workers, base, ticks));
-    let io = base
-        .zip(bytes.as_deref())
-        .map(|(base, bytes)| io_interval(base, (workers, masters), bytes, exited_cpu));
-    (bytes, io)
-}
-
 /// The measured values of the `wanted` metrics, unmeasured ones dropped, in catalog order (the
 /// groups compute them in their own order; `MetricName`'s order is the catalog's).
 fn in_perfdata_order(values: Vec<Measured>, wanted: MetricSet) -> Vec<(MetricName, f64)> {
@@ -554,27 +434,6 @@ fn in_perfdata_order(values: Vec<Measured>, wanted: MetricSet) -> Vec<(MetricNam
         .collect();
     measured.sort_by_key(|&(metric, _)| metric);
     measured
-}
-
-/// Measured metrics with their values, in perfdata order.
-type Values = Vec<(MetricName, f64)>;
-
-/// The values with the CPU figures held to their ceiling (100 % of every CPU the workers may
-/// use): one over it by no more than whole ticks' rounding (`tolerance`, points) reads as the
-/// ceiling; one further over is impossible, left out and returned apart.
-fn within_ceiling(values: Values, ceiling: f64, tolerance: f64) -> (Values, Values) {
-    let mut kept = Vec::with_capacity(values.len());
-    let mut impossible = Vec::new();
-    for (metric, value) in values {
-        if metric.max() != crate::catalog::Max::CpuCeiling || value <= ceiling {
-            kept.push((metric, value));
-        } else if value <= ceiling + tolerance + 1e-9 {
-            kept.push((metric, ceiling));
-        } else {
-            impossible.push((metric, value));
-        }
-    }
-    (kept, impossible)
 }
 
 /// Ticks as CPU percent of the interval, divided as `--cpu-scale` says.
@@ -675,154 +534,6 @@ fn cpu_interval(
     }
 }
 
-/// Bytes each worker read and wrote inside the interval, in the order of `workers`, by the
-/// rules of its CPU (`ticks`): the same process (pid and starttime) counts its growth, a new
-/// one all of its counters, one whose share is unknown zero. None where not known: its
-/// `/proc/PID/io` unreadable now, or missing from the previous sample of the same process.
-fn worker_io_bytes(
-    workers: &[ProcSample],
-    prev: &TickState,
-    ticks: &[WorkerCpu],
-) -> Vec<Option<IoCounters>> {
-    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
-    workers
-        .iter()
-        .zip(ticks)
-        .map(|(w, t)| {
-            let now = w.own_io()?;
-            match t.basis {
-                CpuBasis::Delta => Some(now.since(before.get(&w.pid)?.io?)),
-                CpuBasis::New => Some(now),
-                CpuBasis::Unknown => Some(IoCounters::default()),
-            }
-        })
-        .collect()
-}
-
-/// All workers' I/O over the interval, exited ones recovered from their master, or why it
-/// cannot be known: every worker's counters are needed, as a sum over the readable ones would
-/// describe other workers than the check reports on.
-fn io_interval(
-    prev: &TickState,
-    (workers, masters): (&[ProcSample], &[ProcSample]),
-    bytes: &[Option<IoCounters>],
-    exited_cpu: Option<ExitedWorkers>,
-) -> Result<IoFigures, IoGap> {
-    io_readable(workers)?;
-    match bytes.iter().filter(|b| b.is_none()).count() {
-        0 => {}
-        n => return Err(IoGap::NoBaseline(n)),
-    }
-    let live = bytes
-        .iter()
-        .flatten()
-        .fold(IoCounters::default(), |sum, b| sum.plus(*b));
-    let recovery = match exited_io(prev, workers, masters) {
-        Recovery::Recovered(_) if !workers_alone(exited_cpu) => {
-            Recovery::Not(Unrecovered::NotWorkers)
-        }
-        recovery => recovery,
-    };
-    let exited = match recovery {
-        Recovery::Recovered(bytes) => Some(bytes),
-        Recovery::NoMaster | Recovery::Not(_) => None,
-    };
-    Ok(IoFigures {
-        bytes: exited.map_or(live, |e| live.plus(e)),
-        exited,
-        unrecovered: match recovery {
-            Recovery::Not(why) => Some(why),
-            _ => None,
-        },
-    })
-}
-
-/// Whether the master's reaped-children I/O in the interval can be the exited workers' alone:
-/// none of its reaped CPU was left out as beyond what they could have burnt. Ticks have a
-/// physical bound and bytes have none, so a master whose reaped CPU broke it (it reaped more
-/// than workers) is not trusted for bytes either.
-fn workers_alone(exited_cpu: Option<ExitedWorkers>) -> bool {
-    exited_cpu.is_some_and(|e| e.beyond == 0)
-}
-
-/// Whether every worker's `/proc/PID/io` was read.
-fn io_readable(workers: &[ProcSample]) -> Result<(), IoGap> {
-    let count = |io: Io| workers.iter().filter(|p| p.io == io).count();
-    match (count(Io::Unreadable), count(Io::Absent)) {
-        (0, 0) => Ok(()),
-        (0, absent) if absent == workers.len() => Err(IoGap::NoAccounting),
-        (0, absent) => Err(IoGap::Missing(absent)),
-        (unreadable, _) => Err(IoGap::Unreadable(unreadable)),
-    }
-}
-
-/// What became of the I/O of workers that exited within the interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Recovery {
-    Recovered(IoCounters),
-    /// no master, or not the same one in both samples: nothing to recover from, as for CPU
-    NoMaster,
-    /// the master is there but its reaped-children I/O is not known at both samples
-    Not(Unrecovered),
-}
-
-/// I/O that workers gone since the previous sample did inside the interval, recovered from
-/// their master the way [`exited_workers`] recovers their CPU. When the master reaps a child,
-/// the kernel adds the child's whole `/proc/PID/io` (its own and its reaped children's) to
-/// the master's, apart from the master's own threads' (see [`ProcSample::reaped_io`]):
-///
-/// ```text
-/// exited = delta(masters' reaped-children I/O) - I/O the gone workers had at the previous sample
-/// ```
-///
-/// clamped at zero. The master's own I/O is never in it, so this holds whether or not a
-/// worker of the previous sample exited (a worker born and gone between two samples is
-/// counted too).
-fn exited_io(prev: &TickState, workers: &[ProcSample], masters: &[ProcSample]) -> Recovery {
-    let same = |b: &&ProcTicks, m: &ProcSample| b.pid == m.pid && b.starttime == m.starttime;
-    let before: Option<Vec<&ProcTicks>> = masters
-        .iter()
-        .map(|m| prev.masters.iter().find(|b| same(b, m)))
-        .collect();
-    let Some(before) = before.filter(|b| !b.is_empty() && b.len() == prev.masters.len()) else {
-        return Recovery::NoMaster;
-    };
-    if masters.iter().any(|m| m.io == Io::Unreadable) {
-        return Recovery::Not(Unrecovered::MasterUnreadable);
-    }
-    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
-    let gone: Option<Vec<IoCounters>> = prev
-        .workers
-        .iter()
-        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
-        .map(|b| b.io)
-        .collect();
-    let reaped: Option<Vec<IoCounters>> = masters
-        .iter()
-        .zip(&before)
-        .map(|(m, b)| Some(m.reaped_io?.since(b.io?)))
-        .collect();
-    let sum = |list: Vec<IoCounters>| {
-        list.into_iter()
-            .fold(IoCounters::default(), IoCounters::plus)
-    };
-    match (reaped, gone) {
-        (Some(reaped), Some(gone)) => Recovery::Recovered(sum(reaped).since(sum(gone))),
-        _ => Recovery::Not(Unrecovered::NotKnown),
-    }
-}
-
-/// [`Part::Count`](crate::catalog::Part): workers and threads.
-fn counts(workers: &[ProcSample]) -> Vec<Measured> {
-    vec![
-        (Workers, Some(workers.len() as f64)),
-        (
-            Threads,
-            Some(workers.iter().map(|w| w.threads).sum::<u64>() as f64),
-        ),
-    ]
-}
-
 /// [`Part::Cpu`](crate::catalog::Part): all workers' CPU and the busiest one's, unmeasured
 /// without an interval.
 fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]) -> Vec<Measured> {
@@ -835,240 +546,6 @@ fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]
         // interval starts at a sample of the history, which has no per-worker ticks
         (CpuMax, per_worker.first().and_then(|w| w.cpu)),
     ]
-}
-
-/// [`Part::Io`](crate::catalog::Part): bytes per second all workers made the storage layer
-/// read and write, unmeasured without an interval or without every worker's counters.
-fn io_values(io: Option<&IoFigures>, rate: Rate) -> Vec<Measured> {
-    let per_second = |bytes: fn(&IoCounters) -> u64| io.map(|f| rate.per_second(bytes(&f.bytes)));
-    vec![
-        (IoRead, per_second(|b| b.read_bytes)),
-        (IoWrite, per_second(|b| b.write_bytes)),
-    ]
-}
-
-/// [`Part::Memory`](crate::catalog::Part): sizes in whole bytes, averages unmeasured with no
-/// workers; `rss_pct` against the memory the workers may use.
-fn memory(workers: &[ProcSample], capacity: &Capacity) -> Vec<Measured> {
-    let n = workers.len() as f64;
-    let average = |total: u64| (n > 0.0).then(|| (total as f64 / n).round());
-    let detail_average = |get: fn(&Details) -> Option<u64>| {
-        every_detail(workers, get).map(|v| (v.iter().sum::<u64>() as f64 / v.len() as f64).round())
-    };
-    let largest = |size: fn(&ProcSample) -> u64| workers.iter().map(size).max().map(|b| b as f64);
-    let rss_total: u64 = workers.iter().map(|w| w.rss).sum();
-    // no workers use no memory: 0 %, as rss_total is 0
-    let total = match workers {
-        [] => Some(0),
-        _ => rss_pct_source(workers, capacity).map(|t| t.bytes),
-    };
-    let rss_pct = total
-        .zip(capacity.memory.filter(|&m| m > 0))
-        .map(|(bytes, limit)| (bytes as f64 / limit as f64 * 100.0).min(100.0));
-    vec![
-        (Rss, average(rss_total)),
-        (Vms, average(workers.iter().map(|w| w.vms).sum())),
-        (Pss, detail_average(|d| d.pss)),
-        (Uss, detail_average(|d| d.uss)),
-        (RssMax, largest(|w| w.rss)),
-        (VmsMax, largest(|w| w.vms)),
-        (RssTotal, Some(rss_total as f64)),
-        (RssPct, rss_pct),
-    ]
-}
-
-/// The workers' memory with each page counted once, bytes, and where it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MemoryTotal {
-    bytes: u64,
-    from: TotalFrom,
-}
-
-/// Where `rss_pct`'s memory, each page counted once, comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TotalFrom {
-    /// memory.current of the cgroup all workers share: their pages once, with whatever
-    /// else is charged there (the master, page cache)
-    CgroupCharge,
-    /// the sum of the workers' PSS: each shared page split between its users
-    PssSum,
-}
-
-/// The honest total behind `rss_pct`, bytes, and where it came from. A sum of RSS counts a
-/// page shared by 50 workers 50 times (50 workers sharing 2 GiB read 424 %), so it is never
-/// used: the cgroup's charge when the workers share one (cheap), else the PSS sum when it was
-/// measured (`--metrics pss`); else there is none.
-fn rss_pct_source(workers: &[ProcSample], capacity: &Capacity) -> Option<MemoryTotal> {
-    if let Some(bytes) = capacity.memory_charge.filter(|_| !workers.is_empty()) {
-        return Some(MemoryTotal {
-            bytes,
-            from: TotalFrom::CgroupCharge,
-        });
-    }
-    let pss = every_detail(workers, |d| d.pss).filter(|v| !v.is_empty())?;
-    Some(MemoryTotal {
-        bytes: pss.iter().sum(),
-        from: TotalFrom::PssSum,
-    })
-}
-
-/// [`Part::Fds`](crate::catalog::Part): open files of all workers, and the worker closest to
-/// its limit (a sum cannot show one worker running out).
-fn fds(workers: &[ProcSample]) -> Vec<Measured> {
-    let fd_pct_max = workers
-        .iter()
-        .filter_map(|w| {
-            let d = w.details.as_ref()?;
-            Some(d.fds? as f64 / d.fd_limit.filter(|&l| l > 0)? as f64 * 100.0)
-        })
-        .max_by(f64::total_cmp);
-    vec![
-        (
-            Fds,
-            every_detail(workers, |d| d.fds).map(|v| v.iter().sum::<u64>() as f64),
-        ),
-        (FdPctMax, fd_pct_max),
-    ]
-}
-
-/// [`Part::Ages`](crate::catalog::Part): whole seconds since the youngest and the oldest
-/// worker started.
-fn ages(per_worker: &[WorkerFigures]) -> Vec<Measured> {
-    let ages = per_worker.iter().map(|w| w.age);
-    vec![
-        (AgeMin, ages.clone().min_by(f64::total_cmp).map(f64::floor)),
-        (AgeMax, ages.max_by(f64::total_cmp).map(f64::floor)),
-    ]
-}
-
-/// [`Part::States`](crate::catalog::Part): workers in the states that mean trouble.
-fn states(workers: &[ProcSample]) -> Vec<Measured> {
-    let in_state = |state| Some(workers.iter().filter(|w| w.state == state).count() as f64);
-    vec![(Zombies, in_state('Z')), (Uninterruptible, in_state('D'))]
-}
-
-/// One detail of every worker, or None when some worker's could not be read (or there are no
-/// workers): an average of the readable ones would silently describe other workers than the
-/// check reports on.
-fn every_detail(workers: &[ProcSample], get: fn(&Details) -> Option<u64>) -> Option<Vec<u64>> {
-    let all: Option<Vec<u64>> = workers
-        .iter()
-        .map(|w| w.details.as_ref().and_then(get))
-        .collect();
-    all.filter(|v| !v.is_empty())
-}
-
-/// The workers whose `smaps_rollup` was read before the deadline cut the reads short.
-fn read_smaps(workers: &[ProcSample], cut: Option<SmapsCut>) -> &[ProcSample] {
-    &workers[..cut.map_or(workers.len(), |c| c.read.min(workers.len()))]
-}
-
-/// [`unreadable`] for a metric the run measures; none for one it does not read.
-fn wanted_unreadable(
-    wanted: MetricSet,
-    metric: MetricName,
-    workers: &[ProcSample],
-    get: fn(&Details) -> Option<u64>,
-) -> usize {
-    if wanted.contains(metric) {
-        unreadable(workers, get)
-    } else {
-        0
-    }
-}
-
-/// Workers whose details were read but lack this one: the permission problem a note reports.
-fn unreadable(workers: &[ProcSample], get: fn(&Details) -> Option<u64>) -> usize {
-    workers
-        .iter()
-        .filter(|w| w.details.is_some() && w.details.as_ref().and_then(get).is_none())
-        .count()
-}
-
-/// CPU that workers gone since the previous sample burnt inside the interval.
-///
-/// Prefork servers recycle workers all the time, so at a 1-5 minute check interval most CPU
-/// may be burnt by workers that no sample ever sees again. When a parent reaps a child the
-/// kernel adds the child's whole lifetime (its own and its reaped children's ticks) to the
-/// parent's `cutime`/`cstime`. So, with the same master(s) in both samples:
-///
-/// ```text
-/// exited = delta(masters' cutime + cstime) - ticks the gone workers had at the previous sample
-/// ```
-///
-/// (that second part was counted in an earlier interval). Clamped at zero, and at what the gone
-/// workers could have burnt ([`ExitedWorkers::at_most`]). The master's reaped-children time
-/// also holds any other child it reaps (a log helper, a CGI), which is counted too within that
-/// bound: an approximation the README documents. With no master, or a master that is not the
-/// same process (pid and starttime) as last time, nothing is recovered.
-fn exited_workers(
-    prev: &TickState,
-    workers: &[ProcSample],
-    masters: &[ProcSample],
-) -> Option<ExitedWorkers> {
-    if masters.is_empty() || masters.len() != prev.masters.len() {
-        return None;
-    }
-    let same = |a: &ProcTicks, pid: i32, starttime: u64| a.pid == pid && a.starttime == starttime;
-    let mut child_user_delta: i128 = 0;
-    let mut child_system_delta: i128 = 0;
-    for m in masters {
-        let before = prev.masters.iter().find(|b| same(b, m.pid, m.starttime))?;
-        child_user_delta += i128::from(m.cutime) - i128::from(before.cutime);
-        child_system_delta += i128::from(m.cstime) - i128::from(before.cstime);
-    }
-    let gone = gone_workers(prev, workers);
-    let counted_user: i128 = gone
-        .iter()
-        .map(|b| i128::from(b.utime) + i128::from(b.cutime))
-        .sum();
-    let counted_system: i128 = gone
-        .iter()
-        .map(|b| i128::from(b.stime) + i128::from(b.cstime))
-        .sum();
-    let clamp = |ticks: i128| u64::try_from(ticks.max(0)).unwrap_or(u64::MAX);
-    Some(ExitedWorkers {
-        count: gone.len(),
-        user_ticks: clamp(child_user_delta - counted_user),
-        system_ticks: clamp(child_system_delta - counted_system),
-        beyond: 0,
-    })
-}
-
-/// The workers of the previous sample that are not among `workers` (pid and starttime).
-fn gone_workers<'a>(prev: &'a TickState, workers: &[ProcSample]) -> Vec<&'a ProcTicks> {
-    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
-    prev.workers
-        .iter()
-        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
-        .collect()
-}
-
-/// Clock ticks per second of the tick file's readings (checked equal to this run's).
-fn prev_hz(prev: &TickState) -> f64 {
-    prev.clock_ticks.max(1) as f64
-}
-
-impl ExitedWorkers {
-    /// At most what `count` workers could have burnt in `interval_ticks` (the interval in
-    /// clock ticks): one core each, for the whole interval. A master reaps whatever children it
-    /// has, and a parent whose reaped time was never the workers' (a helper it runs, a
-    /// long-lived child reaped at last) must not turn into hundreds of percent: the excess is
-    /// left out, split between user and system as the recovered ticks are, and noted.
-    fn at_most(self, interval_ticks: f64) -> ExitedWorkers {
-        let total = self.user_ticks.saturating_add(self.system_ticks);
-        let limit = (self.count as f64 * interval_ticks).floor().max(0.0) as u64;
-        if total <= limit {
-            return self;
-        }
-        let user = (u128::from(self.user_ticks) * u128::from(limit) / u128::from(total)) as u64;
-        ExitedWorkers {
-            user_ticks: user,
-            system_ticks: limit - user,
-            beyond: total - limit,
-            ..self
-        }
-    }
 }
 
 /// Ticks one worker spent inside the interval.
@@ -1104,6 +581,13 @@ fn worker_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sample::Details;
+    use crate::sample::Io;
+
+    /// The notes as printed at `-v` given `level` times.
+    fn notes_at(f: &Figures, level: u8) -> Vec<String> {
+        crate::output::note_lines(&f.notes(), level)
+    }
 
     /// [`compute`] against a stored baseline (or none), without `--average`.
     fn compute_with(
@@ -1334,13 +818,13 @@ mod tests {
         // 6000 ticks over 6000: one core, never the 667 % the reaped time would say
         assert!((total(&f) - 100.0).abs() < 1e-9, "{}", total(&f));
         assert!(
-            f.notes(0).contains(
+            notes_at(&f, 0).contains(
                 &"cpu: the master's reaped-children time exceeds what 1 exited workers could \
                   have used in the 60 s interval; 34000 ticks left out"
                     .to_string()
             ),
             "{:?}",
-            f.notes(0)
+            notes_at(&f, 0)
         );
         // its reaped bytes are not the workers' either: left out, and said so
         assert_eq!(io_of(&f), (Some(0.0), Some(0.0)));
@@ -1683,11 +1167,11 @@ mod tests {
         // (600 + 12000 - 6000) / 60 s; the master's own I/O is not the workers'
         assert_eq!(io_of(&f), (Some(0.0), Some(110.0)));
         assert!(
-            f.notes(2).iter().any(|n| n
+            notes_at(&f, 2).iter().any(|n| n
                 == "io_read, io_write: 0 bytes read and 6000 written by workers that exited \
                     within the interval, recovered from the master's reaped-children I/O"),
             "{:?}",
-            f.notes(2)
+            notes_at(&f, 2)
         );
         // a restarted master recovers nothing, as for CPU
         let mut restarted = io_master(0, 90_000);
@@ -1713,13 +1197,13 @@ mod tests {
             Some(Unrecovered::MasterUnreadable)
         );
         assert!(
-            f.notes(0).contains(
+            notes_at(&f, 0).contains(
                 &"io_read, io_write: /proc/PID/io of the master not readable (needs root or \
                   its user), so workers that exited within the interval are not counted"
                     .to_string()
             ),
             "{:?}",
-            f.notes(0)
+            notes_at(&f, 0)
         );
         // readable, but not in the previous sample
         let mut master = io_master(0, 0);
@@ -1754,7 +1238,7 @@ mod tests {
         let f = at_1060(&[io_worker(10, 500, 0, 60), denied], &[], &prev);
         assert_eq!(io_of(&f), (None, None));
         assert_eq!(f.io_gap, Some(IoGap::Unreadable(1)));
-        assert!(f.notes(0).contains(
+        assert!(notes_at(&f, 0).contains(
             &"io_read, io_write: /proc/PID/io of 1 of 2 workers not readable (needs root or \
               the workers' user); left out"
                 .to_string()
@@ -1771,9 +1255,9 @@ mod tests {
         let f = at_1060(&[worker(10, 500, 0, 0)], &[], &prev);
         assert_eq!(f.io_gap, Some(IoGap::NoAccounting));
         assert!(
-            f.notes(2).iter().all(|n| !n.contains("io_")),
+            notes_at(&f, 2).iter().all(|n| !n.contains("io_")),
             "{:?}",
-            f.notes(2)
+            notes_at(&f, 2)
         );
         // one file gone among readable ones
         let f = at_1060(
@@ -1793,7 +1277,7 @@ mod tests {
             btime: now.btime + 3600,
             ..ok.clone()
         };
-        assert_eq!(check_baseline(rebooted, &now), Err(NoBaseline::Rebooted));
+        assert_eq!(check_baseline(rebooted, &now), Err(NoInterval::Rebooted));
         let flicker = TickState {
             btime: now.btime - 1,
             ..ok.clone()
@@ -1805,12 +1289,12 @@ mod tests {
         let future = previous(1000.5, vec![]);
         assert_eq!(
             check_baseline(future, &now),
-            Err(NoBaseline::TimeWentBackwards)
+            Err(NoInterval::TimeWentBackwards)
         );
         let same = previous(1000.0, vec![]);
-        assert_eq!(check_baseline(same, &now), Err(NoBaseline::TooShort));
+        assert_eq!(check_baseline(same, &now), Err(NoInterval::TooShort));
         let short = previous(999.99, vec![]);
-        assert_eq!(check_baseline(short, &now), Err(NoBaseline::TooShort));
+        assert_eq!(check_baseline(short, &now), Err(NoInterval::TooShort));
         let two_ticks = previous(999.98, vec![]);
         assert!(check_baseline(two_ticks, &now).is_ok());
     }

@@ -1,4 +1,5 @@
-//! Presentation step: the Nagios status line, perfdata and long output, from a [`Report`].
+//! Presentation step: the Nagios status line, perfdata and long output, from an [`Outcome`]
+//! (a run's [`Report`], or why there is none). Rendered once, in [`render`].
 //!
 //! Perfdata is built only here, from [`MetricResult`], so every metric has its unit, its
 //! thresholds in its own unit, and min/max the same way.
@@ -9,9 +10,14 @@
 //! lines. Each of those is escaped here as a whole with [`text::shown`], so the only `|` printed
 //! is the one before perfdata, whatever a caller forgot to escape.
 
+mod notes;
+
 use std::fmt::Write as _;
 
+use nagiosplugin::ServiceState;
+
 use crate::catalog::{MetricName, Unit};
+use crate::note::Note;
 use crate::report::{MetricResult, Report};
 use crate::text;
 use crate::thresholds::{format_number, format_plain, human_bytes, Range};
@@ -19,46 +25,105 @@ use crate::thresholds::{format_number, format_plain, human_bytes, Range};
 /// At most this many per-worker lines with -v; the rest are counted.
 const MAX_WORKER_LINES: usize = 20;
 
-/// What the plugin prints on stdout and the code it exits with. Every way out is one: a run's
-/// report, `--help`, a usage error, an error, a timeout, a panic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub text: String,
-    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
-    pub code: i32,
+/// What the plugin says, as structures, before any of it is text. Every way out builds one:
+/// a run's report, `--help`, a usage error, an error, a timeout, a panic; [`render`] alone
+/// turns it into what is printed, and [`Outcome::exit_code`] gives the code to exit with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// a check's result: a run's report, or why there is none
+    Check(Check),
+    /// `--help` or `--version`: clap's text, printed as it is, exit 3 as the plugin
+    /// guidelines ask
+    Verbatim(String),
+}
+
+/// A check's result: its state, the summary of the status line, the perfdata items, the notes
+/// and the long output (as monitoring-plugins' `mp_check` holds them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub state: ServiceState,
+    /// the status line after `WORKERS <STATE> - `: the label and the figures, or the reason
+    /// a check failed
+    pub summary: String,
+    /// measured metrics, in perfdata order; none when the check failed (no `|` then)
+    pub perfdata: Vec<MetricResult>,
+    /// what the steps noted, of every level; those of `verbosity` are shown
+    pub notes: Vec<Note>,
+    /// long output after the notes: one line per worker
+    pub long: Vec<String>,
+    /// how many times `-v` was given
+    pub verbosity: u8,
 }
 
 impl Outcome {
-    /// The UNKNOWN line every failure ends in (usage errors, I/O errors, timeouts, panics):
+    /// The UNKNOWN result every failure ends in (usage errors, I/O errors, timeouts, panics):
     /// one line with no `|`, whatever the error says, and exit code 3. The reason quotes
-    /// paths, options and OS messages, so it is escaped here, where every one of them passes.
+    /// paths, options and OS messages; [`render`] escapes it with the rest of the line.
     pub fn unknown(why: &str) -> Outcome {
-        Outcome {
-            text: format!("WORKERS UNKNOWN - {}\n", text::shown(why)),
-            code: 3,
+        Outcome::Check(Check {
+            state: ServiceState::Unknown,
+            summary: why.to_string(),
+            perfdata: Vec::new(),
+            notes: Vec::new(),
+            long: Vec::new(),
+            verbosity: 0,
+        })
+    }
+
+    /// A run's result: the status line's summary, perfdata, notes, and with -v one line per
+    /// worker.
+    pub fn report(report: Report, verbosity: u8) -> Outcome {
+        let summary = format!("{}: {}", report.label, summary(&report));
+        let long = worker_lines(&report, verbosity);
+        Outcome::Check(Check {
+            state: report.state,
+            summary,
+            perfdata: report.results,
+            notes: report.notes,
+            long,
+            verbosity,
+        })
+    }
+
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::Check(check) => check.state.exit_code(),
+            Outcome::Verbatim(_) => ServiceState::Unknown.exit_code(),
         }
     }
 }
 
-/// The whole text a run prints: status line with perfdata, then notes, then (with -v) one line
-/// per worker.
-pub fn render(report: &Report, verbosity: u8) -> String {
-    let status = format!(
-        "WORKERS {} - {}: {}",
-        report.state,
-        report.label,
-        summary(report)
-    );
-    let mut out = format!("{} | {}\n", text::shown(&status), perfdata(&report.results));
-    for line in report
-        .notes
-        .iter()
-        .cloned()
-        .chain(worker_lines(report, verbosity))
+/// The whole text the plugin prints: the status line with its perfdata, then the notes of the
+/// level asked for, then the long output; or `--help`'s text as it is.
+pub fn render(outcome: &Outcome) -> String {
+    let check = match outcome {
+        Outcome::Check(check) => check,
+        Outcome::Verbatim(text) => return text.clone(),
+    };
+    let status = format!("WORKERS {} - {}", check.state, check.summary);
+    let mut out = text::shown(&status);
+    if !check.perfdata.is_empty() {
+        let _ = write!(out, " | {}", perfdata(&check.perfdata));
+    }
+    out.push('\n');
+    for line in note_lines(&check.notes, check.verbosity)
+        .into_iter()
+        .chain(check.long.iter().cloned())
     {
         let _ = writeln!(out, "{}", text::shown(&line));
     }
     out
+}
+
+/// The notes shown at `-v` repeated `verbosity` times, worded, in their order (not yet
+/// escaped: [`render`] escapes every line it prints).
+pub fn note_lines(notes: &[Note], verbosity: u8) -> Vec<String> {
+    notes
+        .iter()
+        .filter(|n| n.shown_at(verbosity))
+        .map(notes::text)
+        .collect()
 }
 
 /// With -v, one line per worker, busiest first, then how many more there are.
@@ -242,11 +307,11 @@ mod tests {
     use super::*;
     use crate::metrics::{Figures, WorkerFigures};
     use crate::thresholds::{Pair, Verdict};
-    use nagiosplugin::ServiceState;
     use std::collections::BTreeMap;
 
     /// A report whose every piece of outside text is given: the label, the problem, the notes
-    /// and the per-worker user names.
+    /// (trace lines, the notes that print outside text as it is) and the per-worker user
+    /// names.
     fn report(label: &str, problem: Option<&str>, notes: &[String], user: &str) -> Report {
         let alert = Range {
             start: 1.0,
@@ -288,9 +353,25 @@ mod tests {
             masters: vec![812],
             include_master: false,
             problem: problem.map(str::to_string),
-            notes: notes.to_vec(),
+            notes: notes.iter().cloned().map(Note::Trace).collect(),
             user_names: BTreeMap::from([(4242, user.to_string())]),
         }
+    }
+
+    /// The text of `report` at `-v` given `verbosity` times.
+    fn render_at(report: Report, verbosity: u8) -> String {
+        render(&Outcome::report(report, verbosity))
+    }
+
+    /// Every failure is one escaped UNKNOWN line without perfdata, exit 3; help is verbatim.
+    #[test]
+    fn failures_and_help_render_as_before() {
+        let timeout = Outcome::unknown("timed out after 10s");
+        assert_eq!(render(&timeout), "WORKERS UNKNOWN - timed out after 10s\n");
+        assert_eq!(timeout.exit_code(), 3);
+        let help = Outcome::Verbatim("Usage: check_workers [OPTIONS]\n".into());
+        assert_eq!(render(&help), "Usage: check_workers [OPTIONS]\n");
+        assert_eq!(help.exit_code(), 3);
     }
 
     /// Nagios's reading of the output holds: line 1 is the status line and the only `|` in
@@ -305,14 +386,14 @@ mod tests {
     #[test]
     fn outside_text_is_escaped_everywhere() {
         let notes = ["pid 7 x|y\nWORKERS OK - fake | a=1: candidate".to_string()];
-        let out = render(
-            &report(
+        let out = render_at(
+            report(
                 "cmdline /sleep 300|sleep 200/",
                 Some("pidfile /run/a|b\nWORKERS OK is missing"),
                 &notes,
                 "ev|il\n",
             ),
-            1,
+            3,
         );
         assert_eq!(
             out,
@@ -327,7 +408,9 @@ mod tests {
 
     #[test]
     fn plain_text_is_unchanged() {
-        let out = render(&report("nginx", None, &["a note".into()], "www-data"), 0);
+        let mut report = report("nginx", None, &["a note".into()], "www-data");
+        report.figures.per_worker.clear();
+        let out = render_at(report, 3);
         assert_eq!(
             out,
             "WORKERS CRITICAL - nginx: 0 workers < 1 (master 812), cpu n/a | workers=0;;1:;0;\n\
@@ -364,10 +447,12 @@ mod tests {
                 user in outside_text(),
                 verbosity in 0u8..4,
             ) {
-                let out = render(&report(&label, problem.as_deref(), &notes, &user), verbosity);
+                let out = render_at(
+            report(&label, problem.as_deref(), &notes, &user), verbosity);
                 assert_one_pipe_on_line_1(&out);
                 let workers = if verbosity > 0 { 2 } else { 0 };
-                prop_assert_eq!(out.lines().count(), 1 + notes.len() + workers);
+                let notes = if verbosity > 2 { notes.len() } else { 0 };
+                prop_assert_eq!(out.lines().count(), 1 + notes + workers);
                 prop_assert!(!out.contains('\r'));
             }
         }

@@ -7,6 +7,7 @@ use nagiosplugin::ServiceState;
 
 use crate::catalog::MetricName;
 use crate::metrics::Figures;
+use crate::note::Note;
 use crate::thresholds::{Pair, Verdict};
 
 /// One measured metric with its thresholds and verdict; perfdata and the status line are both
@@ -34,8 +35,9 @@ pub struct Report {
     pub include_master: bool,
     /// why the named master is missing (stale pidfile, ...), shown in the status line
     pub problem: Option<String>,
-    /// lines printed after the status line
-    pub notes: Vec<String>,
+    /// what the steps noted, in the order printed after the status line; `output` shows
+    /// those of the `-v` level asked for
+    pub notes: Vec<Note>,
     /// user names of the uids in the long output
     pub user_names: BTreeMap<u32, String>,
 }

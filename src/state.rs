@@ -148,17 +148,6 @@ pub enum NoBaseline {
     FirstRun,
     /// the file exists but could not be read or parsed
     Corrupt(String),
-    /// the boot time changed: the ticks belong to another boot
-    Rebooted,
-    /// the uptime is not later than the saved one (clock or file from the future)
-    TimeWentBackwards,
-    /// the baseline claims what the host could not have done (see `metrics::plausible`)
-    Impossible(String),
-    /// less than two clock ticks passed: too short to divide by
-    TooShort,
-    /// no sample is old enough for the workers' clock ticks (see `metrics::min_interval`):
-    /// seconds since the last run, and seconds needed
-    TooRecent { age: f64, needed: f64 },
     /// another check with the same selection holds the tick file
     Busy,
     /// the state dir or the lock file cannot be used (the run says why)
@@ -170,16 +159,6 @@ impl fmt::Display for NoBaseline {
         match self {
             NoBaseline::FirstRun => write!(f, "first run"),
             NoBaseline::Corrupt(why) => write!(f, "tick file discarded: {why}"),
-            NoBaseline::Rebooted => write!(f, "host rebooted since the last run"),
-            NoBaseline::TimeWentBackwards => write!(f, "tick file is from the future"),
-            NoBaseline::Impossible(why) => {
-                write!(f, "tick file discarded: impossible baseline ({why})")
-            }
-            NoBaseline::TooShort => write!(f, "last run less than 2 clock ticks ago"),
-            NoBaseline::TooRecent { age, needed } => write!(
-                f,
-                "last run {age:.2} s ago, no sample {needed:.2} s old for the workers' clock ticks"
-            ),
             NoBaseline::Busy => write!(f, "another check of the same workers is running"),
             NoBaseline::Unusable => write!(f, "no usable state dir"),
         }

@@ -12,6 +12,7 @@ use nagiosplugin::ServiceState;
 // Ranges are parsed in a metric's unit, so whoever judges or renders a metric needs both: the
 // catalog defines them, and they are re-exported for the steps that meet them with ranges.
 use crate::catalog::{MetricName, Unit};
+use crate::note::Note;
 
 /// A Nagios range. The value is OK when `start <= value <= end`; `inverted` (`@`) flips that.
 /// Infinite ends stand for `~` and for an omitted end.
@@ -301,15 +302,10 @@ impl Thresholds {
     /// Notes for the thresholds on metrics this run could not measure (CPU with no baseline,
     /// memory with no workers, PSS without permission): they stay OK, and the output says so
     /// rather than staying silent. In perfdata order.
-    pub fn not_evaluated(&self, measured: &[MetricName]) -> Vec<String> {
+    pub fn not_evaluated(&self, measured: &[MetricName]) -> Vec<Note> {
         self.metrics()
             .filter(|m| !measured.contains(m))
-            .map(|m| {
-                format!(
-                    "{}: not measured in this run, thresholds not evaluated",
-                    m.label()
-                )
-            })
+            .map(Note::NotEvaluated)
             .collect()
     }
 
@@ -633,7 +629,7 @@ mod tests {
         let t = Thresholds::from_args(&["pss=1M".into(), "cpu=80".into(), "rss=1M".into()], &[])
             .unwrap();
         assert_eq!(
-            t.not_evaluated(&[MetricName::Workers, MetricName::Rss]),
+            crate::output::note_lines(&t.not_evaluated(&[MetricName::Workers, MetricName::Rss]), 0),
             [
                 "cpu: not measured in this run, thresholds not evaluated",
                 "pss: not measured in this run, thresholds not evaluated",

@@ -11,10 +11,12 @@
 
 use crate::catalog::MetricName::{CpuAvg, Restarts, RssGrowth};
 use crate::history::{self, Cum, History, Identity, Sample, DEFAULT_KEEP};
+use crate::note::Note;
+pub use crate::note::Since;
 use crate::sample::{ProcSample, Snapshot};
-use crate::state::{NoBaseline, TickState};
+use crate::state::TickState;
 
-use super::{cpu_interval, worker_ticks, CpuFigures, Measured, Rate, WorkerCpu};
+use super::{cpu_interval, worker_ticks, CpuFigures, Measured, NoInterval, Rate, WorkerCpu};
 
 /// The error a CPU figure may carry from whole ticks, points of one core, when its interval
 /// is long enough.
@@ -61,18 +63,6 @@ impl<'a> Previous<'a> {
     }
 }
 
-/// Where the CPU interval starts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Since {
-    /// the per-worker baseline an earlier run left
-    Baseline,
-    /// a sample of the history, the baseline being too recent; the last run was this many
-    /// seconds ago
-    Older { last_run: f64 },
-    /// a first reading taken within this run
-    WithinRun,
-}
-
 /// What this run adds to the history.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Tally {
@@ -97,58 +87,38 @@ pub struct Average {
 }
 
 impl Average {
-    /// A short history always says so; the span otherwise with `-vv`.
-    pub(super) fn note(self, verbosity: u8) -> Option<String> {
-        let (label, span, window) = (CpuAvg.label(), seconds(self.span), self.window);
+    /// What `cpu_avg` spans: a short history always says so, a whole window only in detail.
+    pub(super) fn note(self) -> Note {
+        let (span, window) = (self.span, self.window);
         if self.within_run {
-            Some(format!(
-                "{label}: over {span} within this run, of the {window} s window (no history yet)"
-            ))
+            Note::AverageWithinRun { span, window }
         } else if self.short {
-            Some(format!(
-                "{label}: over {span} of the {window} s window (history is short)"
-            ))
+            Note::AverageShort { span, window }
         } else {
-            (verbosity > 1).then(|| format!("{label}: over {span} for the {window} s window"))
+            Note::AverageOver { span, window }
         }
     }
 }
 
-/// `120 s`, `1.50 s`.
-fn seconds(s: f64) -> String {
-    if s >= 10.0 {
-        format!("{s:.0} s")
-    } else {
-        format!("{s:.2} s")
+/// What the CPU figures were measured over, and how far off they may be.
+pub(super) fn interval_note(cpu: &CpuFigures, workers: usize) -> Note {
+    Note::CpuInterval {
+        seconds: cpu.interval,
+        since: cpu.since,
+        error_bound: cpu.error_bound,
+        workers,
     }
-}
-
-/// `-vv`: what the CPU figures were measured over, and how far off they may be.
-pub(super) fn interval_note(cpu: &CpuFigures, workers: usize) -> String {
-    let how = match cpu.since {
-        Since::Baseline => ", per worker, since an earlier run".to_string(),
-        Since::Older { last_run } => format!(
-            " from the history: the last run, {last_run:.2} s ago, is too recent for \
-             {workers} workers' ticks"
-        ),
-        Since::WithinRun => " within this run".to_string(),
-    };
-    format!(
-        "cpu: measured over {:.2} s{how}; error bound ±{:.2} points ({workers} workers, 1 tick \
-         each)",
-        cpu.interval, cpu.error_bound
-    )
 }
 
 /// Why the tick file gives this reading no CPU interval, if it gives none: neither its
 /// baseline nor any sample of its history is [`min_interval`] old for `workers` workers. The
 /// run then measures within itself.
-pub fn too_recent(stored: &TickState, now: &Snapshot, workers: usize) -> Option<NoBaseline> {
+pub fn too_recent(stored: &TickState, now: &Snapshot, workers: usize) -> Option<NoInterval> {
     let needed = min_interval(workers, now.clock_ticks.max(1) as f64);
     let usable = history::aged(now.uptime, stored.uptime, needed)
         || stored.history.newest_at_least(now.uptime, needed).is_some();
     let last = stored.history.newest().map_or(stored.uptime, |s| s.uptime);
-    (!usable).then_some(NoBaseline::TooRecent {
+    (!usable).then_some(NoInterval::TooRecent {
         age: now.uptime - last,
         needed,
     })
@@ -352,6 +322,11 @@ mod tests {
     use crate::catalog::MetricSet;
     use crate::state::ProcTicks;
 
+    /// `note` as printed at `-v` given `level` times, if it is shown there.
+    fn shown(note: Note, level: u8) -> Option<String> {
+        crate::output::note_lines(&[note], level).pop()
+    }
+
     fn worker(pid: i32, utime: u64) -> ProcSample {
         ProcSample {
             pid,
@@ -457,7 +432,7 @@ mod tests {
             }
         );
         assert_eq!(
-            interval_note(&cpu, 3),
+            shown(interval_note(&cpu, 3), 2).unwrap(),
             "cpu: measured over 60.00 s from the history: the last run, 0.10 s ago, is too \
              recent for 3 workers' ticks; error bound ±0.05 points (3 workers, 1 tick each)"
         );
@@ -474,7 +449,7 @@ mod tests {
         let prev = stored(1000.0, 400, 0, &[(1000.0, 0)]);
         assert_eq!(
             too_recent(&prev, &snapshot(1000.5), 3),
-            Some(NoBaseline::TooRecent {
+            Some(NoInterval::TooRecent {
                 age: 0.5,
                 needed: 1.0
             })
@@ -517,7 +492,7 @@ mod tests {
         let average = f.average.unwrap();
         assert!(average.within_run && average.short);
         assert_eq!(
-            average.note(0).unwrap(),
+            shown(average.note(), 0).unwrap(),
             "cpu_avg: over 1.00 s within this run, of the 300 s window (no history yet)"
         );
         assert_eq!(f.tally.sample.cum, Cum::default());
@@ -534,16 +509,16 @@ mod tests {
         assert_eq!(value(&f, CpuAvg), Some((5400.0 - 600.0) / 24_000.0 * 100.0));
         let average = f.average.unwrap();
         assert!(!average.short && !average.within_run);
-        assert_eq!(average.note(1), None);
+        assert_eq!(shown(average.note(), 1), None);
         assert_eq!(
-            average.note(2).unwrap(),
+            shown(average.note(), 2).unwrap(),
             "cpu_avg: over 240 s for the 240 s window"
         );
         // a window longer than the history: over all of it, and said so
         let f = figures(1300.0, 2000, Previous::stored(&prev), Some(600));
         assert_eq!(value(&f, CpuAvg), Some(5400.0 / 30_000.0 * 100.0));
         assert_eq!(
-            f.average.unwrap().note(0).unwrap(),
+            shown(f.average.unwrap().note(), 0).unwrap(),
             "cpu_avg: over 300 s of the 600 s window (history is short)"
         );
         // no --average, no cpu_avg

@@ -9,10 +9,16 @@
 //! uptimes to the hundredth; and a process's counters never go down. A baseline that breaks
 //! it makes the whole file unusable (the history's totals count on from it); a history sample
 //! that breaks it is dropped alone, and the file is rewritten without it.
+//!
+//! [`within_ceiling`] is the last guard, on the figures themselves: a CPU figure above what
+//! every usable CPU can give is never reported.
 
+use crate::catalog::{Max, MetricName};
 use crate::history::{Cum, History, Sample};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
-use crate::state::{NoBaseline, ProcTicks, TickState};
+use crate::state::{ProcTicks, TickState};
+
+use super::NoInterval;
 
 /// The tick file, with the history samples it may keep, and how many it may not.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,9 +70,9 @@ pub fn check_physics(
     now: &Snapshot,
     workers: &[ProcSample],
     masters: &[ProcSample],
-) -> Result<Checked, NoBaseline> {
+) -> Result<Checked, NoInterval> {
     let host = Host::of(now);
-    let impossible = |why: String| Err(NoBaseline::Impossible(why));
+    let impossible = |why: String| Err(NoInterval::Impossible(why));
     let lines = stored.workers.len() + stored.masters.len();
     if ticks(stored.base) > host.most_since_boot(stored.uptime, lines) {
         return impossible(format!(
@@ -199,6 +205,27 @@ fn plausible_history(stored: &TickState, host: Host, mem_total: Option<u64>) -> 
     (history, dropped)
 }
 
+/// Measured metrics with their values, in perfdata order.
+pub(super) type Values = Vec<(MetricName, f64)>;
+
+/// The values with the CPU figures held to their ceiling (100 % of every CPU the workers may
+/// use): one over it by no more than whole ticks' rounding (`tolerance`, points) reads as the
+/// ceiling; one further over is impossible, left out and returned apart.
+pub(super) fn within_ceiling(values: Values, ceiling: f64, tolerance: f64) -> (Values, Values) {
+    let mut kept = Vec::with_capacity(values.len());
+    let mut impossible = Vec::new();
+    for (metric, value) in values {
+        if metric.max() != Max::CpuCeiling || value <= ceiling {
+            kept.push((metric, value));
+        } else if value <= ceiling + tolerance + 1e-9 {
+            kept.push((metric, ceiling));
+        } else {
+            impossible.push((metric, value));
+        }
+    }
+    (kept, impossible)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +299,7 @@ mod tests {
         assert!(check(line(7, 90_000, 0), worker(7, 90_000, 25_000)).is_err());
         assert_eq!(
             check(line(7, 90_000, 10), worker(7, 90_000, 9)),
-            Err(NoBaseline::Impossible(
+            Err(NoInterval::Impossible(
                 "process 7's ticks went down since the baseline".into()
             ))
         );

@@ -1,0 +1,166 @@
+//! Notes: what the measuring and judging steps found worth telling beside the figures, as
+//! values (what happened, with its figures) rather than finished lines. Each kind has the `-v`
+//! level it is shown from; `output` alone decides which are shown and words them. A leaf
+//! module, so every step can make notes without depending on a later one.
+
+use std::path::PathBuf;
+
+use crate::catalog::MetricName;
+
+/// From which `-v` a note is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// always: the figures are incomplete or off without it
+    Always = 0,
+    /// `-v`
+    Verbose = 1,
+    /// `-vv`: how the figures were made
+    Detail = 2,
+    /// `-vvv`: the trace of the proc reads
+    Trace = 3,
+}
+
+/// Where the CPU interval starts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Since {
+    /// the per-worker baseline an earlier run left
+    Baseline,
+    /// a sample of the history, the baseline being too recent; the last run was this many
+    /// seconds ago
+    Older { last_run: f64 },
+    /// a first reading taken within this run
+    WithinRun,
+}
+
+/// What became of CPU when there was no baseline to measure it against.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fallback {
+    /// `--interval 0`: no reading within the run
+    NoInterval,
+    /// the deadline left no time for a second reading
+    NoTime,
+    /// the second reading ran out of time (what the scan says)
+    ScanTimedOut(String),
+    /// measured over this many seconds within the run
+    WithinRun { seconds: f64 },
+    /// the first reading of the run could not serve either (why)
+    Unusable(String),
+}
+
+/// One thing a step found worth telling, with its figures. Metric lists name the metrics
+/// the note is about; counts are workers unless said otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    /// workers whose CPU share could not be known, counted as 0 (`with_io`: the I/O figures
+    /// follow the same rule)
+    UnknownShare { count: usize, with_io: bool },
+    /// reaped-children ticks beyond what `exited` workers could have used in `interval`
+    /// seconds, left out
+    ReapedBeyond {
+        exited: usize,
+        interval: f64,
+        ticks: u64,
+    },
+    /// ticks recovered for `count` exited workers from the master's reaped-children time
+    ExitedRecovered { count: usize, ticks: u64 },
+    /// workers started within the `interval` seconds that count fully
+    NewWorkers {
+        count: usize,
+        interval: f64,
+        with_io: bool,
+    },
+    /// what the CPU figures were measured over, seconds, and their error bound, points
+    CpuInterval {
+        seconds: f64,
+        since: Since,
+        error_bound: f64,
+        workers: usize,
+    },
+    /// I/O left out: `/proc/PID/io` of `unreadable` of `of` workers not readable
+    IoUnreadable { unreadable: usize, of: usize },
+    /// I/O left out: `/proc/PID/io` of `count` workers gone when read
+    IoGone { count: usize },
+    /// I/O left out: `count` workers without I/O counters in the previous sample
+    IoNoBaseline { count: usize },
+    /// exited workers' I/O not counted: the master's `/proc/PID/io` is not readable
+    IoMasterUnreadable,
+    /// exited workers' I/O not counted: the master's reaped-children I/O unknown at a sample
+    IoReapedUnknown,
+    /// exited workers' I/O not counted: the master reaped more than the workers could have
+    IoReapedNotWorkers,
+    /// bytes read and written by exited workers, recovered from their master
+    IoRecovered { read: u64, written: u64 },
+    /// `cpu_avg` over `span` seconds within this run, of a `window` of seconds
+    AverageWithinRun { span: f64, window: u64 },
+    /// `cpu_avg` over `span` seconds, the history being shorter than the window
+    AverageShort { span: f64, window: u64 },
+    /// `cpu_avg` over `span` seconds for the window
+    AverageOver { span: f64, window: u64 },
+    /// CPU figures beyond the `ceiling` percent every usable CPU can give, left out
+    BeyondCeiling {
+        figures: Vec<(MetricName, f64)>,
+        ceiling: f64,
+    },
+    /// `smaps_rollup` of `read` of `of` workers read before the deadline
+    SmapsCut { read: usize, of: usize },
+    /// `rss_pct` has no total that counts each page once
+    RssPctNoTotal,
+    /// `rss_pct` is the cgroup's memory charge
+    RssPctFromCharge,
+    /// `rss_pct` is the workers' PSS sum
+    RssPctFromPss,
+    /// `smaps_rollup` of `unreadable` of `of` workers not readable
+    PssUnreadable { unreadable: usize, of: usize },
+    /// open files of `unreadable` of `of` workers not readable
+    FdsUnreadable { unreadable: usize, of: usize },
+    /// a threshold on a metric this run did not measure
+    NotEvaluated(MetricName),
+    /// the tick file could not be saved (the OS's reason): the run is UNKNOWN
+    NotSaved(String),
+    /// no baseline to measure CPU against (`reason`, as its type words it), and what the run
+    /// did instead
+    NoBaseline { reason: String, then: Fallback },
+    /// history samples with totals no host could reach, dropped from the tick file
+    DroppedHistory { count: usize },
+    /// processes that could not be read
+    UnreadableProcesses { count: usize },
+    /// what selects the workers (the filters' own phrases) and the master
+    Selection {
+        filters: Vec<String>,
+        master: String,
+    },
+    /// processes skipped while scanning
+    Skipped { vanished: usize, unreadable: usize },
+    /// where the tick file is
+    TickFile(PathBuf),
+    /// one line of the trace of the proc reads
+    Trace(String),
+    /// the tick file was left to a peer that holds it
+    LeftToPeer,
+}
+
+impl Note {
+    /// From which `-v` this note is shown.
+    pub fn level(&self) -> Level {
+        match self {
+            Note::NewWorkers { .. } => Level::Verbose,
+            Note::ExitedRecovered { .. }
+            | Note::CpuInterval { .. }
+            | Note::IoRecovered { .. }
+            | Note::AverageOver { .. }
+            | Note::RssPctNoTotal
+            | Note::RssPctFromCharge
+            | Note::RssPctFromPss
+            | Note::Selection { .. }
+            | Note::Skipped { .. }
+            | Note::TickFile(_) => Level::Detail,
+            Note::Trace(_) => Level::Trace,
+            _ => Level::Always,
+        }
+    }
+
+    /// Whether this note is shown at `-v` repeated `verbosity` times.
+    pub fn shown_at(&self, verbosity: u8) -> bool {
+        self.level() as u8 <= verbosity
+    }
+}
