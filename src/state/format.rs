@@ -13,8 +13,13 @@ use crate::sample::IoCounters;
 use super::{ProcTicks, TickState};
 
 /// First line of every tick file this release writes; a file with another first line is not
-/// ours or too new.
-pub const FORMAT_LINE: &str = "check_workers ticks v2";
+/// ours or too new. v3's process lines name their values (`utime=4000`), so a new counter is a
+/// new key, not a new format.
+pub const FORMAT_LINE: &str = "check_workers ticks v3";
+
+/// First line of the files of the release before: the same lines, but a process's values in
+/// fixed columns. Still read, baseline and history.
+pub const FORMAT_V2: &str = "check_workers ticks v2";
 
 /// First line of the files of releases before the history: still read, as a baseline with no
 /// history, so an upgrade loses no CPU figure.
@@ -24,9 +29,10 @@ impl TickState {
     /// Parses a tick file; any deviation from the format is an error naming the line.
     pub fn parse(text: &str) -> Result<TickState> {
         let mut lines = text.lines().enumerate();
-        let v2 = match lines.next() {
-            Some((_, FORMAT_LINE)) => true,
-            Some((_, FORMAT_V1)) => false,
+        let (v2, named) = match lines.next() {
+            Some((_, FORMAT_LINE)) => (true, true),
+            Some((_, FORMAT_V2)) => (true, false),
+            Some((_, FORMAT_V1)) => (false, false),
             Some((_, other)) if other.starts_with("check_workers ticks ") => {
                 bail!("unknown format {other:?}")
             }
@@ -34,6 +40,7 @@ impl TickState {
         };
         let mut read = Lines {
             v2,
+            named,
             ..Lines::default()
         };
         for (index, line) in lines {
@@ -47,8 +54,10 @@ impl TickState {
 /// What the lines of a tick file after its format line have said so far.
 #[derive(Default)]
 struct Lines {
-    /// a v2 file, with `base`, `keep` and `sample` lines
+    /// a v2 (or later) file, with `base`, `keep` and `sample` lines
     v2: bool,
+    /// a v3 file, whose process lines name their values
+    named: bool,
     uptime: Option<f64>,
     btime: Option<u64>,
     clock_ticks: Option<u64>,
@@ -73,18 +82,11 @@ impl Lines {
             ("uptime", [v]) => set_once(&mut self.uptime, uptime(v)?)?,
             ("btime", [v]) => set_once(&mut self.btime, v.parse::<u64>()?)?,
             ("hz", [v]) => set_once(&mut self.clock_ticks, v.parse::<u64>()?)?,
-            (
-                "worker" | "master",
-                [pid, start, user, system, child_user, child_system, io @ ..],
-            ) => {
-                let ticks = ProcTicks {
-                    pid: pid.parse()?,
-                    starttime: start.parse()?,
-                    utime: user.parse()?,
-                    stime: system.parse()?,
-                    cutime: child_user.parse()?,
-                    cstime: child_system.parse()?,
-                    io: io_columns(io)?,
+            ("worker" | "master", _) => {
+                let ticks = if self.named {
+                    named_values(&values)?
+                } else {
+                    columns(&values)?
                 };
                 if ticks.pid <= 0 || !self.seen.insert((key == "worker", ticks.pid)) {
                     bail!("bad or repeated pid {}", ticks.pid);
@@ -171,6 +173,66 @@ fn uptime(text: &str) -> Result<f64> {
     Ok(v)
 }
 
+/// A v1 or v2 process line's values, in fixed columns: `pid starttime utime stime cutime
+/// cstime`, then the I/O columns.
+fn columns(values: &[&str]) -> Result<ProcTicks> {
+    let [pid, start, user, system, child_user, child_system, io @ ..] = values else {
+        bail!("unexpected line");
+    };
+    Ok(ProcTicks {
+        pid: pid.parse()?,
+        starttime: start.parse()?,
+        utime: user.parse()?,
+        stime: system.parse()?,
+        cutime: child_user.parse()?,
+        cstime: child_system.parse()?,
+        io: io_columns(io)?,
+    })
+}
+
+/// A v3 process line's values, each named (`pid=813 start=1100 utime=4000 ...`), in any order.
+/// Every key [`ProcTicks`] needs must be there once; bytes are both there or both not
+/// (unknown); a key this release does not know is one a later release added, and is skipped.
+fn named_values(values: &[&str]) -> Result<ProcTicks> {
+    let mut found: [Option<u64>; PROCESS_KEYS.len()] = [None; PROCESS_KEYS.len()];
+    for pair in values {
+        let (key, value) = pair.split_once('=').context("not key=value")?;
+        if let Some(i) = PROCESS_KEYS.iter().position(|&k| k == key) {
+            set_once(&mut found[i], value.parse::<u64>()?)?;
+        }
+    }
+    let need = |i: usize| found[i].with_context(|| format!("no {}", PROCESS_KEYS[i]));
+    let io = match (found[6], found[7]) {
+        (Some(read_bytes), Some(write_bytes)) => Some(IoCounters {
+            read_bytes,
+            write_bytes,
+        }),
+        (None, None) => None,
+        _ => bail!("read_bytes without write_bytes, or the other way round"),
+    };
+    Ok(ProcTicks {
+        pid: i32::try_from(need(0)?).context("pid out of range")?,
+        starttime: need(1)?,
+        utime: need(2)?,
+        stime: need(3)?,
+        cutime: need(4)?,
+        cstime: need(5)?,
+        io,
+    })
+}
+
+/// The keys of a v3 process line, in the order it writes them.
+const PROCESS_KEYS: [&str; 8] = [
+    "pid",
+    "start",
+    "utime",
+    "stime",
+    "cutime",
+    "cstime",
+    "read_bytes",
+    "write_bytes",
+];
+
 /// The I/O columns after `cstime`: `read_bytes write_bytes`, `- -` for unknown, or none at all
 /// (a file from before they existed: unknown too).
 fn io_columns(columns: &[&str]) -> Result<Option<IoCounters>> {
@@ -208,22 +270,27 @@ impl fmt::Display for TickState {
         writeln!(f, "keep {}", self.history.keep())?;
         writeln!(
             f,
-            "# kind pid starttime utime stime cutime cstime read_bytes write_bytes"
+            "# one line a process: its start time (ticks after boot), its ticks, and the bytes it"
         )?;
         writeln!(
             f,
-            "# (a master's bytes are its reaped children's; - is unknown)"
+            "# read and wrote (a master's: its reaped children's; left out when unknown)"
         )?;
         for (kind, list) in [("master", &self.masters), ("worker", &self.workers)] {
             for t in list {
-                let io = t.io.map_or("- -".to_string(), |io| {
-                    format!("{} {}", io.read_bytes, io.write_bytes)
-                });
-                writeln!(
+                write!(
                     f,
-                    "{kind} {} {} {} {} {} {} {io}",
+                    "{kind} pid={} start={} utime={} stime={} cutime={} cstime={}",
                     t.pid, t.starttime, t.utime, t.stime, t.cutime, t.cstime
                 )?;
+                if let Some(io) = t.io {
+                    write!(
+                        f,
+                        " read_bytes={} write_bytes={}",
+                        io.read_bytes, io.write_bytes
+                    )?;
+                }
+                writeln!(f)?;
             }
         }
         writeln!(

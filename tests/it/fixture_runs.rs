@@ -135,15 +135,15 @@ fn first_run_with_interval_0_reports_no_cpu() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout_of(&out), format!("{T0_LINE}\n{FIRST_RUN}\n"));
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
-    assert!(ticks.starts_with("check_workers ticks v2\n"), "{ticks}");
+    assert!(ticks.starts_with("check_workers ticks v3\n"), "{ticks}");
     assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
     assert!(ticks.contains(&format!("\nbtime {BTIME}\n")), "{ticks}");
     assert!(
-        ticks.contains("\nworker 813 1100 1000 200 0 0 - -\n"),
+        ticks.contains("\nworker pid=813 start=1100 utime=1000 stime=200 cutime=0 cstime=0\n"),
         "{ticks}"
     );
     assert!(
-        ticks.contains("\nmaster 812 1000 50 30 0 0 - -\n"),
+        ticks.contains("\nmaster pid=812 start=1000 utime=50 stime=30 cutime=0 cstime=0\n"),
         "{ticks}"
     );
 }
@@ -447,7 +447,9 @@ fn corrupt_tick_file_is_discarded_not_fatal() {
             "{text}"
         );
         // and it was replaced by a good one
-        assert!(fs::read_to_string(&path).unwrap().contains("worker 813 "));
+        assert!(fs::read_to_string(&path)
+            .unwrap()
+            .contains("worker pid=813 "));
     }
 }
 

@@ -291,7 +291,7 @@ fn rss_growth_is_fitted_once_there_are_three_samples() {
 }
 
 /// A tick file of the release before the history is a baseline: the CPU figure is exact, and
-/// the file is rewritten as v2 with its first sample.
+/// the file is rewritten as v3 with its first sample.
 #[test]
 fn a_v1_tick_file_is_upgraded_without_losing_the_baseline() {
     let tree = ProcTree::new(1000.0);
@@ -315,7 +315,7 @@ fn a_v1_tick_file_is_upgraded_without_losing_the_baseline() {
     assert!(!text.contains("no baseline"), "{text}");
     let upgraded = fs::read_to_string(&path).unwrap();
     assert!(
-        upgraded.starts_with("check_workers ticks v2\n"),
+        upgraded.starts_with("check_workers ticks v3\n"),
         "{upgraded}"
     );
     assert!(upgraded.contains("\nbase 900 0\n"), "{upgraded}");
@@ -452,22 +452,22 @@ fn a_sample_no_host_could_reach_is_dropped_alone() {
 fn a_worker_line_no_process_could_have_discards_the_file() {
     for (forged, why) in [
         (
-            "worker 813 1100 999999 0",
+            "worker pid=813 start=1100 utime=999999 stime=0",
             "process 813 has 999999 ticks in the 1049.00 s it had run",
         ),
         (
-            "worker 813 1100 5000 0",
+            "worker pid=813 start=1100 utime=5000 stime=0",
             "process 813's ticks went down since the baseline",
         ),
         (
-            "worker 813 999999 396 0",
+            "worker pid=813 start=999999 utime=396 stime=0",
             "process 813 started 9999.99 s after boot, after the reading at 1060.00 s",
         ),
     ] {
         let tree = ProcTree::new(1000.0);
         let state = state_dir();
         forged_after_two_runs(&tree, state.path(), |good| {
-            good.replace("worker 813 1100 396 0", forged)
+            good.replace("worker pid=813 start=1100 utime=396 stime=0", forged)
         });
         nginx(&tree, 400);
         let out = run_at(&tree, state.path(), 1120.0, &[]);
@@ -480,7 +480,10 @@ fn a_worker_line_no_process_could_have_discards_the_file() {
             "{forged}: {text}"
         );
         let now = fs::read_to_string(tick_file(state.path())).unwrap();
-        assert!(now.contains("\nworker 813 1100 400 0 "), "{now}");
+        assert!(
+            now.contains("\nworker pid=813 start=1100 utime=400 stime=0 "),
+            "{now}"
+        );
     }
 }
 

@@ -96,12 +96,18 @@ fn io_is_bytes_per_second_over_the_interval() {
     first_run(&tree, state.path());
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
     assert!(
-        ticks.contains("\nworker 813 1100 0 0 0 0 60000 600000\n"),
+        ticks.contains(
+            "\nworker pid=813 start=1100 utime=0 stime=0 cutime=0 cstime=0 read_bytes=60000 \
+         write_bytes=600000\n"
+        ),
         "{ticks}"
     );
     // a master's line keeps what its reaped children did
     assert!(
-        ticks.contains("\nmaster 812 1000 0 0 0 0 600000 1500000\n"),
+        ticks.contains(
+            "\nmaster pid=812 start=1000 utime=0 stime=0 cutime=0 cstime=0 read_bytes=600000 \
+             write_bytes=1500000\n"
+        ),
         "{ticks}"
     );
 
@@ -250,7 +256,10 @@ fn a_worker_with_unreadable_io_leaves_both_metrics_out_with_a_note() {
     assert!(!worker_line(&text, 815).contains(" io "), "{text}");
     // its line in the tick file says unknown
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
-    assert!(ticks.contains("\nworker 815 1100 0 0 0 0 - -\n"), "{ticks}");
+    assert!(
+        ticks.contains("\nworker pid=815 start=1100 utime=0 stime=0 cutime=0 cstime=0\n"),
+        "{ticks}"
+    );
 }
 
 /// Ranges take sizes, per second: `-w io_write=20KiB`.
@@ -296,7 +305,10 @@ fn a_tick_file_from_before_the_io_columns_leaves_io_out_once() {
             },
         )
         .collect();
-    assert!(old.contains("\nworker 813 1100 0 0 0 0\n"), "{old}");
+    assert!(
+        old.contains("\nworker pid=813 start=1100 utime=0 stime=0 cutime=0 cstime=0\n"),
+        "{old}"
+    );
     fs::write(&path, old).unwrap();
     tree.set_uptime(5060.0);
     let out = run(&tree, state.path(), &[]);

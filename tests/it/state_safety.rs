@@ -130,8 +130,11 @@ fn fifty_checks_at_once_on_one_state_dir() {
         }
         assert_eq!(with_baseline, 1, "round {round}");
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
-        assert!(text.starts_with("check_workers ticks v2\n"), "{text}");
-        assert!(text.contains("\nworker 814 1000 200 0 0 0 - -\n"), "{text}");
+        assert!(text.starts_with("check_workers ticks v3\n"), "{text}");
+        assert!(
+            text.contains("\nworker pid=814 start=1000 utime=200 stime=0 cutime=0 cstime=0\n"),
+            "{text}"
+        );
     }
     tree.set_uptime(5240.0);
     tree.put(&FakeProc::new(813, 812, "nginx", 33).ticks(400, 0));
