@@ -2,8 +2,10 @@
 //! `-w`/`-c METRIC=` names, units, perfdata maxima and `--help`'s metric list all come from
 //! here, and a test holds the README's metric table to it.
 //!
-//! A leaf module, so every step of the pipeline can name a metric without depending on the
-//! step that computes or judges it. `metrics` computes the values, grouped by [`Part`].
+//! A leaf module (it names only the counters of `counter`, another leaf), so every step of the
+//! pipeline can name a metric without depending on the step that computes or judges it. `metrics` computes the values, grouped by [`Part`].
+
+use crate::counter::Counter;
 
 /// What a metric's numbers mean, so ranges and perfdata use the metric's own unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +107,9 @@ pub enum Part {
     States,
     /// from the history of earlier runs: averages, restarts, trends
     History,
+    /// how fast a [`Counter`] of all workers grew over the interval, per second: one generic
+    /// computation serves every such metric
+    PerSecond(Counter),
 }
 
 /// A per-worker file under `/proc/PID` (or what it leads to) that a metric is computed from.
@@ -173,7 +178,7 @@ pub struct Entry {
 /// added in one place and forgotten in another: the enum's variants and [`CATALOG`] are
 /// generated together, in the same order.
 macro_rules! catalog {
-    ($($metric:ident = $label:literal, $unit:ident, $min:ident, $max:ident, $part:ident, [$($source:ident),+], $meaning:literal;)+) => {
+    ($($metric:ident = $label:literal, $unit:ident, $min:ident, $max:ident, $part:ident $(($counter:ident))?, [$($source:ident),+], $meaning:literal;)+) => {
         /// The metrics this check measures. The order of the variants is the perfdata order
         /// (and `Ord` follows it).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -188,7 +193,7 @@ macro_rules! catalog {
             unit: Unit::$unit,
             min: Min::$min,
             max: Max::$max,
-            part: Part::$part,
+            part: Part::$part $((Counter::$counter))?,
             reads: &[$(Source::$source),+],
             meaning: $meaning,
         },)+];
@@ -226,6 +231,7 @@ catalog! {
     Zombies         = "zombies",         Count,        Zero, Open,       States,  [Stat],              "workers in state Z (zombie)";
     Uninterruptible = "uninterruptible", Count,        Zero, Open,       States,  [Stat],              "workers in state D (uninterruptible sleep)";
     Restarts        = "restarts",        Count,        Zero, Open,       History, [Stat],              "master restarts since the last run (or --average)";
+    Nvcsw           = "nvcsw",           Count,        Zero, Open,       PerSecond(Nvcsw), [Status],   "involuntary context switches/s of all workers";
 }
 
 impl MetricName {

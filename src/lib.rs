@@ -25,6 +25,7 @@
 pub mod catalog;
 pub mod check;
 pub mod cli;
+pub mod counter;
 pub mod deadline;
 pub mod extra_opts;
 pub mod filter;

@@ -6,6 +6,7 @@ mod exited;
 mod gauges;
 mod io;
 mod past;
+mod per_second;
 mod plausible;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use gauges::{ages, counts, fds, memory, read_smaps, rss_pct_source, states, want
 use io::{io_since, io_values};
 pub use io::{IoFigures, IoGap, IoRate, Unrecovered};
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
+use per_second::per_second;
 use plausible::within_ceiling;
 pub use plausible::{check_physics, Checked};
 
@@ -209,6 +211,8 @@ pub struct Figures {
     pub average: Option<Average>,
     /// what this run adds to the history
     pub tally: Tally,
+    /// why `PerSecond` metrics were left out
+    pub counter_notes: Vec<Note>,
 }
 
 impl Figures {
@@ -240,6 +244,7 @@ impl Figures {
         }
         notes.extend(self.io_gap.and_then(|gap| gap.note(self.workers)));
         notes.extend(self.io.and_then(|io| io.recovery_note()));
+        notes.extend(self.counter_notes.iter().cloned());
         notes.extend(self.average.map(Average::note));
         if !self.impossible.is_empty() {
             notes.push(Note::BeyondCeiling {
@@ -376,14 +381,12 @@ pub fn compute(
     wanted: MetricSet,
 ) -> Figures {
     let run = past::Run::new(workers, masters, now);
-    let past::Measurement { cpu, ticks, tally } = run.measure(previous);
-    let rate = Rate {
-        seconds: cpu.as_ref().map_or(f64::INFINITY, |c| c.interval),
-        hz: run.hz,
-        divisor: capacity.cpu_divisor,
-    };
-    let (exited, ticks) = (cpu.as_ref().and_then(|c| c.exited), ticks.as_deref());
-    let (io_bytes, io) = io_since(previous, &tally, (workers, masters), ticks, exited);
+    let past::Measurement { cpu, base, tally } = run.measure(previous);
+    let rate = Rate::over(cpu.as_ref(), run.hz, capacity);
+    let base = base.as_ref().map(|(base, ticks)| (*base, ticks.as_slice()));
+    let (exited, ticks) = (cpu.as_ref().and_then(|c| c.exited), base.map(|b| b.1));
+    let (io_bytes, io) = io_since(base, (workers, masters), exited);
+    let (rates, counter_notes) = per_second(workers, base, rate.seconds);
     let per_worker = per_worker(workers, ticks, io_bytes.as_deref(), rate, now.uptime);
     let cpu = cpu.map(|cpu| CpuFigures {
         error_bound: rate.percent(workers.len() as u64),
@@ -399,6 +402,7 @@ pub fn compute(
         ages(&per_worker),
         states(workers),
         from_history,
+        rates,
     ]
     .concat();
     let tolerance = cpu.as_ref().map_or(0.0, |c| c.error_bound);
@@ -421,6 +425,7 @@ pub fn compute(
         per_worker,
         average,
         tally,
+        counter_notes,
     }
 }
 
@@ -448,6 +453,16 @@ struct Rate {
 }
 
 impl Rate {
+    /// The rate of the interval `cpu` was measured over (infinite with none), `hz` ticks a
+    /// second, divided as `capacity` says.
+    fn over(cpu: Option<&CpuFigures>, hz: f64, capacity: &Capacity) -> Rate {
+        Rate {
+            seconds: cpu.map_or(f64::INFINITY, |c| c.interval),
+            hz,
+            divisor: capacity.cpu_divisor,
+        }
+    }
+
     fn percent(self, ticks: u64) -> f64 {
         ticks as f64 / (self.seconds * self.hz) * 100.0 / self.divisor
     }
@@ -581,6 +596,7 @@ fn worker_cpu(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::Counter;
     use crate::sample::Details;
     use crate::sample::Io;
 
@@ -631,6 +647,7 @@ mod tests {
 
     fn ticks(pid: i32, starttime: u64, utime: u64, stime: u64) -> ProcTicks {
         ProcTicks {
+            counters: crate::counter::Counters::default(),
             pid,
             starttime,
             utime,
@@ -994,7 +1011,19 @@ mod tests {
                 .collect();
             assert_eq!(computed, defined, "{part:?}");
         }
-        let covered: usize = parts.iter().map(|(_, m)| m.len()).sum();
+        // one computation serves every counter's rate
+        let rates: Vec<MetricName> = per_second(&[], None, 60.0)
+            .0
+            .iter()
+            .map(|&(m, _)| m)
+            .collect();
+        let defined: Vec<MetricName> = CATALOG
+            .iter()
+            .filter(|e| matches!(e.part, Part::PerSecond(_)))
+            .map(|e| e.metric)
+            .collect();
+        assert_eq!(rates, defined);
+        let covered: usize = parts.iter().map(|(_, m)| m.len()).sum::<usize>() + rates.len();
         assert_eq!(covered, CATALOG.len(), "a part is missing here");
     }
 
@@ -1011,6 +1040,10 @@ mod tests {
         w.io = Io::Read(io(6000, 12_000));
         let mut before = ticks(10, 500, 100, 50);
         before.io = Some(io(0, 0));
+        for &counter in Counter::ALL {
+            before.counters.set(counter, 40);
+            w.counters.set(counter, 100);
+        }
         let mut prev = previous(1000.0, vec![before]);
         // the history metrics need earlier samples and a master
         let sample = |uptime| crate::history::Sample {

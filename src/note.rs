@@ -82,6 +82,9 @@ pub enum Note {
     IoGone { count: usize },
     /// I/O left out: `count` workers without I/O counters in the previous sample
     IoNoBaseline { count: usize },
+    /// a per-second metric left out: `count` workers whose counter is not known at both
+    /// samples (a tick file of a release without it, or a status without the line)
+    CounterUnknown { metric: MetricName, count: usize },
     /// exited workers' I/O not counted: the master's `/proc/PID/io` is not readable
     IoMasterUnreadable,
     /// exited workers' I/O not counted: the master's reaped-children I/O unknown at a sample
@@ -143,7 +146,7 @@ impl Note {
     /// From which `-v` this note is shown.
     pub fn level(&self) -> Level {
         match self {
-            Note::NewWorkers { .. } => Level::Verbose,
+            Note::NewWorkers { .. } | Note::CounterUnknown { .. } => Level::Verbose,
             Note::ExitedRecovered { .. }
             | Note::CpuInterval { .. }
             | Note::IoRecovered { .. }

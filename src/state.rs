@@ -23,6 +23,7 @@ use nix::sys::stat::FileStat;
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 pub use format::{FORMAT_LINE, FORMAT_V1, FORMAT_V2};
 
+use crate::counter::Counters;
 use crate::history::{self, Cum, History, Sample};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
 use crate::select::Selection;
@@ -49,6 +50,8 @@ pub struct ProcTicks {
     /// bytes read and written at the storage layer: a worker's own (`/proc/PID/io`), a
     /// master's reaped children's (see [`ProcSample::reaped_io`]); None when unknown
     pub io: Option<IoCounters>,
+    /// the counters of [`crate::counter`], where read
+    pub counters: Counters,
 }
 
 /// A worker's line.
@@ -62,6 +65,7 @@ impl From<&ProcSample> for ProcTicks {
             cutime: p.cutime,
             cstime: p.cstime,
             io: p.own_io(),
+            counters: p.counters,
         }
     }
 }
@@ -521,6 +525,7 @@ mod tests {
             btime: 1_700_000_000,
             clock_ticks: 100,
             workers: vec![ProcTicks {
+                counters: crate::counter::Counters::default(),
                 pid: 813,
                 starttime: 5000,
                 utime: 120,
@@ -533,6 +538,7 @@ mod tests {
                 }),
             }],
             masters: vec![ProcTicks {
+                counters: crate::counter::Counters::default(),
                 pid: 812,
                 starttime: 4000,
                 utime: 10,
@@ -721,7 +727,7 @@ sample 1000.50 5000 700 1 5242880 812:4000
     fn unknown_keys_of_a_later_release_are_skipped() {
         let good = sample_state().to_string();
         let later = good
-            .replace("worker pid=813 ", "worker nvcsw=77 pid=813 ")
+            .replace("worker pid=813 ", "worker minflt=77 pid=813 ")
             .replace("cstime=90\n", "cstime=90 majflt=3\n");
         assert_ne!(later, good);
         assert_eq!(TickState::parse(&later).unwrap(), sample_state());
@@ -1082,6 +1088,7 @@ sample 1000.50 5000 700 1 5242880 812:4000
             )
                 .prop_map(|(pid, starttime, utime, stime, cutime, cstime, io)| {
                     ProcTicks {
+                        counters: crate::counter::Counters::default(),
                         pid,
                         starttime,
                         utime,
@@ -1207,6 +1214,7 @@ sample 1000.50 5000 700 1 5242880 812:4000
         let mut state = sample_state();
         state.workers = (1..=10_000)
             .map(|pid| ProcTicks {
+                counters: crate::counter::Counters::default(),
                 pid: 4_000_000 + pid,
                 starttime: 123_456_789,
                 utime: 12_345_678,

@@ -9,7 +9,7 @@ use crate::note::Note;
 use crate::sample::{Io, IoCounters, ProcSample};
 use crate::state::{ProcTicks, TickState};
 
-use super::{past, CpuBasis, ExitedWorkers, Measured, Previous, Rate, WorkerCpu};
+use super::{CpuBasis, ExitedWorkers, Measured, Rate, WorkerCpu};
 
 /// Bytes per second read and written at the storage layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -102,22 +102,16 @@ type IoSince = (
 );
 
 pub(super) fn io_since(
-    previous: Previous,
-    tally: &past::Tally,
+    per_worker: Option<(&TickState, &[WorkerCpu])>,
     (workers, masters): (&[ProcSample], &[ProcSample]),
-    ticks: Option<&[WorkerCpu]>,
     exited_cpu: Option<ExitedWorkers>,
 ) -> IoSince {
-    let base = previous
-        .in_run
-        .or(previous.stored.filter(|_| !tally.keep_baseline));
-    let bytes = base
-        .zip(ticks)
-        .map(|(base, ticks)| worker_io_bytes(workers, base, ticks));
-    let io = base
-        .zip(bytes.as_deref())
-        .map(|(base, bytes)| io_interval(base, (workers, masters), bytes, exited_cpu));
-    (bytes, io)
+    let Some((base, ticks)) = per_worker else {
+        return (None, None);
+    };
+    let bytes = worker_io_bytes(workers, base, ticks);
+    let io = io_interval(base, (workers, masters), &bytes, exited_cpu);
+    (Some(bytes), Some(io))
 }
 
 /// Bytes each worker read and wrote inside the interval, in the order of `workers`, by the

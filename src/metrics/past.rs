@@ -137,9 +137,12 @@ pub(super) struct Run<'a> {
 
 /// The CPU interval a run measured, each worker's ticks in it where they are known, and
 /// what the run adds to the history.
-pub(super) struct Measurement {
+pub(super) struct Measurement<'a> {
     pub(super) cpu: Option<CpuFigures>,
-    pub(super) ticks: Option<Vec<WorkerCpu>>,
+    /// the per-worker reading the interval starts at, with each worker's ticks since: chosen
+    /// here once, for the CPU and for every other counter (I/O, `PerSecond`); None when the
+    /// CPU comes from the history's totals, which keep no per-worker counters
+    pub(super) base: Option<(&'a TickState, Vec<WorkerCpu>)>,
     pub(super) tally: Tally,
 }
 
@@ -163,21 +166,23 @@ impl Run<'_> {
     /// file had no sample old enough); else the stored baseline when old enough; else the
     /// newest sample of the history that is. The totals always count on from the stored
     /// baseline, whichever the CPU is measured against.
-    pub(super) fn measure(&self, previous: Previous) -> Measurement {
+    pub(super) fn measure<'p>(&self, previous: Previous<'p>) -> Measurement<'p> {
         let stored = previous
             .stored
             .map(|s| (s, self.against(s, Since::Baseline)));
         let tally = self.tally(stored.as_ref().map(|(s, (cpu, _))| (*s, cpu)));
-        let (cpu, ticks) = match (previous.in_run, stored) {
+        let (cpu, base) = match (previous.in_run, stored) {
             (Some(first), _) => {
                 let (cpu, ticks) = self.against(first, Since::WithinRun);
-                (Some(cpu), Some(ticks))
+                (Some(cpu), Some((first, ticks)))
             }
-            (None, Some((_, (cpu, ticks)))) if !tally.keep_baseline => (Some(cpu), Some(ticks)),
+            (None, Some((stored, (cpu, ticks)))) if !tally.keep_baseline => {
+                (Some(cpu), Some((stored, ticks)))
+            }
             (None, Some((stored, (cpu, _)))) => (self.older(stored, &tally, cpu), None),
             (None, None) => (None, None),
         };
-        Measurement { cpu, ticks, tally }
+        Measurement { cpu, base, tally }
     }
 
     /// CPU since the per-worker readings of `base`, and each worker's ticks.
@@ -354,6 +359,7 @@ mod tests {
             clock_ticks: 100,
             workers: (10..13)
                 .map(|pid| ProcTicks {
+                    counters: crate::counter::Counters::default(),
                     pid,
                     starttime: 500,
                     utime,

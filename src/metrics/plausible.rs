@@ -136,9 +136,10 @@ fn line_impossible(line: &ProcTicks, uptime: f64, host: Host) -> Option<String> 
 }
 
 /// Why the same process's counters from the baseline to now are impossible, if they are:
-/// one went down, or CPU grew more than the host had in `seconds`. `own_io`: the line holds
-/// the process's own I/O (a worker's), which only grows; a master's line holds its reaped
-/// children's, taken as a difference of two reads that may race a thread's exit.
+/// one went down (ticks, own I/O, or any counter of [`crate::counter`]), or CPU grew more
+/// than the host had in `seconds`. `own_io`: the line holds the process's own I/O (a
+/// worker's), which only grows; a master's line holds its reaped children's, taken as a
+/// difference of two reads that may race a thread's exit.
 fn growth_impossible(
     (before, now): (&ProcTicks, &ProcSample),
     own_io: bool,
@@ -166,6 +167,17 @@ fn growth_impossible(
                 now.pid
             ));
         }
+    }
+    let down = now
+        .counters
+        .known()
+        .find(|&(c, n)| before.counters.get(c).is_some_and(|b| b > n));
+    if let Some((counter, _)) = down {
+        let key = counter.key();
+        return Some(format!(
+            "process {}'s {key} went down since the baseline",
+            now.pid
+        ));
     }
     let grown: u128 = pairs.iter().map(|&(b, n)| u128::from(n - b)).sum();
     (grown > host.most(seconds, 2)).then(|| {
@@ -233,6 +245,7 @@ mod tests {
 
     fn line(pid: i32, starttime: u64, utime: u64) -> ProcTicks {
         ProcTicks {
+            counters: crate::counter::Counters::default(),
             pid,
             starttime,
             utime,

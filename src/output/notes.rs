@@ -19,6 +19,11 @@ pub(super) fn text(note: &Note) -> String {
         | Note::IoReapedUnknown
         | Note::IoReapedNotWorkers
         | Note::IoRecovered { .. } => io(note),
+        Note::CounterUnknown { metric, count } => format!(
+            "{}: {count} workers without their count at both samples (a tick file of an \
+             older release, or not in their status); left out",
+            metric.label()
+        ),
         Note::AverageWithinRun { .. }
         | Note::AverageShort { .. }
         | Note::AverageOver { .. }

@@ -7,6 +7,8 @@
 
 use std::io::{self, ErrorKind};
 
+use crate::counter::{Counter, Counters};
+
 use super::values::{Comm, IoCounters};
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
@@ -70,6 +72,8 @@ pub(super) struct StatusFields {
     pub(super) vms: u64,
     pub(super) threads: u64,
     pub(super) cpus_allowed: Option<u32>,
+    /// the counters read from status lines (see [`Counter::line`])
+    pub(super) counters: Counters,
 }
 
 /// `/proc/PID/status` line by line as bytes: its `Name:` line holds the raw comm, which need
@@ -83,21 +87,31 @@ pub(super) fn parse_status(bytes: &[u8]) -> io::Result<StatusFields> {
         vms: 0,
         threads: 0,
         cpus_allowed: None,
+        counters: Counters::default(),
     };
     for line in bytes.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
         let (key, value) = (&line[..colon], &line[colon + 1..]);
-        // the five lines we want, found before any of the ~55 is decoded
-        if !matches!(
-            key,
-            b"Uid" | b"VmRSS" | b"VmSize" | b"Threads" | b"Cpus_allowed_list"
-        ) {
+        // the five lines we want and the counters', found before any of the ~55 is decoded
+        let counter = Counter::of_status_line(key);
+        if counter.is_none()
+            && !matches!(
+                key,
+                b"Uid" | b"VmRSS" | b"VmSize" | b"Threads" | b"Cpus_allowed_list"
+            )
+        {
             continue;
         }
         let value = std::str::from_utf8(value).map_err(|_| malformed("status"))?;
         let first = value.split_ascii_whitespace().next();
+        if let Some(counter) = counter {
+            if let Some(n) = first.and_then(|n| n.parse().ok()) {
+                fields.counters.set(counter, n);
+            }
+            continue;
+        }
         let kib = || first?.parse::<u64>().ok().map(|k| k.saturating_mul(1024));
         match key {
             b"Uid" => uid = first.and_then(|u| u.parse().ok()),

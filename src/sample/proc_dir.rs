@@ -174,6 +174,7 @@ impl ProcReader {
             cgroup: None,
             io,
             reaped_io: None,
+            counters: status.counters,
             details: None,
         }
     }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::counter::Counters;
 use crate::text::shown_bytes;
 
 use super::cgroup::CgroupLimits;
@@ -84,6 +85,8 @@ pub struct ProcSample {
     /// children (and exited threads) did, which the kernel keeps apart from its live threads'
     /// own; None otherwise
     pub reaped_io: Option<IoCounters>,
+    /// the counters of [`crate::counter`], where read
+    pub counters: Counters,
     /// the rest is read for workers only (see [`enrich`](super::enrich)), so None also means
     /// "not read"
     pub details: Option<Details>,

@@ -7,6 +7,7 @@ use std::fmt;
 
 use anyhow::{bail, ensure, Context, Result};
 
+use crate::counter::{Counter, Counters};
 use crate::history::{Cum, History, Identity, Sample, MAX_SAMPLES};
 use crate::sample::IoCounters;
 
@@ -187,6 +188,7 @@ fn columns(values: &[&str]) -> Result<ProcTicks> {
         cutime: child_user.parse()?,
         cstime: child_system.parse()?,
         io: io_columns(io)?,
+        counters: Counters::default(),
     })
 }
 
@@ -195,10 +197,14 @@ fn columns(values: &[&str]) -> Result<ProcTicks> {
 /// (unknown); a key this release does not know is one a later release added, and is skipped.
 fn named_values(values: &[&str]) -> Result<ProcTicks> {
     let mut found: [Option<u64>; PROCESS_KEYS.len()] = [None; PROCESS_KEYS.len()];
+    let mut counters = Counters::default();
     for pair in values {
         let (key, value) = pair.split_once('=').context("not key=value")?;
         if let Some(i) = PROCESS_KEYS.iter().position(|&k| k == key) {
             set_once(&mut found[i], value.parse::<u64>()?)?;
+        } else if let Some(counter) = Counter::from_key(key) {
+            ensure!(counters.get(counter).is_none(), "repeated {key}");
+            counters.set(counter, value.parse()?);
         }
     }
     let need = |i: usize| found[i].with_context(|| format!("no {}", PROCESS_KEYS[i]));
@@ -218,6 +224,7 @@ fn named_values(values: &[&str]) -> Result<ProcTicks> {
         cutime: need(4)?,
         cstime: need(5)?,
         io,
+        counters,
     })
 }
 
@@ -289,6 +296,9 @@ impl fmt::Display for TickState {
                         " read_bytes={} write_bytes={}",
                         io.read_bytes, io.write_bytes
                     )?;
+                }
+                for (counter, value) in t.counters.known() {
+                    write!(f, " {}={value}", counter.key())?;
                 }
                 writeln!(f)?;
             }

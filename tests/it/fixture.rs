@@ -65,6 +65,8 @@ pub struct FakeProc {
     /// the process's own, written as `task/PID/io`); None: no `io` at all, as on a kernel
     /// without I/O accounting
     pub io: Option<FakeIo>,
+    /// `nonvoluntary_ctxt_switches` in `status`
+    pub nvcsw: u64,
 }
 
 /// What `/proc/PID/io` says, see [`FakeProc::io`].
@@ -107,7 +109,14 @@ impl FakeProc {
             exe: None,
             children: Vec::new(),
             io: None,
+            nvcsw: 1,
         }
+    }
+
+    /// With `nvcsw` involuntary context switches so far.
+    pub fn switched(mut self, nvcsw: u64) -> FakeProc {
+        self.nvcsw = nvcsw;
+        self
     }
 
     /// `/proc/PID/io` with these bytes read and written, none of them by reaped children.
@@ -211,13 +220,14 @@ impl FakeProc {
              SigCgt:\t0000000188004a07\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\n\
              CapEff:\t0000000000000000\nCapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\n\
              NoNewPrivs:\t0\nSeccomp:\t0\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1\n\
-             voluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t1\n",
+             voluntary_ctxt_switches:\t10\nnonvoluntary_ctxt_switches:\t{nvcsw}\n",
             pid = self.pid,
             ppid = self.ppid,
             uid = self.uid,
             vms = self.vms_kib,
             rss = self.rss_kib,
             threads = self.threads,
+            nvcsw = self.nvcsw,
         );
         [b"Name:\t", &self.comm[..], rest.as_bytes()].concat()
     }

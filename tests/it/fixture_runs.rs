@@ -94,7 +94,7 @@ const T1_LINE: &str = "WORKERS OK - nginx: 4 workers (master 812), cpu 75.0%, rs
      rss_max=8388608B;;;0; vms_max=104857600B;;;0; \
      rss_total=18874368B;;;0; threads=4;;;0; fds=32;;;0; \
      fd_pct_max=0.78%;;;0;100 age_min=40s;;;0; age_max=5049s;;;0; zombies=0;;;0; \
-     uninterruptible=0;;;0; restarts=0;;;0;";
+     uninterruptible=0;;;0; restarts=0;;;0; nvcsw=0.02;;;0;";
 
 /// Rewrites the committed fixture trees from the builders above:
 /// `cargo test -- --ignored write_committed_fixtures`.
@@ -139,11 +139,13 @@ fn first_run_with_interval_0_reports_no_cpu() {
     assert!(ticks.contains("\nuptime 5000.00\n"), "{ticks}");
     assert!(ticks.contains(&format!("\nbtime {BTIME}\n")), "{ticks}");
     assert!(
-        ticks.contains("\nworker pid=813 start=1100 utime=1000 stime=200 cutime=0 cstime=0\n"),
+        ticks.contains(
+            "\nworker pid=813 start=1100 utime=1000 stime=200 cutime=0 cstime=0 nvcsw=1\n"
+        ),
         "{ticks}"
     );
     assert!(
-        ticks.contains("\nmaster pid=812 start=1000 utime=50 stime=30 cutime=0 cstime=0\n"),
+        ticks.contains("\nmaster pid=812 start=1000 utime=50 stime=30 cutime=0 cstime=0 nvcsw=1\n"),
         "{ticks}"
     );
 }

@@ -98,7 +98,7 @@ fn io_is_bytes_per_second_over_the_interval() {
     assert!(
         ticks.contains(
             "\nworker pid=813 start=1100 utime=0 stime=0 cutime=0 cstime=0 read_bytes=60000 \
-         write_bytes=600000\n"
+         write_bytes=600000 nvcsw=1\n"
         ),
         "{ticks}"
     );
@@ -106,7 +106,7 @@ fn io_is_bytes_per_second_over_the_interval() {
     assert!(
         ticks.contains(
             "\nmaster pid=812 start=1000 utime=0 stime=0 cutime=0 cstime=0 read_bytes=600000 \
-             write_bytes=1500000\n"
+             write_bytes=1500000 nvcsw=1\n"
         ),
         "{ticks}"
     );
@@ -257,7 +257,7 @@ fn a_worker_with_unreadable_io_leaves_both_metrics_out_with_a_note() {
     // its line in the tick file says unknown
     let ticks = fs::read_to_string(tick_file(state.path())).unwrap();
     assert!(
-        ticks.contains("\nworker pid=815 start=1100 utime=0 stime=0 cutime=0 cstime=0\n"),
+        ticks.contains("\nworker pid=815 start=1100 utime=0 stime=0 cutime=0 cstime=0 nvcsw=1\n"),
         "{ticks}"
     );
 }

@@ -352,7 +352,7 @@ fn full_disk_still_reports_the_figures() {
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
              exit 0\n\
              WORKERS UNKNOWN - {nginx}, cpu 5.0%, {sizes} | workers=1;;1:;0; {cpu} {memory} {} \
-             {rest} restarts=0;;;0;\n{full}\nexit 3\n\
+             {rest} restarts=0;;;0; nvcsw=0;;;0;\n{full}\nexit 3\n\
              WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | workers=0;;1:;0; \
              rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; {rest}\n{full}\n\
              no baseline (first run) and --interval 0: cpu not measured in this run\nexit 2\n",

@@ -599,7 +599,7 @@ fn user_alone_has_no_master_and_recovers_nothing_from_pid_1() {
          rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
          rss_total=8388608B;;;0; threads=2;;;0; fds=16;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min=5050s;;;0; age_max=5050s;;;0; zombies=0;;;0; \
-         uninterruptible=0;;;0;\n"
+         uninterruptible=0;;;0; nvcsw=0;;;0;\n"
     );
 }
 

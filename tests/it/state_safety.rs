@@ -39,6 +39,12 @@ enum Cpu<'a> {
 /// found 3 samples (its own among them) spanning 10 s or more.
 fn nginx_stdout(uptime: f64, cpu: Cpu, restarts: bool, growth: bool) -> String {
     let age = uptime - 10.0;
+    // a per-second counter needs the per-worker baseline, as cpu_max does
+    let nvcsw = if matches!(cpu, Cpu::Baseline) {
+        " nvcsw=0;;;0;"
+    } else {
+        ""
+    };
     let all = "cpu=0%;;;0;200 cpu_user=0%;;;0;200 cpu_system=0%;;;0;200 ";
     let (cpu_text, cpu_perf, note) = match cpu {
         Cpu::Baseline => ("0.0%", format!("{all}cpu_max=0%;;;0;200 "), String::new()),
@@ -57,7 +63,7 @@ fn nginx_stdout(uptime: f64, cpu: Cpu, restarts: bool, growth: bool) -> String {
          rss_max=4194304B;;;0; vms_max=104857600B;;;0; \
          rss_total=8388608B;;;0; {growth}threads=2;;;0; fds=16;;;0; \
          fd_pct_max=0.78%;;;0;100 age_min={age}s;;;0; age_max={age}s;;;0; zombies=0;;;0; \
-         uninterruptible=0;;;0;{restarts}\n{note}"
+         uninterruptible=0;;;0;{restarts}{nvcsw}\n{note}"
     )
 }
 
@@ -132,7 +138,9 @@ fn fifty_checks_at_once_on_one_state_dir() {
         let text = fs::read_to_string(tick_file(state.path())).unwrap();
         assert!(text.starts_with("check_workers ticks v3\n"), "{text}");
         assert!(
-            text.contains("\nworker pid=814 start=1000 utime=200 stime=0 cutime=0 cstime=0\n"),
+            text.contains(
+                "\nworker pid=814 start=1000 utime=200 stime=0 cutime=0 cstime=0 nvcsw=1\n"
+            ),
             "{text}"
         );
     }

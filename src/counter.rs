@@ -1,0 +1,125 @@
+//! Per-process counters: numbers a process's `/proc` files give that only grow, which one run
+//! keeps in the tick file and the next measures over the interval. Each is defined once here,
+//! with its tick-file key and the line of the file it is read from; the sample, the tick file
+//! and the interval all go through [`Counters`], so a new counter is one line here, a metric
+//! line in the catalog (`PerSecond(Counter)`), and its README row.
+//!
+//! A leaf module: the sample reads counters, the state writes them, the metrics take their
+//! growth; none of those needs another for it.
+
+/// Where a counter is read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// a line of `/proc/PID/status`, by its name before the colon
+    Status(&'static str),
+}
+
+/// Defines the counters from one table: the enum, its tick-file keys and its sources come out
+/// of the same lines, so a counter cannot be written without being read back.
+macro_rules! counters {
+    ($($counter:ident = $key:literal, $line:expr, $meaning:literal;)+) => {
+        /// A per-process counter (see the module's doc).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Counter {
+            $(#[doc = $meaning] $counter,)+
+        }
+
+        impl Counter {
+            /// Every counter, in the order the tick file writes them.
+            pub const ALL: &'static [Counter] = &[$(Counter::$counter),+];
+
+            /// Its key in the tick file (`nvcsw=1234`).
+            pub fn key(self) -> &'static str {
+                match self {
+                    $(Counter::$counter => $key,)+
+                }
+            }
+
+            /// The line of `/proc/PID/...` it is read from.
+            pub fn line(self) -> Line {
+                match self {
+                    $(Counter::$counter => $line,)+
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    // variant = key,    read from,                                        meaning
+    Nvcsw     = "nvcsw", Line::Status("nonvoluntary_ctxt_switches"), "times the process was switched out while it could run (status)";
+}
+
+/// How many counters there are.
+const COUNT: usize = Counter::ALL.len();
+
+impl Counter {
+    /// The counter with tick-file key `key`, if this release knows it.
+    pub fn from_key(key: &str) -> Option<Counter> {
+        Counter::ALL.iter().copied().find(|c| c.key() == key)
+    }
+
+    /// The counter read from status line `name`, if any.
+    pub fn of_status_line(name: &[u8]) -> Option<Counter> {
+        Counter::ALL
+            .iter()
+            .copied()
+            .find(|c| matches!(c.line(), Line::Status(n) if n.as_bytes() == name))
+    }
+}
+
+/// One process's counters, each where it was read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters([Option<u64>; COUNT]);
+
+impl Counters {
+    /// The value of `counter`, where it was read.
+    pub fn get(&self, counter: Counter) -> Option<u64> {
+        self.0[counter as usize]
+    }
+
+    /// Records `value` for `counter`.
+    pub fn set(&mut self, counter: Counter, value: u64) {
+        self.0[counter as usize] = Some(value);
+    }
+
+    /// These counters with `counter` at `value`.
+    pub fn with(mut self, counter: Counter, value: u64) -> Counters {
+        self.set(counter, value);
+        self
+    }
+
+    /// The counters that were read, with their values, in [`Counter::ALL`]'s order.
+    pub fn known(&self) -> impl Iterator<Item = (Counter, u64)> + '_ {
+        Counter::ALL.iter().filter_map(|&c| Some((c, self.get(c)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_lines_name_one_counter_each() {
+        for (i, &c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(c as usize, i);
+            assert_eq!(Counter::from_key(c.key()), Some(c));
+            let key = c.key();
+            // a tick-file key must not be one of the process line's own keys
+            let own = ["pid", "start", "utime", "stime", "cutime", "cstime"];
+            assert!(!own.contains(&key) && !key.contains(['=', ' ']), "{key}");
+            let Line::Status(name) = c.line();
+            assert_eq!(Counter::of_status_line(name.as_bytes()), Some(c));
+        }
+        assert_eq!(Counter::from_key("bogus"), None);
+        assert_eq!(Counter::of_status_line(b"VmRSS"), None);
+    }
+
+    #[test]
+    fn counters_are_known_or_not() {
+        let c = Counters::default().with(Counter::Nvcsw, 7);
+        assert_eq!(c.get(Counter::Nvcsw), Some(7));
+        assert_eq!(c.known().collect::<Vec<_>>(), [(Counter::Nvcsw, 7)]);
+        assert_eq!(Counters::default().get(Counter::Nvcsw), None);
+    }
+}
