@@ -115,7 +115,11 @@ fn input() -> Input {
     .expect("bench arguments parse");
     let own = OwnProcesses::default();
     let previous_selection = select::select(before, &config.selector, own, &select::Master::Detect);
-    let previous = TickState::new(&base(Vec::new(), PREVIOUS_UPTIME), &previous_selection);
+    let processes = (
+        &previous_selection.workers[..],
+        &previous_selection.masters[..],
+    );
+    let previous = TickState::new(&base(Vec::new(), PREVIOUS_UPTIME), processes);
     let selection = select::select(now, &config.selector, own, &select::Master::Detect);
     assert_eq!(selection.workers.len(), WORKERS);
     assert_eq!(selection.masters.len(), 1);

@@ -58,7 +58,7 @@ pub fn evaluate(
     );
     let ticks = TickState::next(
         previous.stored,
-        (snapshot, selection),
+        (snapshot, (&selection.workers, &selection.masters)),
         figures.tally.sample.clone(),
         figures.tally.keep_baseline,
         config.average,
@@ -180,12 +180,13 @@ pub fn run(config: &Config, deadline: Deadline) -> Result<Report> {
     crate::visibility::ensure_visible(&config.proc_root, config.selector.uid)?;
     let tick_name =
         state::tick_file_name(&config.selector.state_key(), &config.selector.state_label());
-    let tick_path = config.state_dir.path.join(&tick_name);
+    let state_dir = config.state_dir.resolve(config.euid);
+    let tick_path = state_dir.path.join(&tick_name);
     // Bounded well inside the timeout: a stuck peer must not turn this run into a timeout.
     let lock_wait = (config.timeout / 4)
         .min(LOCK_WAIT)
         .min(deadline.remaining());
-    let store = TickStore::open(&config.state_dir, config.euid, tick_name, lock_wait);
+    let store = TickStore::open(&state_dir, config.euid, tick_name, lock_wait);
     let sampled = sample_with_baseline(config, deadline, store.load())?;
     let Reading {
         snapshot,
@@ -407,7 +408,8 @@ fn measure_within_run(
     pause: Duration,
     reason: Unmeasured,
 ) -> Result<Sampled> {
-    let baseline = TickState::new(&first.snapshot, &first.selection);
+    let Selection { workers, masters } = &first.selection;
+    let baseline = TickState::new(&first.snapshot, (workers, masters));
     thread::sleep(pause);
     // the first reading is whole: a second one that runs out of time leaves it without cpu
     let reading = match sampler.take() {

@@ -217,7 +217,9 @@ pub struct Config {
     pub interval: Duration,
     /// `--average`: the window of `cpu_avg`, `restarts` and `rss_growth`, seconds
     pub average: Option<u64>,
-    pub state_dir: StateDir,
+    /// where the tick files go, as the options and the environment say it; which directory
+    /// that is depends on the file system, so the run resolves it ([`StateDir::resolve`])
+    pub state_dir: StateLocation,
     pub timeout: Duration,
     pub verbosity: u8,
     pub proc_root: PathBuf,
@@ -229,6 +231,25 @@ pub struct Config {
     pub metrics: MetricSet,
     /// effective uid, which owns the state dir
     pub euid: u32,
+}
+
+/// Where the tick files go, as given: `--state-dir`, else `$MP_STATE_PATH` (empty: unset).
+/// Plain data: parsing options looks at no file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateLocation {
+    pub explicit: Option<PathBuf>,
+    pub mp_state_path: Option<PathBuf>,
+}
+
+impl StateLocation {
+    /// The state directory of the check's user (`euid`), as the file system has it now.
+    pub fn resolve(&self, euid: u32) -> StateDir {
+        StateDir::resolve(
+            self.explicit.as_deref(),
+            self.mp_state_path.as_deref(),
+            euid,
+        )
+    }
 }
 
 /// The environment variables the options depend on.
@@ -299,7 +320,10 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     }
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
-    let state_dir = StateDir::resolve(args.state_dir.as_deref(), mp_state_path.as_deref(), euid);
+    let state_dir = StateLocation {
+        explicit: args.state_dir,
+        mp_state_path,
+    };
     Ok(Config {
         label: label(&selector, args.user.as_deref()),
         selector,
@@ -533,12 +557,12 @@ mod tests {
         assert_eq!(c.label, "nginx");
         // the packaged directory where it exists on this host, the shared one elsewhere
         let euid = nix::unistd::geteuid().as_raw();
-        assert_eq!(c.state_dir, StateDir::resolve(None, None, euid));
+        assert_eq!(c.state_dir, StateLocation::default());
+        let dir = c.state_dir.resolve(euid);
         assert!(
-            c.state_dir.path.starts_with("/var/tmp/check_workers")
-                || c.state_dir.path.starts_with("/var/lib/check-workers"),
-            "{:?}",
-            c.state_dir
+            dir.path.starts_with("/var/tmp/check_workers")
+                || dir.path.starts_with("/var/lib/check-workers"),
+            "{dir:?}"
         );
     }
 
@@ -733,8 +757,9 @@ mod tests {
             config_path: None,
         };
         let c = parse(["check_workers", "-n", "x"], &env).unwrap();
-        assert!(c.state_dir.path.starts_with("/srv/state"));
-        assert!(c.state_dir.path.ends_with("check_workers"));
+        let dir = c.state_dir.resolve(c.euid);
+        assert!(dir.path.starts_with("/srv/state"));
+        assert!(dir.path.ends_with("check_workers"));
     }
 
     #[test]

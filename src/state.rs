@@ -26,7 +26,6 @@ pub use format::{FORMAT_LINE, FORMAT_V1, FORMAT_V2};
 use crate::counter::Counters;
 use crate::history::{self, Cum, History, Sample};
 use crate::sample::{IoCounters, ProcSample, Snapshot};
-use crate::select::Selection;
 
 /// Refuse to read more than this: a real file holds ~60 bytes per worker and ~60 per sample of
 /// history, so 10,000 workers and a full history stay under 1 MiB.
@@ -81,6 +80,10 @@ impl ProcTicks {
     }
 }
 
+/// The workers and the masters of a reading, as the state keeps them (the selection is the
+/// caller's: the state needs no more of it than these).
+pub type Processes<'a> = (&'a [ProcSample], &'a [ProcSample]);
+
 /// What one run saves for the next: the per-worker baseline (the ticks of each process at one
 /// reading, what CPU per worker and the next interval are measured against) and the history.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -100,14 +103,14 @@ pub struct TickState {
 }
 
 impl TickState {
-    /// A baseline of this reading, with no history.
-    pub fn new(snapshot: &Snapshot, selection: &Selection) -> TickState {
+    /// A baseline of this reading of `workers` and `masters`, with no history.
+    pub fn new(snapshot: &Snapshot, (workers, masters): Processes) -> TickState {
         TickState {
             uptime: snapshot.uptime,
             btime: snapshot.btime,
             clock_ticks: snapshot.clock_ticks,
-            workers: selection.workers.iter().map(ProcTicks::from).collect(),
-            masters: selection.masters.iter().map(ProcTicks::of_master).collect(),
+            workers: workers.iter().map(ProcTicks::from).collect(),
+            masters: masters.iter().map(ProcTicks::of_master).collect(),
             base: Cum::default(),
             history: History::default(),
         }
@@ -120,7 +123,7 @@ impl TickState {
     /// `--average`, seconds, which the history must span.
     pub fn next(
         stored: Option<&TickState>,
-        reading: (&Snapshot, &Selection),
+        (snapshot, processes): (&Snapshot, Processes),
         sample: Sample,
         keep_baseline: bool,
         window: Option<u64>,
@@ -136,7 +139,7 @@ impl TickState {
             _ => TickState {
                 uptime: history::centiseconds(sample.uptime),
                 base: sample.cum,
-                ..TickState::new(reading.0, reading.1)
+                ..TickState::new(snapshot, processes)
             },
         };
         next.history = stored.map(|s| s.history.clone()).unwrap_or_default();
@@ -638,7 +641,7 @@ mod tests {
             clock_ticks: 100,
             ..Snapshot::default()
         };
-        let selection = Selection::default();
+        let selection: Processes = (&[], &[]);
         let sample = Sample {
             uptime: 1000.6,
             cum: Cum {
@@ -649,7 +652,7 @@ mod tests {
         };
         let kept = TickState::next(
             Some(&stored),
-            (&snapshot, &selection),
+            (&snapshot, selection),
             sample.clone(),
             true,
             None,
@@ -660,7 +663,7 @@ mod tests {
         assert_eq!(kept.history.newest(), Some(&sample));
         let replaced = TickState::next(
             Some(&stored),
-            (&snapshot, &selection),
+            (&snapshot, selection),
             sample.clone(),
             false,
             Some(3600),
@@ -668,7 +671,7 @@ mod tests {
         assert_eq!((replaced.uptime, replaced.base), (1000.6, sample.cum));
         assert!(replaced.workers.is_empty());
         assert_eq!(replaced.history.keep(), 3600);
-        let first = TickState::next(None, (&snapshot, &selection), sample, true, None);
+        let first = TickState::next(None, (&snapshot, selection), sample, true, None);
         assert_eq!(first.history.samples().len(), 1);
         assert_eq!(first.base, first.history.samples()[0].cum);
         assert!(TickState::parse(&first.to_string()).is_ok());
@@ -683,7 +686,7 @@ mod tests {
                 uptime: odd,
                 ..Sample::default()
             };
-            let next = TickState::next(None, (&at(odd), &selection), sample, false, None);
+            let next = TickState::next(None, (&at(odd), selection), sample, false, None);
             assert_eq!(TickState::parse(&next.to_string()).unwrap(), next, "{odd}");
         }
     }
