@@ -146,6 +146,11 @@ mod tests {
         }
     }
 
+    /// The selection with the master found from the process tree, as without `--ppid`.
+    fn detect(procs: Vec<ProcSample>, selector: &Selector) -> Selection {
+        select(procs, selector, OwnProcesses::default(), &Master::Detect)
+    }
+
     fn pids(list: &[ProcSample]) -> Vec<i32> {
         list.iter().map(|p| p.pid).collect()
     }
@@ -153,7 +158,7 @@ mod tests {
     #[test]
     fn master_is_named_not_counted() {
         let procs = vec![proc(812, 1, 0), proc(813, 812, 33), proc(814, 812, 33)];
-        let s = select(procs, &selector(), OwnProcesses::default(), &Master::Detect);
+        let s = detect(procs, &selector());
         assert_eq!(pids(&s.workers), [813, 814]);
         assert_eq!(pids(&s.masters), [812]);
     }
@@ -161,14 +166,12 @@ mod tests {
     #[test]
     fn include_master_counts_it() {
         let procs = vec![proc(812, 1, 0), proc(813, 812, 33)];
-        let s = select(
+        let s = detect(
             procs,
             &Selector {
                 include_master: true,
                 ..selector()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [812, 813]);
         assert_eq!(pids(&s.masters), [812]);
@@ -177,7 +180,7 @@ mod tests {
     #[test]
     fn flat_processes_are_all_workers() {
         let procs = vec![proc(10, 1, 0), proc(11, 1, 0), proc(12, 5, 0)];
-        let s = select(procs, &selector(), OwnProcesses::default(), &Master::Detect);
+        let s = detect(procs, &selector());
         assert_eq!(pids(&s.workers), [10, 11, 12]);
         assert!(s.masters.is_empty());
     }
@@ -185,14 +188,12 @@ mod tests {
     #[test]
     fn user_filter_keeps_master_known() {
         let procs = vec![proc(812, 1, 0), proc(813, 812, 33), proc(900, 1, 33)];
-        let s = select(
+        let s = detect(
             procs,
             &Selector {
                 uid: Some(33),
                 ..selector()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [813, 900]);
         assert_eq!(pids(&s.masters), [812]);
@@ -208,14 +209,12 @@ mod tests {
             proc(900, 1, 1000),   // another user's process of the same name...
             proc(901, 900, 1000), // ...with a child of the same name
         ];
-        let s = select(
+        let s = detect(
             procs,
             &Selector {
                 uid: Some(33),
                 ..selector()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [813]);
         assert_eq!(pids(&s.masters), [812]);
@@ -224,14 +223,12 @@ mod tests {
         zombie.state = 'Z';
         let mut master = proc(900, 1, 0);
         master.state = 'S';
-        let s = select(
+        let s = detect(
             vec![master, zombie],
             &Selector {
                 states: Some("RS".into()),
                 ..selector()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert!(s.masters.is_empty(), "{:?}", pids(&s.masters));
         assert_eq!(pids(&s.workers), [900]);
@@ -247,26 +244,22 @@ mod tests {
             proc(641, 640, 65534),
             proc(700, 1, 65534),
         ];
-        let s = select(
+        let s = detect(
             procs,
             &Selector {
                 uid: Some(65534),
                 ..Selector::default()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [640, 641, 700]);
         assert!(s.masters.is_empty(), "{:?}", pids(&s.masters));
         // -s does not name the service either
-        let s = select(
+        let s = detect(
             vec![proc(1, 0, 0), proc(640, 1, 0)],
             &Selector {
                 states: Some("S".into()),
                 ..Selector::default()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert!(s.masters.is_empty());
     }
@@ -275,7 +268,7 @@ mod tests {
     fn service_filters_allow_a_master() {
         let procs = || vec![proc(812, 1, 0), proc(813, 812, 33)];
         let with = |selector: Selector| {
-            let s = select(procs(), &selector, OwnProcesses::default(), &Master::Detect);
+            let s = detect(procs(), &selector);
             pids(&s.masters)
         };
         let filters = [
@@ -305,15 +298,13 @@ mod tests {
     fn pid_1_is_never_a_master() {
         // `-n systemd`: init and the user managers it started are all just processes named so
         let procs = vec![proc(1, 0, 0), proc(900, 1, 1000), proc(901, 1, 1001)];
-        let s = select(
+        let s = detect(
             procs,
             &Selector {
                 name: Some(NameFilter::new("systemd")),
                 include_master: true,
                 ..Selector::default()
             },
-            OwnProcesses::default(),
-            &Master::Detect,
         );
         assert_eq!(pids(&s.workers), [1, 900, 901]);
         assert!(s.masters.is_empty());
@@ -341,12 +332,7 @@ mod tests {
     fn kernel_threads_never_match() {
         let mut kthread = proc(50, 2, 0);
         kthread.kernel_thread = true;
-        let s = select(
-            vec![kthread],
-            &selector(),
-            OwnProcesses::default(),
-            &Master::Detect,
-        );
+        let s = detect(vec![kthread], &selector());
         assert!(s.workers.is_empty());
     }
 
@@ -404,12 +390,7 @@ mod tests {
             states: Some("RS".into()),
             ..selector()
         };
-        let s = select(
-            vec![zombie, running],
-            &sel,
-            OwnProcesses::default(),
-            &Master::Detect,
-        );
+        let s = detect(vec![zombie, running], &sel);
         assert_eq!(pids(&s.workers), [12]);
     }
 }
