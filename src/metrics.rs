@@ -4,21 +4,20 @@
 
 mod exited;
 mod gauges;
+mod interval;
 mod io;
 mod past;
 mod per_second;
 mod plausible;
 
-use std::collections::HashMap;
 use std::fmt;
 
 use crate::catalog::MetricName::{self, *};
 use crate::catalog::MetricSet;
 use crate::counter::Counter::{Stime, Utime};
-use crate::counter::Counters;
 use crate::note::Note;
 use crate::sample::{ProcSample, SmapsCut, Snapshot};
-use crate::state::{ProcTicks, TickState};
+use crate::state::TickState;
 
 use exited::{exited_workers, prev_hz};
 pub use gauges::TotalFrom;
@@ -483,10 +482,20 @@ impl Rate {
 
 /// What each worker did since the previous sample, in the order of `workers`.
 fn worker_ticks(workers: &[ProcSample], prev: &TickState, hz: f64) -> Vec<WorkerCpu> {
-    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
+    let before = interval::lines_by_pid(prev);
     workers
         .iter()
-        .map(|w| worker_cpu(w, before.get(&w.pid).copied(), prev.uptime, hz))
+        .map(|w| {
+            let line = before.get(&w.pid).copied();
+            let basis = interval::basis(w, line, prev.uptime, hz);
+            // ticks are read with every process and on every line: known at both readings
+            let ticks = |counter| interval::grown(counter, w, line, basis).unwrap_or(0);
+            WorkerCpu {
+                user_ticks: ticks(Utime),
+                system_ticks: ticks(Stime),
+                basis,
+            }
+        })
         .collect()
 }
 
@@ -565,44 +574,13 @@ fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]
     ]
 }
 
-/// Ticks one worker spent inside the interval (ticks are on every line: known at both).
-///
-/// Subtraction happens only once pid *and* starttime show it is the same process; a reused pid
-/// is a new process and must never have another process's ticks subtracted from it.
-fn worker_cpu(
-    now: &ProcSample,
-    before: Option<&ProcTicks>,
-    prev_uptime: f64,
-    hz: f64,
-) -> WorkerCpu {
-    let ticks = |counters: &Counters, counter| counters.get(counter).unwrap_or(0);
-    let now_ticks = |counter| ticks(&now.counters, counter);
-    match before {
-        Some(b) if b.starttime == now.starttime => WorkerCpu {
-            // same process: its counters only grow, so saturation never hides anything real
-            user_ticks: now_ticks(Utime).saturating_sub(ticks(&b.counters, Utime)),
-            system_ticks: now_ticks(Stime).saturating_sub(ticks(&b.counters, Stime)),
-            basis: CpuBasis::Delta,
-        },
-        _ if now.starttime as f64 >= (prev_uptime * hz).floor() => WorkerCpu {
-            user_ticks: now_ticks(Utime),
-            system_ticks: now_ticks(Stime),
-            basis: CpuBasis::New,
-        },
-        _ => WorkerCpu {
-            user_ticks: 0,
-            system_ticks: 0,
-            basis: CpuBasis::Unknown,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counter::Counter;
+    use crate::counter::{Counter, Counters};
     use crate::sample::Details;
     use crate::sample::IoStatus;
+    use crate::state::ProcTicks;
 
     /// The notes as printed at `-v` given `level` times.
     fn notes_at(f: &Figures, level: u8) -> Vec<String> {

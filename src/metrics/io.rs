@@ -2,7 +2,7 @@
 //! CPU's interval, measured by the CPU's rules (the same workers are new, unknown or exited),
 //! with exited workers' bytes recovered from their master, or why there are none.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::catalog::MetricName::{IoRead, IoWrite};
 use crate::counter::{Counter, Counters};
@@ -10,7 +10,8 @@ use crate::note::Note;
 use crate::sample::{IoStatus, ProcSample};
 use crate::state::{ProcTicks, TickState};
 
-use super::{CpuBasis, ExitedWorkers, Measured, Rate, WorkerCpu};
+use super::interval::growth;
+use super::{ExitedWorkers, Measured, Rate, WorkerCpu};
 
 /// Bytes a process made the storage layer read and write (`read_bytes`, `write_bytes` of
 /// `/proc/PID/io`): not page-cache hits, not tmpfs.
@@ -152,25 +153,22 @@ pub(super) fn io_since(
 }
 
 /// Bytes each worker read and wrote inside the interval, in the order of `workers`, by the
-/// rules of its CPU (`ticks`): the same process (pid and starttime) counts its growth, a new
-/// one all of its counters, one whose share is unknown zero. None where not known: its
-/// `/proc/PID/io` unreadable now, or missing from the previous sample of the same process.
+/// rules of its CPU (see [`growth`]). None where not known: its `/proc/PID/io` unreadable now,
+/// or missing from the previous sample of the same process.
 fn worker_io_bytes(
     workers: &[ProcSample],
     prev: &TickState,
     ticks: &[WorkerCpu],
 ) -> Vec<Option<IoCounters>> {
-    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
-    workers
-        .iter()
-        .zip(ticks)
-        .map(|(w, t)| {
-            let now = IoCounters::of(&w.own())?;
-            match t.basis {
-                CpuBasis::Delta => Some(now.since(IoCounters::of(&before.get(&w.pid)?.counters)?)),
-                CpuBasis::New => Some(now),
-                CpuBasis::Unknown => Some(IoCounters::default()),
-            }
+    let read = growth(workers, (prev, ticks), Counter::ReadBytes);
+    let written = growth(workers, (prev, ticks), Counter::WriteBytes);
+    read.into_iter()
+        .zip(written)
+        .map(|(read, written)| {
+            Some(IoCounters {
+                read_bytes: read?,
+                write_bytes: written?,
+            })
         })
         .collect()
 }
