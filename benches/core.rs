@@ -9,6 +9,7 @@ use std::hint::black_box;
 
 use check_workers::check::{self, evaluate, Annotations};
 use check_workers::cli::{self, Config};
+use check_workers::counter::{Counter, Counters};
 use check_workers::metrics::Previous;
 use check_workers::output::{render, Outcome};
 use check_workers::sample::{OwnProcesses, ProcSample, Snapshot};
@@ -44,10 +45,11 @@ fn proc(pid: i32, ppid: i32, uid: u32, starttime: u64, utime: u64, stime: u64) -
         kernel_thread: false,
         uid,
         starttime,
-        utime,
-        stime,
-        cutime: 0,
-        cstime: 0,
+        counters: Counters::default()
+            .with(Counter::Utime, utime)
+            .with(Counter::Stime, stime)
+            .with(Counter::Cutime, 0)
+            .with(Counter::Cstime, 0),
         rss: 0,
         vms: 0,
         ..ProcSample::default()

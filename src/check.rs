@@ -551,7 +551,10 @@ fn split_master_io(proc_root: &Path, selection: &mut Selection) {
         let same = |w: &&mut sample::ProcSample| w.pid == m.pid && w.starttime == m.starttime;
         if let Some(w) = selection.workers.iter_mut().find(same) {
             w.io = m.io;
-            w.reaped_io = m.reaped_io;
+            for counter in crate::counter::Counter::io() {
+                w.counters.put(counter, m.counters.get(counter));
+            }
+            w.reaped = m.reaped;
         }
     }
 }

@@ -10,8 +10,14 @@
 /// Where a counter is read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Line {
+    /// a field of `/proc/PID/stat`, by its number in proc(5) (`utime` is 14); a negative
+    /// value (the children's fields are signed) reads as 0
+    Stat(usize),
     /// a line of `/proc/PID/status`, by its name before the colon
     Status(&'static str),
+    /// a line of `/proc/PID/io`, by its name before the colon; a master's tick-file line holds
+    /// its reaped children's (see `ProcSample::reaped`)
+    Io(&'static str),
 }
 
 /// Defines the counters from one table: the enum, its tick-file keys and its sources come out
@@ -46,9 +52,24 @@ macro_rules! counters {
 }
 
 counters! {
-    // variant = key,    read from,                                        meaning
-    Nvcsw     = "nvcsw", Line::Status("nonvoluntary_ctxt_switches"), "times the process was switched out while it could run (status)";
+    // variant  = key,          read from,                                   meaning
+    Utime      = "utime",       Line::Stat(14),                              "user CPU time, clock ticks (stat)";
+    Stime      = "stime",       Line::Stat(15),                              "system CPU time, clock ticks (stat)";
+    Cutime     = "cutime",      Line::Stat(16),                              "user CPU time of reaped children, clock ticks (stat)";
+    Cstime     = "cstime",      Line::Stat(17),                              "system CPU time of reaped children, clock ticks (stat)";
+    ReadBytes  = "read_bytes",  Line::Io("read_bytes"),                      "bytes read at the storage layer (io)";
+    WriteBytes = "write_bytes", Line::Io("write_bytes"),                     "bytes written at the storage layer (io)";
+    Nvcsw      = "nvcsw",       Line::Status("nonvoluntary_ctxt_switches"), "times the process was switched out while it could run (status)";
 }
+
+/// The CPU ticks, own and reaped children's: what the tick file was first made for, so every
+/// process line has them, and what CPU and its recovery from a master are measured in.
+pub const TICKS: [Counter; 4] = [
+    Counter::Utime,
+    Counter::Stime,
+    Counter::Cutime,
+    Counter::Cstime,
+];
 
 /// How many counters there are.
 const COUNT: usize = Counter::ALL.len();
@@ -65,6 +86,16 @@ impl Counter {
             .iter()
             .copied()
             .find(|c| matches!(c.line(), Line::Status(n) if n.as_bytes() == name))
+    }
+
+    /// Whether it is read from `/proc/PID/io`.
+    pub fn is_io(self) -> bool {
+        matches!(self.line(), Line::Io(_))
+    }
+
+    /// The counters read from `/proc/PID/io`.
+    pub fn io() -> impl Iterator<Item = Counter> {
+        Counter::ALL.iter().copied().filter(|c| c.is_io())
     }
 }
 
@@ -83,10 +114,32 @@ impl Counters {
         self.0[counter as usize] = Some(value);
     }
 
+    /// Records `value` for `counter`, or forgets it (None).
+    pub fn put(&mut self, counter: Counter, value: Option<u64>) {
+        self.0[counter as usize] = value;
+    }
+
     /// These counters with `counter` at `value`.
     pub fn with(mut self, counter: Counter, value: u64) -> Counters {
         self.set(counter, value);
         self
+    }
+
+    /// CPU ticks alone (`utime stime cutime cstime`), as tests build a process.
+    #[cfg(test)]
+    pub fn ticks([utime, stime, cutime, cstime]: [u64; 4]) -> Counters {
+        let mut c = Counters::default();
+        for (counter, value) in TICKS.into_iter().zip([utime, stime, cutime, cstime]) {
+            c.set(counter, value);
+        }
+        c
+    }
+
+    /// These counters with bytes read and written, as tests build a process.
+    #[cfg(test)]
+    pub fn bytes(self, read: u64, write: u64) -> Counters {
+        self.with(Counter::ReadBytes, read)
+            .with(Counter::WriteBytes, write)
     }
 
     /// The counters that were read, with their values, in [`Counter::ALL`]'s order.
@@ -106,10 +159,13 @@ mod tests {
             assert_eq!(Counter::from_key(c.key()), Some(c));
             let key = c.key();
             // a tick-file key must not be one of the process line's own keys
-            let own = ["pid", "start", "utime", "stime", "cutime", "cstime"];
+            let own = ["pid", "start"];
             assert!(!own.contains(&key) && !key.contains(['=', ' ']), "{key}");
-            let Line::Status(name) = c.line();
-            assert_eq!(Counter::of_status_line(name.as_bytes()), Some(c));
+            match c.line() {
+                Line::Status(name) => assert_eq!(Counter::of_status_line(name.as_bytes()), Some(c)),
+                Line::Io(name) => assert!(c.is_io() && !name.is_empty()),
+                Line::Stat(field) => assert!((4..=52).contains(&field), "{key}"),
+            }
         }
         assert_eq!(Counter::from_key("bogus"), None);
         assert_eq!(Counter::of_status_line(b"VmRSS"), None);

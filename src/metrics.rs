@@ -4,24 +4,25 @@
 
 mod exited;
 mod gauges;
+mod interval;
 mod io;
 mod past;
 mod per_second;
 mod plausible;
 
-use std::collections::HashMap;
 use std::fmt;
 
 use crate::catalog::MetricName::{self, *};
 use crate::catalog::MetricSet;
+use crate::counter::Counter::{Stime, Utime};
 use crate::note::Note;
-use crate::sample::{IoCounters, ProcSample, SmapsCut, Snapshot};
-use crate::state::{ProcTicks, TickState};
+use crate::sample::{ProcSample, SmapsCut, Snapshot};
+use crate::state::TickState;
 
 use exited::{exited_workers, prev_hz};
 pub use gauges::TotalFrom;
 use gauges::{ages, counts, fds, memory, read_smaps, rss_pct_source, states, wanted_unreadable};
-use io::{io_since, io_values};
+use io::{io_since, io_values, IoCounters};
 pub use io::{IoFigures, IoGap, IoRate, Unrecovered};
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
 use per_second::per_second;
@@ -481,10 +482,20 @@ impl Rate {
 
 /// What each worker did since the previous sample, in the order of `workers`.
 fn worker_ticks(workers: &[ProcSample], prev: &TickState, hz: f64) -> Vec<WorkerCpu> {
-    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
+    let before = interval::lines_by_pid(prev);
     workers
         .iter()
-        .map(|w| worker_cpu(w, before.get(&w.pid).copied(), prev.uptime, hz))
+        .map(|w| {
+            let line = before.get(&w.pid).copied();
+            let basis = interval::basis(w, line, prev.uptime, hz);
+            // ticks are read with every process and on every line: known at both readings
+            let ticks = |counter| interval::grown(counter, w, line, basis).unwrap_or(0);
+            WorkerCpu {
+                user_ticks: ticks(Utime),
+                system_ticks: ticks(Stime),
+                basis,
+            }
+        })
         .collect()
 }
 
@@ -563,42 +574,13 @@ fn cpu_values(cpu: Option<&CpuFigures>, rate: Rate, per_worker: &[WorkerFigures]
     ]
 }
 
-/// Ticks one worker spent inside the interval.
-///
-/// Subtraction happens only once pid *and* starttime show it is the same process; a reused pid
-/// is a new process and must never have another process's ticks subtracted from it.
-fn worker_cpu(
-    now: &ProcSample,
-    before: Option<&ProcTicks>,
-    prev_uptime: f64,
-    hz: f64,
-) -> WorkerCpu {
-    match before {
-        Some(b) if b.starttime == now.starttime => WorkerCpu {
-            // same process: its counters only grow, so saturation never hides anything real
-            user_ticks: now.utime.saturating_sub(b.utime),
-            system_ticks: now.stime.saturating_sub(b.stime),
-            basis: CpuBasis::Delta,
-        },
-        _ if now.starttime as f64 >= (prev_uptime * hz).floor() => WorkerCpu {
-            user_ticks: now.utime,
-            system_ticks: now.stime,
-            basis: CpuBasis::New,
-        },
-        _ => WorkerCpu {
-            user_ticks: 0,
-            system_ticks: 0,
-            basis: CpuBasis::Unknown,
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::counter::Counter;
+    use crate::counter::{Counter, Counters};
     use crate::sample::Details;
-    use crate::sample::Io;
+    use crate::sample::IoStatus;
+    use crate::state::ProcTicks;
 
     /// The notes as printed at `-v` given `level` times.
     fn notes_at(f: &Figures, level: u8) -> Vec<String> {
@@ -637,8 +619,7 @@ mod tests {
         ProcSample {
             pid,
             starttime,
-            utime,
-            stime,
+            counters: Counters::ticks([utime, stime, 0, 0]),
             rss: 4 << 20,
             vms: 100 << 20,
             ..ProcSample::default()
@@ -647,14 +628,9 @@ mod tests {
 
     fn ticks(pid: i32, starttime: u64, utime: u64, stime: u64) -> ProcTicks {
         ProcTicks {
-            counters: crate::counter::Counters::default(),
             pid,
             starttime,
-            utime,
-            stime,
-            cutime: 0,
-            cstime: 0,
-            io: None,
+            counters: Counters::ticks([utime, stime, 0, 0]),
         }
     }
 
@@ -773,16 +749,14 @@ mod tests {
         ProcSample {
             pid: 1,
             starttime: 10,
-            cutime,
-            cstime,
+            counters: Counters::ticks([0, 0, cutime, cstime]),
             ..ProcSample::default()
         }
     }
 
     fn master_ticks(cutime: u64, cstime: u64) -> ProcTicks {
         ProcTicks {
-            cutime,
-            cstime,
+            counters: Counters::ticks([0, 0, cutime, cstime]),
             ..ticks(1, 10, 0, 0)
         }
     }
@@ -820,12 +794,13 @@ mod tests {
             vec![io_ticks(20, 500, 0, 0), io_ticks(21, 500, 0, 0)],
         );
         prev.masters = vec![ProcTicks {
-            io: Some(io(0, 0)),
+            counters: Counters::ticks([0, 0, 5000, 700]).bytes(0, 0),
             ..master_ticks(5000, 700)
         }];
         let now = [io_worker(21, 500, 0, 0)];
         let mut m = io_master(0, 1 << 30);
-        (m.cutime, m.cstime) = (5000 + 30_000, 700 + 10_000);
+        m.counters.set(Counter::Cutime, 5000 + 30_000);
+        m.counters.set(Counter::Cstime, 700 + 10_000);
         let f = at_1060(&now, &[m.clone()], &prev);
         let exited = f.cpu.unwrap().exited.unwrap();
         assert_eq!(
@@ -1037,10 +1012,14 @@ mod tests {
         };
         let mut w = worker(10, 500, 1300, 350);
         w.details = Some(details);
-        w.io = Io::Read(io(6000, 12_000));
+        let mut w = read_io(w, 6000, 12_000);
         let mut before = ticks(10, 500, 100, 50);
-        before.io = Some(io(0, 0));
+        before.counters = before.counters.bytes(0, 0);
+        // every other counter, as the `PerSecond` metrics read them
         for &counter in Counter::ALL {
+            if before.counters.get(counter).is_some() {
+                continue;
+            }
             before.counters.set(counter, 40);
             w.counters.set(counter, 100);
         }
@@ -1101,24 +1080,37 @@ mod tests {
         assert_eq!(f.value(CpuMax), None);
     }
 
-    fn io(read_bytes: u64, write_bytes: u64) -> IoCounters {
-        IoCounters {
-            read_bytes,
-            write_bytes,
+    /// `p` with its `/proc/PID/io` read, saying `read`, `write`.
+    fn read_io(p: ProcSample, read: u64, write: u64) -> ProcSample {
+        ProcSample {
+            io: IoStatus::Read,
+            counters: p.counters.bytes(read, write),
+            ..p
+        }
+    }
+
+    /// `p` with its `/proc/PID/io` there but not readable.
+    fn unreadable_io(p: ProcSample) -> ProcSample {
+        let mut counters = p.counters;
+        for counter in Counter::io() {
+            counters.put(counter, None);
+        }
+        ProcSample {
+            io: IoStatus::Unreadable,
+            counters,
+            reaped: Counters::default(),
+            ..p
         }
     }
 
     /// A worker whose `/proc/PID/io` said `read`, `write`.
     fn io_worker(pid: i32, starttime: u64, read: u64, write: u64) -> ProcSample {
-        ProcSample {
-            io: Io::Read(io(read, write)),
-            ..worker(pid, starttime, 0, 0)
-        }
+        read_io(worker(pid, starttime, 0, 0), read, write)
     }
 
     fn io_ticks(pid: i32, starttime: u64, read: u64, write: u64) -> ProcTicks {
         ProcTicks {
-            io: Some(io(read, write)),
+            counters: Counters::ticks([0; 4]).bytes(read, write),
             ..ticks(pid, starttime, 0, 0)
         }
     }
@@ -1126,9 +1118,8 @@ mod tests {
     /// A master whose reaped children did `read`, `write`; its own I/O is more.
     fn io_master(read: u64, write: u64) -> ProcSample {
         ProcSample {
-            io: Io::Read(io(read + 1_000_000, write + 1_000_000)),
-            reaped_io: Some(io(read, write)),
-            ..master(0, 0)
+            reaped: Counters::default().bytes(read, write),
+            ..read_io(master(0, 0), read + 1_000_000, write + 1_000_000)
         }
     }
 
@@ -1190,13 +1181,17 @@ mod tests {
             vec![io_ticks(20, 500, 0, 6000), io_ticks(21, 500, 0, 0)],
         );
         prev.masters = vec![ProcTicks {
-            io: Some(io(0, 50_000)),
+            counters: Counters::ticks([0; 4]).bytes(0, 50_000),
             ..master_ticks(0, 0)
         }];
         let now = [io_worker(21, 500, 0, 600)];
         let f = at_1060(&now, &[io_master(0, 50_000 + 12_000)], &prev);
         let io_figures = f.io.unwrap();
-        assert_eq!(io_figures.exited, Some(io(0, 6000)));
+        let written = |write_bytes| IoCounters {
+            read_bytes: 0,
+            write_bytes,
+        };
+        assert_eq!(io_figures.exited, Some(written(6000)));
         // (600 + 12000 - 6000) / 60 s; the master's own I/O is not the workers'
         assert_eq!(io_of(&f), (Some(0.0), Some(110.0)));
         assert!(
@@ -1220,9 +1215,7 @@ mod tests {
     fn an_unreadable_master_leaves_exited_workers_out_with_a_note() {
         let mut prev = previous(1000.0, vec![io_ticks(21, 500, 0, 0)]);
         prev.masters = vec![master_ticks(0, 0)];
-        let mut master = io_master(0, 0);
-        master.io = Io::Unreadable;
-        master.reaped_io = None;
+        let master = unreadable_io(io_master(0, 0));
         let f = at_1060(&[io_worker(21, 500, 0, 600)], &[master], &prev);
         assert_eq!(io_of(&f), (Some(0.0), Some(10.0)));
         assert_eq!(
@@ -1239,8 +1232,10 @@ mod tests {
             notes_at(&f, 0)
         );
         // readable, but not in the previous sample
-        let mut master = io_master(0, 0);
-        master.io = Io::Read(io(0, 0));
+        let master = ProcSample {
+            reaped: Counters::default(),
+            ..read_io(io_master(0, 0), 0, 0)
+        };
         let f = at_1060(&[io_worker(21, 500, 0, 600)], &[master], &prev);
         assert_eq!(f.io.unwrap().unrecovered, Some(Unrecovered::NotKnown));
     }
@@ -1252,9 +1247,13 @@ mod tests {
         let master_row = io_master(0, 6000);
         prev.masters = vec![ProcTicks::of_master(&io_master(0, 0))];
         prev.workers = vec![ProcTicks::from(&io_master(0, 0))];
-        assert_eq!(prev.workers[0].io, Some(io(1_000_000, 1_000_000)), "own");
-        let mut own = master_row.clone();
-        own.io = Io::Read(io(1_000_000, 1_000_000 + 6000 + 600));
+        let own_bytes = Counters::default().bytes(1_000_000, 1_000_000);
+        assert_eq!(
+            IoCounters::of(&prev.workers[0].counters),
+            IoCounters::of(&own_bytes),
+            "own"
+        );
+        let own = read_io(master_row.clone(), 1_000_000, 1_000_000 + 6000 + 600);
         let f = at_1060(&[own], &[master_row], &prev);
         // 600 of its own, 6000 of its reaped children
         assert_eq!(io_of(&f), (Some(0.0), Some(110.0)));
@@ -1266,8 +1265,7 @@ mod tests {
             1000.0,
             vec![io_ticks(10, 500, 0, 0), io_ticks(11, 500, 0, 0)],
         );
-        let mut denied = io_worker(11, 500, 0, 0);
-        denied.io = Io::Unreadable;
+        let denied = unreadable_io(io_worker(11, 500, 0, 0));
         let f = at_1060(&[io_worker(10, 500, 0, 60), denied], &[], &prev);
         assert_eq!(io_of(&f), (None, None));
         assert_eq!(f.io_gap, Some(IoGap::Unreadable(1)));

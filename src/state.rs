@@ -23,9 +23,9 @@ use nix::sys::stat::FileStat;
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 pub use format::{FORMAT_LINE, FORMAT_V1, FORMAT_V2};
 
-use crate::counter::Counters;
+use crate::counter::{Counter, Counters};
 use crate::history::{self, Cum, History, Sample};
-use crate::sample::{IoCounters, ProcSample, Snapshot};
+use crate::sample::{ProcSample, Snapshot};
 
 /// Refuse to read more than this: a real file holds ~60 bytes per worker and ~60 per sample of
 /// history, so 10,000 workers and a full history stay under 1 MiB.
@@ -38,18 +38,8 @@ pub struct ProcTicks {
     pub pid: i32,
     /// clock ticks after boot
     pub starttime: u64,
-    /// clock ticks
-    pub utime: u64,
-    /// clock ticks
-    pub stime: u64,
-    /// clock ticks of reaped children (kept for masters)
-    pub cutime: u64,
-    /// clock ticks of reaped children (kept for masters)
-    pub cstime: u64,
-    /// bytes read and written at the storage layer: a worker's own (`/proc/PID/io`), a
-    /// master's reaped children's (see [`ProcSample::reaped_io`]); None when unknown
-    pub io: Option<IoCounters>,
-    /// the counters of [`crate::counter`], where read
+    /// the counters of [`crate::counter`], where known: the CPU ticks always; the `io` ones a
+    /// worker's own, a master's reaped children's (see [`ProcSample::reaped`])
     pub counters: Counters,
 }
 
@@ -59,12 +49,7 @@ impl From<&ProcSample> for ProcTicks {
         ProcTicks {
             pid: p.pid,
             starttime: p.starttime,
-            utime: p.utime,
-            stime: p.stime,
-            cutime: p.cutime,
-            cstime: p.cstime,
-            io: p.own_io(),
-            counters: p.counters,
+            counters: p.own(),
         }
     }
 }
@@ -73,9 +58,14 @@ impl ProcTicks {
     /// A master's line: like a worker's, but with the I/O of its reaped children, which is
     /// what exited workers are recovered from (as their CPU is from `cutime`/`cstime`).
     pub fn of_master(p: &ProcSample) -> ProcTicks {
+        let mut counters = p.counters;
+        for counter in Counter::io() {
+            counters.put(counter, p.reaped.get(counter));
+        }
         ProcTicks {
-            io: p.reaped_io,
-            ..ProcTicks::from(p)
+            pid: p.pid,
+            starttime: p.starttime,
+            counters,
         }
     }
 }
@@ -528,27 +518,14 @@ mod tests {
             btime: 1_700_000_000,
             clock_ticks: 100,
             workers: vec![ProcTicks {
-                counters: crate::counter::Counters::default(),
                 pid: 813,
                 starttime: 5000,
-                utime: 120,
-                stime: 30,
-                cutime: 0,
-                cstime: 0,
-                io: Some(IoCounters {
-                    read_bytes: 4096,
-                    write_bytes: 81_920,
-                }),
+                counters: Counters::ticks([120, 30, 0, 0]).bytes(4096, 81_920),
             }],
             masters: vec![ProcTicks {
-                counters: crate::counter::Counters::default(),
                 pid: 812,
                 starttime: 4000,
-                utime: 10,
-                stime: 5,
-                cutime: 700,
-                cstime: 90,
-                io: None,
+                counters: Counters::ticks([10, 5, 700, 90]),
             }],
             base: Cum {
                 user: 5000,
@@ -624,7 +601,7 @@ mod tests {
             ..sample_state()
         };
         // v1 had no I/O columns: unknown
-        expected.workers[0].io = None;
+        expected.workers[0].counters = Counters::ticks([120, 30, 0, 0]);
         assert_eq!(state, expected);
         // v2's lines are not v1's
         for line in ["base 1 2\n", "keep 900\n", "sample 1000.50 0 0 1 0 -\n"] {
@@ -721,7 +698,7 @@ sample 1000.50 5000 700 1 5242880 812:4000
             .replace(" 4096 81920\n", "\n")
             .replace(" - -\n", "\n");
         assert!(old.contains("\nworker 813 5000 120 30 0 0\n"), "{old}");
-        state.workers[0].io = None;
+        state.workers[0].counters = Counters::ticks([120, 30, 0, 0]);
         assert_eq!(TickState::parse(&old).unwrap(), state);
     }
 
@@ -838,8 +815,11 @@ sample 1000.50 5000 700 1 5242880 812:4000
     fn a_minute_on(state: &TickState) -> TickState {
         let mut state = state.clone();
         state.uptime += 60.0;
-        state.workers[0].utime += 600;
-        state.masters[0].cutime += 50;
+        let add = |counters: &mut Counters, counter, n| {
+            counters.set(counter, counters.get(counter).unwrap() + n)
+        };
+        add(&mut state.workers[0].counters, Counter::Utime, 600);
+        add(&mut state.masters[0].counters, Counter::Cutime, 50);
         state.base = state.base.plus(600, 0);
         let mut samples = state.history.samples().to_vec();
         samples.push(Sample {
@@ -1090,18 +1070,11 @@ sample 1000.50 5000 700 1 5242880 812:4000
                 proptest::option::of((any::<u64>(), any::<u64>())),
             )
                 .prop_map(|(pid, starttime, utime, stime, cutime, cstime, io)| {
+                    let ticks = Counters::ticks([utime, stime, cutime, cstime]);
                     ProcTicks {
-                        counters: crate::counter::Counters::default(),
                         pid,
                         starttime,
-                        utime,
-                        stime,
-                        cutime,
-                        cstime,
-                        io: io.map(|(read_bytes, write_bytes)| IoCounters {
-                            read_bytes,
-                            write_bytes,
-                        }),
+                        counters: io.map_or(ticks, |(read, write)| ticks.bytes(read, write)),
                     }
                 })
         }
@@ -1217,17 +1190,10 @@ sample 1000.50 5000 700 1 5242880 812:4000
         let mut state = sample_state();
         state.workers = (1..=10_000)
             .map(|pid| ProcTicks {
-                counters: crate::counter::Counters::default(),
                 pid: 4_000_000 + pid,
                 starttime: 123_456_789,
-                utime: 12_345_678,
-                stime: 1_234_567,
-                cutime: 0,
-                cstime: 0,
-                io: Some(IoCounters {
-                    read_bytes: 123_456_789_012,
-                    write_bytes: 98_765_432_109,
-                }),
+                counters: Counters::ticks([12_345_678, 1_234_567, 0, 0])
+                    .bytes(123_456_789_012, 98_765_432_109),
             })
             .collect();
         let mut history = History::default();

@@ -4,6 +4,8 @@
 
 use std::collections::HashSet;
 
+use crate::counter::Counter::{Cstime, Cutime, Stime, Utime};
+use crate::counter::Counters;
 use crate::sample::ProcSample;
 use crate::state::{ProcTicks, TickState};
 
@@ -36,19 +38,21 @@ pub(super) fn exited_workers(
     let same = |a: &ProcTicks, pid: i32, starttime: u64| a.pid == pid && a.starttime == starttime;
     let mut child_user_delta: i128 = 0;
     let mut child_system_delta: i128 = 0;
+    // ticks are read with every process and on every line: known at both readings
+    let ticks = |counters: &Counters, counter| i128::from(counters.get(counter).unwrap_or(0));
     for m in masters {
         let before = prev.masters.iter().find(|b| same(b, m.pid, m.starttime))?;
-        child_user_delta += i128::from(m.cutime) - i128::from(before.cutime);
-        child_system_delta += i128::from(m.cstime) - i128::from(before.cstime);
+        child_user_delta += ticks(&m.counters, Cutime) - ticks(&before.counters, Cutime);
+        child_system_delta += ticks(&m.counters, Cstime) - ticks(&before.counters, Cstime);
     }
     let gone = gone_workers(prev, workers);
     let counted_user: i128 = gone
         .iter()
-        .map(|b| i128::from(b.utime) + i128::from(b.cutime))
+        .map(|b| ticks(&b.counters, Utime) + ticks(&b.counters, Cutime))
         .sum();
     let counted_system: i128 = gone
         .iter()
-        .map(|b| i128::from(b.stime) + i128::from(b.cstime))
+        .map(|b| ticks(&b.counters, Stime) + ticks(&b.counters, Cstime))
         .sum();
     let clamp = |ticks: i128| u64::try_from(ticks.max(0)).unwrap_or(u64::MAX);
     Some(ExitedWorkers {

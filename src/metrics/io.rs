@@ -2,14 +2,52 @@
 //! CPU's interval, measured by the CPU's rules (the same workers are new, unknown or exited),
 //! with exited workers' bytes recovered from their master, or why there are none.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use crate::catalog::MetricName::{IoRead, IoWrite};
+use crate::counter::{Counter, Counters};
 use crate::note::Note;
-use crate::sample::{Io, IoCounters, ProcSample};
+use crate::sample::{IoStatus, ProcSample};
 use crate::state::{ProcTicks, TickState};
 
-use super::{CpuBasis, ExitedWorkers, Measured, Rate, WorkerCpu};
+use super::interval::growth;
+use super::{ExitedWorkers, Measured, Rate, WorkerCpu};
+
+/// Bytes a process made the storage layer read and write (`read_bytes`, `write_bytes` of
+/// `/proc/PID/io`): not page-cache hits, not tmpfs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounters {
+    /// bytes
+    pub read_bytes: u64,
+    /// bytes
+    pub write_bytes: u64,
+}
+
+impl IoCounters {
+    /// The bytes of `counters`, where both are known.
+    pub fn of(counters: &Counters) -> Option<IoCounters> {
+        Some(IoCounters {
+            read_bytes: counters.get(Counter::ReadBytes)?,
+            write_bytes: counters.get(Counter::WriteBytes)?,
+        })
+    }
+
+    /// `self - earlier`, field by field, never below zero.
+    pub fn since(self, earlier: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
+            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
+        }
+    }
+
+    /// Both fields added, saturating.
+    pub fn plus(self, other: IoCounters) -> IoCounters {
+        IoCounters {
+            read_bytes: self.read_bytes.saturating_add(other.read_bytes),
+            write_bytes: self.write_bytes.saturating_add(other.write_bytes),
+        }
+    }
+}
 
 /// Bytes per second read and written at the storage layer.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -115,25 +153,22 @@ pub(super) fn io_since(
 }
 
 /// Bytes each worker read and wrote inside the interval, in the order of `workers`, by the
-/// rules of its CPU (`ticks`): the same process (pid and starttime) counts its growth, a new
-/// one all of its counters, one whose share is unknown zero. None where not known: its
-/// `/proc/PID/io` unreadable now, or missing from the previous sample of the same process.
+/// rules of its CPU (see [`growth`]). None where not known: its `/proc/PID/io` unreadable now,
+/// or missing from the previous sample of the same process.
 fn worker_io_bytes(
     workers: &[ProcSample],
     prev: &TickState,
     ticks: &[WorkerCpu],
 ) -> Vec<Option<IoCounters>> {
-    let before: HashMap<i32, &ProcTicks> = prev.workers.iter().map(|t| (t.pid, t)).collect();
-    workers
-        .iter()
-        .zip(ticks)
-        .map(|(w, t)| {
-            let now = w.own_io()?;
-            match t.basis {
-                CpuBasis::Delta => Some(now.since(before.get(&w.pid)?.io?)),
-                CpuBasis::New => Some(now),
-                CpuBasis::Unknown => Some(IoCounters::default()),
-            }
+    let read = growth(workers, (prev, ticks), Counter::ReadBytes);
+    let written = growth(workers, (prev, ticks), Counter::WriteBytes);
+    read.into_iter()
+        .zip(written)
+        .map(|(read, written)| {
+            Some(IoCounters {
+                read_bytes: read?,
+                write_bytes: written?,
+            })
         })
         .collect()
 }
@@ -186,8 +221,8 @@ fn workers_alone(exited_cpu: Option<ExitedWorkers>) -> bool {
 
 /// Whether every worker's `/proc/PID/io` was read.
 fn io_readable(workers: &[ProcSample]) -> Result<(), IoGap> {
-    let count = |io: Io| workers.iter().filter(|p| p.io == io).count();
-    match (count(Io::Unreadable), count(Io::Absent)) {
+    let count = |io: IoStatus| workers.iter().filter(|p| p.io == io).count();
+    match (count(IoStatus::Unreadable), count(IoStatus::Absent)) {
         (0, 0) => Ok(()),
         (0, absent) if absent == workers.len() => Err(IoGap::NoAccounting),
         (0, absent) => Err(IoGap::Missing(absent)),
@@ -208,7 +243,7 @@ enum Recovery {
 /// I/O that workers gone since the previous sample did inside the interval, recovered from
 /// their master the way [`exited_workers`](super::exited::exited_workers) recovers their CPU. When the master reaps a child,
 /// the kernel adds the child's whole `/proc/PID/io` (its own and its reaped children's) to
-/// the master's, apart from the master's own threads' (see [`ProcSample::reaped_io`]):
+/// the master's, apart from the master's own threads' (see [`ProcSample::reaped`]):
 ///
 /// ```text
 /// exited = delta(masters' reaped-children I/O) - I/O the gone workers had at the previous sample
@@ -226,7 +261,7 @@ fn exited_io(prev: &TickState, workers: &[ProcSample], masters: &[ProcSample]) -
     let Some(before) = before.filter(|b| !b.is_empty() && b.len() == prev.masters.len()) else {
         return Recovery::NoMaster;
     };
-    if masters.iter().any(|m| m.io == Io::Unreadable) {
+    if masters.iter().any(|m| m.io == IoStatus::Unreadable) {
         return Recovery::Not(Unrecovered::MasterUnreadable);
     }
     let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
@@ -234,12 +269,12 @@ fn exited_io(prev: &TickState, workers: &[ProcSample], masters: &[ProcSample]) -
         .workers
         .iter()
         .filter(|b| !alive.contains(&(b.pid, b.starttime)))
-        .map(|b| b.io)
+        .map(|b| IoCounters::of(&b.counters))
         .collect();
     let reaped: Option<Vec<IoCounters>> = masters
         .iter()
         .zip(&before)
-        .map(|(m, b)| Some(m.reaped_io?.since(b.io?)))
+        .map(|(m, b)| Some(IoCounters::of(&m.reaped)?.since(IoCounters::of(&b.counters)?)))
         .collect();
     let sum = |list: Vec<IoCounters>| {
         list.into_iter()

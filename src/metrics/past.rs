@@ -325,6 +325,7 @@ mod tests {
     use super::*;
     use crate::catalog::MetricName::{self, Cpu, CpuMax, CpuUser};
     use crate::catalog::MetricSet;
+    use crate::counter::Counters;
     use crate::state::ProcTicks;
 
     /// `note` as printed at `-v` given `level` times, if it is shown there.
@@ -336,7 +337,7 @@ mod tests {
         ProcSample {
             pid,
             starttime: 500,
-            utime,
+            counters: Counters::ticks([utime, 0, 0, 0]),
             rss: 4 << 20,
             ..ProcSample::default()
         }
@@ -359,14 +360,9 @@ mod tests {
             clock_ticks: 100,
             workers: (10..13)
                 .map(|pid| ProcTicks {
-                    counters: crate::counter::Counters::default(),
                     pid,
                     starttime: 500,
-                    utime,
-                    stime: 0,
-                    cutime: 0,
-                    cstime: 0,
-                    io: None,
+                    counters: Counters::ticks([utime, 0, 0, 0]),
                 })
                 .collect(),
             base: Cum {

@@ -14,8 +14,9 @@
 //! every usable CPU can give is never reported.
 
 use crate::catalog::{Max, MetricName};
+use crate::counter::{Counters, TICKS};
 use crate::history::{Cum, History, Sample};
-use crate::sample::{IoCounters, ProcSample, Snapshot};
+use crate::sample::{ProcSample, Snapshot};
 use crate::state::{ProcTicks, TickState};
 
 use super::NoInterval;
@@ -122,9 +123,9 @@ fn line_impossible(line: &ProcTicks, uptime: f64, host: Host) -> Option<String> 
             line.pid
         ));
     }
-    let total = [line.utime, line.stime, line.cutime, line.cstime]
+    let total = TICKS
         .iter()
-        .map(|&t| u128::from(t))
+        .map(|&c| u128::from(line.counters.get(c).unwrap_or(0)))
         .sum::<u128>();
     (total > host.most(uptime - started, 2)).then(|| {
         format!(
@@ -146,40 +147,31 @@ fn growth_impossible(
     seconds: f64,
     host: Host,
 ) -> Option<String> {
-    let pairs = [
-        (before.utime, now.utime),
-        (before.stime, now.stime),
-        (before.cutime, now.cutime),
-        (before.cstime, now.cstime),
-    ];
-    if pairs.iter().any(|&(b, n)| b > n) {
-        return Some(format!(
-            "process {}'s ticks went down since the baseline",
-            now.pid
-        ));
-    }
-    let io_down =
-        |b: IoCounters, n: IoCounters| n.read_bytes < b.read_bytes || n.write_bytes < b.write_bytes;
-    if let (Some(b), Some(n), true) = (before.io, now.own_io(), own_io) {
-        if io_down(b, n) {
-            return Some(format!(
-                "process {}'s I/O went down since the baseline",
-                now.pid
-            ));
-        }
-    }
-    let down = now
-        .counters
+    // a worker's line holds its own counters; a master's its reaped children's bytes, which
+    // are skipped
+    let now_counters = if own_io { now.own() } else { now.counters };
+    let down = now_counters
         .known()
+        .filter(|&(c, _)| own_io || !c.is_io())
         .find(|&(c, n)| before.counters.get(c).is_some_and(|b| b > n));
     if let Some((counter, _)) = down {
-        let key = counter.key();
+        let what = if TICKS.contains(&counter) {
+            "ticks"
+        } else if counter.is_io() {
+            "I/O"
+        } else {
+            counter.key()
+        };
         return Some(format!(
-            "process {}'s {key} went down since the baseline",
+            "process {}'s {what} went down since the baseline",
             now.pid
         ));
     }
-    let grown: u128 = pairs.iter().map(|&(b, n)| u128::from(n - b)).sum();
+    let ticks = |counters: &Counters, c| u128::from(counters.get(c).unwrap_or(0));
+    let grown: u128 = TICKS
+        .iter()
+        .map(|&c| ticks(&now.counters, c) - ticks(&before.counters, c))
+        .sum();
     (grown > host.most(seconds, 2)).then(|| {
         format!(
             "process {} grew by {grown} ticks in {seconds:.2} s",
@@ -245,14 +237,9 @@ mod tests {
 
     fn line(pid: i32, starttime: u64, utime: u64) -> ProcTicks {
         ProcTicks {
-            counters: crate::counter::Counters::default(),
             pid,
             starttime,
-            utime,
-            stime: 0,
-            cutime: 0,
-            cstime: 0,
-            io: None,
+            counters: Counters::ticks([utime, 0, 0, 0]),
         }
     }
 
@@ -283,7 +270,7 @@ mod tests {
         ProcSample {
             pid,
             starttime,
-            utime,
+            counters: Counters::ticks([utime, 0, 0, 0]),
             ..ProcSample::default()
         }
     }

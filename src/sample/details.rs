@@ -11,7 +11,8 @@ use crate::deadline::Deadline;
 
 use super::parse::{open_files_limit, smaps_rollup, v2_path};
 use super::proc_dir::{ProcDir, ProcReader};
-use super::values::{Details, Io, ProcSample, SmapsCut};
+use super::values::{Details, IoStatus, ProcSample, SmapsCut};
+use crate::counter::{Counter, Counters};
 
 /// Which per-worker details a run reads: those of the metrics it reports (see
 /// [`crate::catalog::Source`]).
@@ -149,17 +150,28 @@ fn pss_uss(reader: &mut ProcReader, dir: &ProcDir) -> (Option<u64>, Option<u64>)
 /// master reaped its children (and when its own threads exited): the I/O of exited workers, as
 /// `cutime`/`cstime` hold their CPU. The whole is read first, so I/O the master does between
 /// the reads lowers the reaped part rather than raising it. A master that exited or whose pid
-/// was reused keeps `reaped_io` at None; one whose files are not readable gets `Io::Unreadable`.
+/// was reused keeps `reaped` empty; one whose files are not readable gets
+/// `IoStatus::Unreadable`.
 pub fn master_io(root: &Path, masters: &mut [ProcSample]) {
     let mut reader = ProcReader::new(root);
     for m in masters {
-        m.reaped_io = None;
+        m.reaped = Counters::default();
         let Some(dir) = reader.reopen(m) else {
             continue;
         };
-        m.io = reader.io(&dir, "io");
-        if let Io::Read(whole) = m.io {
-            m.reaped_io = reader.threads_io(&dir).map(|own| whole.since(own));
+        let (status, whole) = reader.io(&dir, "io");
+        m.io = status;
+        for counter in Counter::io() {
+            m.counters.put(counter, whole.get(counter));
+        }
+        if status != IoStatus::Read {
+            continue;
+        }
+        if let Some(threads) = reader.threads_io(&dir) {
+            for (counter, own) in threads.known() {
+                let reaped = whole.get(counter).map(|n| n.saturating_sub(own));
+                m.reaped.put(counter, reaped);
+            }
         }
     }
 }
@@ -167,8 +179,8 @@ pub fn master_io(root: &Path, masters: &mut [ProcSample]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::Counter::{ReadBytes, WriteBytes};
     use crate::sample::fake::{fake_process, io_file};
-    use crate::sample::values::IoCounters;
     use std::fs;
 
     // A worker's pid reused between the scan and `enrich` gave the new process's fds, limits,
@@ -264,28 +276,17 @@ mod tests {
         }];
         master_io(root.path(), &mut masters);
         let m = &masters[0];
-        assert_eq!(
-            m.reaped_io,
-            Some(IoCounters {
-                read_bytes: 7000,
-                write_bytes: 20_000
-            })
-        );
-        assert_eq!(
-            m.own_io(),
-            Some(IoCounters {
-                read_bytes: 3000,
-                write_bytes: 30_000
-            })
-        );
+        let bytes = |c: Counters| (c.get(ReadBytes), c.get(WriteBytes));
+        assert_eq!(bytes(m.reaped), (Some(7000), Some(20_000)));
+        assert_eq!(bytes(m.own()), (Some(3000), Some(30_000)));
         // a thread's io unreadable: the split is unknown
         fs::remove_file(dir.join("task/900/io")).unwrap();
         fs::create_dir(dir.join("task/900/io")).unwrap();
         master_io(root.path(), &mut masters);
-        assert_eq!(masters[0].reaped_io, None);
+        assert_eq!(masters[0].reaped, Counters::default());
         // a reused pid: nothing is taken from the new process
         masters[0].starttime = 5;
         master_io(root.path(), &mut masters);
-        assert_eq!(masters[0].reaped_io, None);
+        assert_eq!(masters[0].reaped, Counters::default());
     }
 }

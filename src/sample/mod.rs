@@ -38,9 +38,7 @@ mod values;
 pub use cgroup::{cgroup_limits, CgroupLimits};
 pub use details::{enrich, master_io, DetailReads};
 pub use pids::{own_processes, OwnProcesses};
-pub use values::{
-    Comm, Details, Io, IoCounters, ProcSample, ScanTimedOut, Skipped, SmapsCut, Snapshot,
-};
+pub use values::{Comm, Details, IoStatus, ProcSample, ScanTimedOut, Skipped, SmapsCut, Snapshot};
 
 use filters::{Plan, Sieve, Visit};
 use parse::{kernel_stat, kib_field};

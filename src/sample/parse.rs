@@ -7,9 +7,9 @@
 
 use std::io::{self, ErrorKind};
 
-use crate::counter::{Counter, Counters};
+use crate::counter::{Counter, Counters, Line};
 
-use super::values::{Comm, IoCounters};
+use super::values::Comm;
 
 /// `PF_KTHREAD` in the flags field of `/proc/PID/stat`.
 pub(super) const PF_KTHREAD: u32 = 0x0020_0000;
@@ -21,11 +21,9 @@ pub(super) struct StatFields {
     pub(super) state: char,
     pub(super) ppid: i32,
     pub(super) flags: u32,
-    pub(super) utime: u64,
-    pub(super) stime: u64,
-    pub(super) cutime: i64,
-    pub(super) cstime: i64,
     pub(super) starttime: u64,
+    /// the counters read from stat fields (see [`Counter::line`])
+    pub(super) counters: Counters,
 }
 
 /// `/proc/PID/stat` as bytes. The comm sits between the first `(` and the last `)` and may
@@ -43,8 +41,9 @@ pub(super) fn parse_stat(bytes: &[u8]) -> io::Result<StatFields> {
     let pid = std::str::from_utf8(&bytes[..open]).ok().map(str::trim);
     let rest = std::str::from_utf8(&bytes[close + 1..]).map_err(|_| malformed("stat"))?;
     // state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime stime
-    // cutime cstime priority nice num_threads itrealvalue starttime
-    let f: Vec<&str> = rest.split_ascii_whitespace().take(20).collect();
+    // cutime cstime priority nice num_threads itrealvalue starttime ...: field n of proc(5)
+    // is f[n - 3]
+    let f: Vec<&str> = rest.split_ascii_whitespace().take(50).collect();
     let parsed = (|| {
         Some(StatFields {
             pid: pid?.parse().ok()?,
@@ -52,14 +51,28 @@ pub(super) fn parse_stat(bytes: &[u8]) -> io::Result<StatFields> {
             state: f.first()?.chars().next()?,
             ppid: f.get(1)?.parse().ok()?,
             flags: f.get(6)?.parse().ok()?,
-            utime: f.get(11)?.parse().ok()?,
-            stime: f.get(12)?.parse().ok()?,
-            cutime: f.get(13)?.parse().ok()?,
-            cstime: f.get(14)?.parse().ok()?,
             starttime: f.get(19)?.parse().ok()?,
+            counters: stat_counters(&f)?,
         })
     })();
     parsed.ok_or_else(|| malformed("stat"))
+}
+
+/// The counters read from `stat`'s fields `f` (the fields after the comm); None when one is
+/// missing or not a number.
+fn stat_counters(f: &[&str]) -> Option<Counters> {
+    let mut counters = Counters::default();
+    for &counter in Counter::ALL {
+        if let Line::Stat(field) = counter.line() {
+            let text = f.get(field.checked_sub(3)?)?;
+            let value = match text.parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => text.parse::<i64>().ok()?.max(0) as u64,
+            };
+            counters.set(counter, value);
+        }
+    }
+    Some(counters)
 }
 
 /// The fields of `/proc/PID/status` the check uses.
@@ -150,8 +163,9 @@ pub(super) fn open_files_limit(limits: &[u8]) -> Option<u64> {
         .ok()
 }
 
-/// `read_bytes` and `write_bytes` of a `/proc/PID/io`; None when either is missing.
-pub(super) fn parse_io(bytes: &[u8]) -> Option<IoCounters> {
+/// The counters read from a `/proc/PID/io` (see [`Counter::line`]); None when one is missing
+/// or not a number.
+pub(super) fn parse_io(bytes: &[u8]) -> Option<Counters> {
     let text = std::str::from_utf8(bytes).ok()?;
     let field = |name: &str| {
         text.lines()
@@ -160,10 +174,14 @@ pub(super) fn parse_io(bytes: &[u8]) -> Option<IoCounters> {
             .parse::<u64>()
             .ok()
     };
-    Some(IoCounters {
-        read_bytes: field("read_bytes")?,
-        write_bytes: field("write_bytes")?,
-    })
+    let mut counters = Counters::default();
+    for counter in Counter::io() {
+        let Line::Io(name) = counter.line() else {
+            continue;
+        };
+        counters.set(counter, field(name)?);
+    }
+    Some(counters)
 }
 
 /// The cgroup v2 path (`0::/path`) of a `/proc/PID/cgroup`.
@@ -226,9 +244,11 @@ mod tests {
         assert_eq!(stat.comm.as_bytes(), b"a) b\xff (c");
         assert_eq!(stat.comm.to_string(), "a) b\\xff (c");
         assert_eq!((stat.state, stat.ppid, stat.flags), ('R', 1, 4_194_368));
+        let ticks = crate::counter::TICKS.map(|c| stat.counters.get(c));
         assert_eq!(
-            (stat.utime, stat.stime, stat.cutime, stat.cstime),
-            (11, 12, 13, -1)
+            ticks,
+            [11, 12, 13, 0].map(Some),
+            "a negative child field reads as 0"
         );
         assert_eq!(stat.starttime, 777);
         for broken in [
@@ -337,10 +357,11 @@ mod tests {
     fn io_counters_of_a_process() {
         assert_eq!(
             parse_io(io_file(4096, 81_920).as_bytes()),
-            Some(IoCounters {
-                read_bytes: 4096,
-                write_bytes: 81_920
-            })
+            Some(
+                Counters::default()
+                    .with(Counter::ReadBytes, 4096)
+                    .with(Counter::WriteBytes, 81_920)
+            )
         );
         assert_eq!(parse_io(b"rchar: 1\nread_bytes: 2\n"), None);
         assert_eq!(parse_io(b"read_bytes: x\nwrite_bytes: 1\n"), None);

@@ -13,7 +13,8 @@ use rustix::fs::{Mode, OFlags};
 use crate::filter::CMDLINE_MATCHED;
 
 use super::parse::{parse_io, parse_stat, parse_status, StatFields, StatusFields, PF_KTHREAD};
-use super::values::{Io, IoCounters, ProcSample};
+use super::values::{IoStatus, ProcSample};
+use crate::counter::{Counter, Counters};
 
 /// Proc files the kernel writes whole into its buffer before the first read returns (seq_file
 /// with a single record): a read that comes back shorter than asked holds all of the file. Not
@@ -154,7 +155,11 @@ impl ProcReader {
         status: StatusFields,
     ) -> ProcSample {
         // read with stat and status, so a baseline taken within the run has it too
-        let io = self.io(dir, "io");
+        let (io, io_counters) = self.io(dir, "io");
+        let mut counters = stat.counters;
+        for (counter, value) in status.counters.known().chain(io_counters.known()) {
+            counters.set(counter, value);
+        }
         ProcSample {
             pid: stat.pid,
             ppid: stat.ppid,
@@ -163,40 +168,48 @@ impl ProcReader {
             kernel_thread: stat.flags & PF_KTHREAD != 0,
             uid: status.uid,
             starttime: stat.starttime,
-            utime: stat.utime,
-            stime: stat.stime,
-            cutime: stat.cutime.max(0) as u64,
-            cstime: stat.cstime.max(0) as u64,
             rss: status.rss,
             vms: status.vms,
             threads: status.threads,
             cpus_allowed: status.cpus_allowed,
             cgroup: None,
             io,
-            reaped_io: None,
-            counters: status.counters,
+            reaped: Counters::default(),
+            counters,
             details: None,
         }
     }
 
-    /// One `io` file of the process `dir` stands for (`io`, or a thread's `task/TID/io`).
-    pub(super) fn io(&mut self, dir: &ProcDir, file: &str) -> Io {
+    /// One `io` file of the process `dir` stands for (`io`, or a thread's `task/TID/io`), and
+    /// its counters where read.
+    pub(super) fn io(&mut self, dir: &ProcDir, file: &str) -> (IoStatus, Counters) {
         match self.read_at(dir, file) {
-            Ok(()) => parse_io(self.bytes()).map_or(Io::Unreadable, Io::Read),
-            Err(e) if e.kind() == ErrorKind::NotFound => Io::Absent,
-            Err(_) => Io::Unreadable,
+            Ok(()) => parse_io(self.bytes())
+                .map_or((IoStatus::Unreadable, Counters::default()), |c| {
+                    (IoStatus::Read, c)
+                }),
+            Err(e) if e.kind() == ErrorKind::NotFound => (IoStatus::Absent, Counters::default()),
+            Err(_) => (IoStatus::Unreadable, Counters::default()),
         }
     }
 
-    /// The sum of the live threads' own I/O (`task/TID/io`); None when any is not readable.
-    pub(super) fn threads_io(&mut self, dir: &ProcDir) -> Option<IoCounters> {
-        let mut sum = IoCounters::default();
+    /// The sum of the live threads' own I/O counters (`task/TID/io`); None when any is not
+    /// readable.
+    pub(super) fn threads_io(&mut self, dir: &ProcDir) -> Option<Counters> {
+        let mut sum = Counters::default();
+        for counter in Counter::io() {
+            sum.set(counter, 0);
+        }
         for tid in dir.entries("task").ok()? {
             match self.io(dir, &format!("task/{tid}/io")) {
-                Io::Read(own) => sum = sum.plus(own),
+                (IoStatus::Read, own) => {
+                    for (counter, n) in own.known() {
+                        sum.set(counter, sum.get(counter).unwrap_or(0).saturating_add(n));
+                    }
+                }
                 // a thread that exited meanwhile: its I/O is in the whole now
-                Io::Absent => {}
-                Io::Unreadable => return None,
+                (IoStatus::Absent, _) => {}
+                (IoStatus::Unreadable, _) => return None,
             }
         }
         Some(sum)
@@ -401,16 +414,16 @@ mod tests {
         let mut reader = ProcReader::new(root.path());
         let dir = reader.open_dir(812).unwrap();
         // no io file: a kernel without I/O accounting
-        assert_eq!(reader.io(&dir, "io"), Io::Absent);
+        assert_eq!(reader.io(&dir, "io").0, IoStatus::Absent);
         // not readable (a directory fails to read as another user's io does)
         fs::create_dir(root.path().join("812/io")).unwrap();
-        assert_eq!(reader.io(&dir, "io"), Io::Unreadable);
+        assert_eq!(reader.io(&dir, "io").0, IoStatus::Unreadable);
         fs::remove_dir(root.path().join("812/io")).unwrap();
         fs::write(root.path().join("812/io"), io_file(1, 2)).unwrap();
         let p = reader.whole(812).unwrap();
-        assert_eq!(
-            (p.io.counters(), p.reaped_io),
-            (Some(parse_io(io_file(1, 2).as_bytes()).unwrap()), None)
-        );
+        assert_eq!((p.io, p.reaped), (IoStatus::Read, Counters::default()));
+        for (counter, n) in parse_io(io_file(1, 2).as_bytes()).unwrap().known() {
+            assert_eq!(p.counters.get(counter), Some(n));
+        }
     }
 }

@@ -60,14 +60,6 @@ pub struct ProcSample {
     pub uid: u32,
     /// start time after boot, clock ticks; with the pid it identifies the process
     pub starttime: u64,
-    /// user CPU time, clock ticks
-    pub utime: u64,
-    /// system CPU time, clock ticks
-    pub stime: u64,
-    /// user CPU time of reaped children, clock ticks
-    pub cutime: u64,
-    /// system CPU time of reaped children, clock ticks
-    pub cstime: u64,
     /// resident set size (VmRSS), bytes
     pub rss: u64,
     /// virtual size (VmSize), bytes
@@ -78,51 +70,23 @@ pub struct ProcSample {
     pub cpus_allowed: Option<u32>,
     /// the process's cgroup v2 path (`/system.slice/nginx.service`), where known
     pub cgroup: Option<String>,
-    /// what `/proc/PID/io` says: the whole process (its threads, dead and alive, and its
-    /// reaped children)
-    pub io: Io,
-    /// for a master (see [`master_io`](super::master_io)): the part of `io` its reaped
-    /// children (and exited threads) did, which the kernel keeps apart from its live threads'
-    /// own; None otherwise
-    pub reaped_io: Option<IoCounters>,
-    /// the counters of [`crate::counter`], where read
+    /// whether `/proc/PID/io` was read; its counters (in `counters`) are the whole process's
+    /// (its threads, dead and alive, and its reaped children)
+    pub io: IoStatus,
+    /// for a master (see [`master_io`](super::master_io)): the part of its `io` counters its
+    /// reaped children (and exited threads) did, which the kernel keeps apart from its live
+    /// threads' own; none otherwise
+    pub reaped: Counters,
+    /// the counters of [`crate::counter`], where read (CPU ticks always)
     pub counters: Counters,
     /// the rest is read for workers only (see [`enrich`](super::enrich)), so None also means
     /// "not read"
     pub details: Option<Details>,
 }
 
-/// Bytes a process made the storage layer read and write (`read_bytes`, `write_bytes` of
-/// `/proc/PID/io`): not page-cache hits, not tmpfs.
+/// Whether `/proc/PID/io` of one process was read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCounters {
-    /// bytes
-    pub read_bytes: u64,
-    /// bytes
-    pub write_bytes: u64,
-}
-
-impl IoCounters {
-    /// `self - earlier`, field by field, never below zero.
-    pub fn since(self, earlier: IoCounters) -> IoCounters {
-        IoCounters {
-            read_bytes: self.read_bytes.saturating_sub(earlier.read_bytes),
-            write_bytes: self.write_bytes.saturating_sub(earlier.write_bytes),
-        }
-    }
-
-    /// Both fields added, saturating.
-    pub fn plus(self, other: IoCounters) -> IoCounters {
-        IoCounters {
-            read_bytes: self.read_bytes.saturating_add(other.read_bytes),
-            write_bytes: self.write_bytes.saturating_add(other.write_bytes),
-        }
-    }
-}
-
-/// What `/proc/PID/io` of one process gave.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Io {
+pub enum IoStatus {
     /// not read, or no such file: a kernel without task I/O accounting, a fixture tree
     /// without it, a process that exited meanwhile
     #[default]
@@ -130,24 +94,19 @@ pub enum Io {
     /// there but not readable: it needs ptrace access (root or the process's user), or it
     /// did not parse
     Unreadable,
-    Read(IoCounters),
-}
-
-impl Io {
-    pub fn counters(self) -> Option<IoCounters> {
-        match self {
-            Io::Read(c) => Some(c),
-            Io::Absent | Io::Unreadable => None,
-        }
-    }
+    /// read: its counters are in [`ProcSample::counters`]
+    Read,
 }
 
 impl ProcSample {
-    /// The I/O the process did itself: `io` less what its reaped children did, where that is
-    /// known (masters); for any other process its whole `io`.
-    pub fn own_io(&self) -> Option<IoCounters> {
-        let whole = self.io.counters()?;
-        Some(self.reaped_io.map_or(whole, |reaped| whole.since(reaped)))
+    /// The counters of the process itself: its `io` ones less what its reaped children did,
+    /// where that is known (masters); for any other process its whole counters.
+    pub fn own(&self) -> Counters {
+        let mut own = self.counters;
+        for (counter, reaped) in self.reaped.known() {
+            own.put(counter, own.get(counter).map(|n| n.saturating_sub(reaped)));
+        }
+        own
     }
 }
 

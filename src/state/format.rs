@@ -7,9 +7,8 @@ use std::fmt;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::counter::{Counter, Counters};
+use crate::counter::{Counter, Counters, TICKS};
 use crate::history::{Cum, History, Identity, Sample, MAX_SAMPLES};
-use crate::sample::IoCounters;
 
 use super::{ProcTicks, TickState};
 
@@ -180,77 +179,72 @@ fn columns(values: &[&str]) -> Result<ProcTicks> {
     let [pid, start, user, system, child_user, child_system, io @ ..] = values else {
         bail!("unexpected line");
     };
+    let mut counters = Counters::default();
+    for (counter, text) in TICKS
+        .into_iter()
+        .zip([user, system, child_user, child_system])
+    {
+        counters.set(counter, text.parse()?);
+    }
+    // `- -` for unknown, or none at all (a file from before they existed: unknown too)
+    match io {
+        [] | ["-", "-"] => {}
+        [read, write] => {
+            counters.set(Counter::ReadBytes, read.parse()?);
+            counters.set(Counter::WriteBytes, write.parse()?);
+        }
+        _ => bail!("unexpected I/O columns"),
+    }
     Ok(ProcTicks {
         pid: pid.parse()?,
         starttime: start.parse()?,
-        utime: user.parse()?,
-        stime: system.parse()?,
-        cutime: child_user.parse()?,
-        cstime: child_system.parse()?,
-        io: io_columns(io)?,
-        counters: Counters::default(),
-    })
-}
-
-/// A v3 process line's values, each named (`pid=813 start=1100 utime=4000 ...`), in any order.
-/// Every key [`ProcTicks`] needs must be there once; bytes are both there or both not
-/// (unknown); a key this release does not know is one a later release added, and is skipped.
-fn named_values(values: &[&str]) -> Result<ProcTicks> {
-    let mut found: [Option<u64>; PROCESS_KEYS.len()] = [None; PROCESS_KEYS.len()];
-    let mut counters = Counters::default();
-    for pair in values {
-        let (key, value) = pair.split_once('=').context("not key=value")?;
-        if let Some(i) = PROCESS_KEYS.iter().position(|&k| k == key) {
-            set_once(&mut found[i], value.parse::<u64>()?)?;
-        } else if let Some(counter) = Counter::from_key(key) {
-            ensure!(counters.get(counter).is_none(), "repeated {key}");
-            counters.set(counter, value.parse()?);
-        }
-    }
-    let need = |i: usize| found[i].with_context(|| format!("no {}", PROCESS_KEYS[i]));
-    let io = match (found[6], found[7]) {
-        (Some(read_bytes), Some(write_bytes)) => Some(IoCounters {
-            read_bytes,
-            write_bytes,
-        }),
-        (None, None) => None,
-        _ => bail!("read_bytes without write_bytes, or the other way round"),
-    };
-    Ok(ProcTicks {
-        pid: i32::try_from(need(0)?).context("pid out of range")?,
-        starttime: need(1)?,
-        utime: need(2)?,
-        stime: need(3)?,
-        cutime: need(4)?,
-        cstime: need(5)?,
-        io,
         counters,
     })
 }
 
-/// The keys of a v3 process line, in the order it writes them.
-const PROCESS_KEYS: [&str; 8] = [
-    "pid",
-    "start",
-    "utime",
-    "stime",
-    "cutime",
-    "cstime",
-    "read_bytes",
-    "write_bytes",
+/// The counters every v3 file has written since v3 began, in groups that are all there or
+/// all not: the CPU ticks on every line, the bytes where known. Fixed: a counter added later
+/// may be missing from an older file, so it belongs to no group.
+const V3_GROUPS: [(&[Counter], bool); 2] = [
+    (&TICKS, true),
+    (&[Counter::ReadBytes, Counter::WriteBytes], false),
 ];
 
-/// The I/O columns after `cstime`: `read_bytes write_bytes`, `- -` for unknown, or none at all
-/// (a file from before they existed: unknown too).
-fn io_columns(columns: &[&str]) -> Result<Option<IoCounters>> {
-    match columns {
-        [] | ["-", "-"] => Ok(None),
-        [read, write] => Ok(Some(IoCounters {
-            read_bytes: read.parse()?,
-            write_bytes: write.parse()?,
-        })),
-        _ => bail!("unexpected I/O columns"),
+/// A v3 process line's values, each named (`pid=813 start=1100 utime=4000 ...`), in any order.
+/// `pid` and `start` must be there once, and the counters of [`V3_GROUPS`] as they say; a key
+/// this release does not know is one a later release added, and is skipped.
+fn named_values(values: &[&str]) -> Result<ProcTicks> {
+    let (mut pid, mut start) = (None, None);
+    let mut counters = Counters::default();
+    for pair in values {
+        let (key, value) = pair.split_once('=').context("not key=value")?;
+        match key {
+            "pid" => set_once(&mut pid, value.parse::<u64>()?)?,
+            "start" => set_once(&mut start, value.parse::<u64>()?)?,
+            _ => {
+                if let Some(counter) = Counter::from_key(key) {
+                    ensure!(counters.get(counter).is_none(), "repeated {key}");
+                    counters.set(counter, value.parse()?);
+                }
+            }
+        }
     }
+    let pid = pid.context("no pid")?;
+    let starttime = start.context("no start")?;
+    for (group, needed) in V3_GROUPS {
+        let (there, missing): (Vec<Counter>, Vec<Counter>) =
+            group.iter().partition(|&&c| counters.get(c).is_some());
+        match (missing.first(), there.first()) {
+            (Some(missing), _) if needed => bail!("no {}", missing.key()),
+            (Some(missing), Some(there)) => bail!("{} without {}", there.key(), missing.key()),
+            _ => {}
+        }
+    }
+    Ok(ProcTicks {
+        pid: i32::try_from(pid).context("pid out of range")?,
+        starttime,
+        counters,
+    })
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T) -> Result<()> {
@@ -285,18 +279,7 @@ impl fmt::Display for TickState {
         )?;
         for (kind, list) in [("master", &self.masters), ("worker", &self.workers)] {
             for t in list {
-                write!(
-                    f,
-                    "{kind} pid={} start={} utime={} stime={} cutime={} cstime={}",
-                    t.pid, t.starttime, t.utime, t.stime, t.cutime, t.cstime
-                )?;
-                if let Some(io) = t.io {
-                    write!(
-                        f,
-                        " read_bytes={} write_bytes={}",
-                        io.read_bytes, io.write_bytes
-                    )?;
-                }
+                write!(f, "{kind} pid={} start={}", t.pid, t.starttime)?;
                 for (counter, value) in t.counters.known() {
                     write!(f, " {}={value}", counter.key())?;
                 }
