@@ -1,11 +1,10 @@
-//! Metrics step, workers gone since the previous sample: the CPU they burnt inside the
-//! interval, recovered from their master's reaped-children time, within what they could have
-//! burnt.
+//! Metrics step, workers gone since the previous sample: what they did inside the interval,
+//! recovered from their master's reaped-children counts by one rule ([`reaped_since`]) for
+//! their CPU ticks and their bytes alike; the ticks within what they could have burnt.
 
 use std::collections::HashSet;
 
-use crate::counter::Counter::{Cstime, Cutime, Stime, Utime};
-use crate::counter::Counters;
+use crate::counter::Counter::{self, Cstime, Cutime, Stime, Utime};
 use crate::sample::ProcSample;
 use crate::state::{ProcTicks, TickState};
 
@@ -32,35 +31,78 @@ pub(super) fn exited_workers(
     workers: &[ProcSample],
     masters: &[ProcSample],
 ) -> Option<ExitedWorkers> {
+    let pairs = same_masters(prev, masters)?;
+    let gone = gone_workers(prev, workers);
+    // a gone worker's lifetime in its master's reaped time: its own ticks and its children's
+    let recovered = |own, reaped| {
+        reaped_since(&pairs, &gone, Reaped::Ticks(reaped), |line| {
+            Some(line.counters.get(own)? + line.counters.get(reaped)?)
+        })
+    };
+    Some(ExitedWorkers {
+        count: gone.len(),
+        // ticks are read with every process and on every line: known at both readings
+        user_ticks: recovered(Utime, Cutime).unwrap_or(0),
+        system_ticks: recovered(Stime, Cstime).unwrap_or(0),
+        beyond: 0,
+    })
+}
+
+/// Each master with its line of the previous sample: the same processes (pid and starttime),
+/// all of them. None when there is no master, or the set changed (a master restarted, one
+/// more or one less): what a new master reaped is not the interval's.
+pub(super) fn same_masters<'a, 'p>(
+    prev: &'p TickState,
+    masters: &'a [ProcSample],
+) -> Option<Vec<(&'a ProcSample, &'p ProcTicks)>> {
     if masters.is_empty() || masters.len() != prev.masters.len() {
         return None;
     }
-    let same = |a: &ProcTicks, pid: i32, starttime: u64| a.pid == pid && a.starttime == starttime;
-    let mut child_user_delta: i128 = 0;
-    let mut child_system_delta: i128 = 0;
-    // ticks are read with every process and on every line: known at both readings
-    let ticks = |counters: &Counters, counter| i128::from(counters.get(counter).unwrap_or(0));
-    for m in masters {
-        let before = prev.masters.iter().find(|b| same(b, m.pid, m.starttime))?;
-        child_user_delta += ticks(&m.counters, Cutime) - ticks(&before.counters, Cutime);
-        child_system_delta += ticks(&m.counters, Cstime) - ticks(&before.counters, Cstime);
+    masters
+        .iter()
+        .map(|m| {
+            let line = prev
+                .masters
+                .iter()
+                .find(|b| b.pid == m.pid && b.starttime == m.starttime)?;
+            Some((m, line))
+        })
+        .collect()
+}
+
+/// Where a master keeps what it reaped of a counter: its children's CPU ticks are counters
+/// of its own (`cutime`, `cstime`); its children's bytes are the part of its `io` its live
+/// threads did not do ([`ProcSample::reaped`]). Its line of the previous sample holds either
+/// under the counter's own key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Reaped {
+    Ticks(Counter),
+    Bytes(Counter),
+}
+
+/// The one recovery rule: how much the masters' reaped count grew since their lines
+/// (`pairs`), less what the `gone` workers had counted at the previous sample (`counted`,
+/// from a gone worker's line), clamped at zero. That is what workers gone since did inside
+/// the interval, those born and gone in between included. None when a count is unknown.
+pub(super) fn reaped_since(
+    pairs: &[(&ProcSample, &ProcTicks)],
+    gone: &[&ProcTicks],
+    reaped: Reaped,
+    counted: impl Fn(&ProcTicks) -> Option<u64>,
+) -> Option<u64> {
+    let mut grown: u64 = 0;
+    for (master, line) in pairs {
+        let (now, counter) = match reaped {
+            Reaped::Ticks(c) => (master.counters.get(c), c),
+            Reaped::Bytes(c) => (master.reaped.get(c), c),
+        };
+        grown = grown.saturating_add(now?.saturating_sub(line.counters.get(counter)?));
     }
-    let gone = gone_workers(prev, workers);
-    let counted_user: i128 = gone
-        .iter()
-        .map(|b| ticks(&b.counters, Utime) + ticks(&b.counters, Cutime))
-        .sum();
-    let counted_system: i128 = gone
-        .iter()
-        .map(|b| ticks(&b.counters, Stime) + ticks(&b.counters, Cstime))
-        .sum();
-    let clamp = |ticks: i128| u64::try_from(ticks.max(0)).unwrap_or(u64::MAX);
-    Some(ExitedWorkers {
-        count: gone.len(),
-        user_ticks: clamp(child_user_delta - counted_user),
-        system_ticks: clamp(child_system_delta - counted_system),
-        beyond: 0,
-    })
+    let mut before: u64 = 0;
+    for line in gone {
+        before = before.saturating_add(counted(line)?);
+    }
+    Some(grown.saturating_sub(before))
 }
 
 /// The workers of the previous sample that are not among `workers` (pid and starttime).

@@ -2,14 +2,14 @@
 //! CPU's interval, measured by the CPU's rules (the same workers are new, unknown or exited),
 //! with exited workers' bytes recovered from their master, or why there are none.
 
-use std::collections::HashSet;
-
 use crate::catalog::MetricName::{IoRead, IoWrite};
+use crate::counter::Counter::{ReadBytes, WriteBytes};
 use crate::counter::{Counter, Counters};
 use crate::note::Note;
 use crate::sample::{IoStatus, ProcSample};
-use crate::state::{ProcTicks, TickState};
+use crate::state::TickState;
 
+use super::exited::{gone_workers, reaped_since, same_masters, Reaped};
 use super::interval::growth;
 use super::{ExitedWorkers, Measured, Rate, WorkerCpu};
 
@@ -241,7 +241,7 @@ enum Recovery {
 }
 
 /// I/O that workers gone since the previous sample did inside the interval, recovered from
-/// their master the way [`exited_workers`](super::exited::exited_workers) recovers their CPU. When the master reaps a child,
+/// their master by the rule that recovers their CPU ([`reaped_since`]). When the master reaps a child,
 /// the kernel adds the child's whole `/proc/PID/io` (its own and its reaped children's) to
 /// the master's, apart from the master's own threads' (see [`ProcSample::reaped`]):
 ///
@@ -253,35 +253,20 @@ enum Recovery {
 /// worker of the previous sample exited (a worker born and gone between two samples is
 /// counted too).
 fn exited_io(prev: &TickState, workers: &[ProcSample], masters: &[ProcSample]) -> Recovery {
-    let same = |b: &&ProcTicks, m: &ProcSample| b.pid == m.pid && b.starttime == m.starttime;
-    let before: Option<Vec<&ProcTicks>> = masters
-        .iter()
-        .map(|m| prev.masters.iter().find(|b| same(b, m)))
-        .collect();
-    let Some(before) = before.filter(|b| !b.is_empty() && b.len() == prev.masters.len()) else {
+    let Some(pairs) = same_masters(prev, masters) else {
         return Recovery::NoMaster;
     };
     if masters.iter().any(|m| m.io == IoStatus::Unreadable) {
         return Recovery::Not(Unrecovered::MasterUnreadable);
     }
-    let alive: HashSet<(i32, u64)> = workers.iter().map(|w| (w.pid, w.starttime)).collect();
-    let gone: Option<Vec<IoCounters>> = prev
-        .workers
-        .iter()
-        .filter(|b| !alive.contains(&(b.pid, b.starttime)))
-        .map(|b| IoCounters::of(&b.counters))
-        .collect();
-    let reaped: Option<Vec<IoCounters>> = masters
-        .iter()
-        .zip(&before)
-        .map(|(m, b)| Some(IoCounters::of(&m.reaped)?.since(IoCounters::of(&b.counters)?)))
-        .collect();
-    let sum = |list: Vec<IoCounters>| {
-        list.into_iter()
-            .fold(IoCounters::default(), IoCounters::plus)
-    };
-    match (reaped, gone) {
-        (Some(reaped), Some(gone)) => Recovery::Recovered(sum(reaped).since(sum(gone))),
+    let gone = gone_workers(prev, workers);
+    // a gone worker's io holds its own bytes and its reaped children's, as the master's will
+    let recovered = |c| reaped_since(&pairs, &gone, Reaped::Bytes(c), |line| line.counters.get(c));
+    match (recovered(ReadBytes), recovered(WriteBytes)) {
+        (Some(read_bytes), Some(write_bytes)) => Recovery::Recovered(IoCounters {
+            read_bytes,
+            write_bytes,
+        }),
         _ => Recovery::Not(Unrecovered::NotKnown),
     }
 }
