@@ -15,7 +15,7 @@ use crate::catalog::{self, MetricName, MetricSet};
 use crate::extra_opts;
 use crate::filter::{CgroupFilter, CmdlineFilter, NameFilter, ParentSpec, SelectionPart, Selector};
 use crate::history;
-use crate::output::Outcome;
+use crate::output::{Format, Outcome};
 use crate::state::StateDir;
 use crate::text;
 use crate::thresholds::Thresholds;
@@ -134,6 +134,11 @@ struct Args {
     #[arg(long = "metrics", value_name = "LIST")]
     metrics: Option<String>,
 
+    /// Output format: the Nagios plugin lines, or one JSON object (every outcome, usage
+    /// errors and timeouts included)
+    #[arg(long = "format", value_name = "FORMAT", default_value = "nagios")]
+    format: Format,
+
     /// When there is no usable tick file, measure CPU over this many seconds within the run
     /// (fractions allowed); 0 leaves CPU out of such a run [default: 1, or a quarter of the
     /// timeout when that is shorter]
@@ -226,6 +231,8 @@ pub struct Config {
     /// where cgroup limits are read (`/sys`)
     pub sys_root: PathBuf,
     pub cpu_scale: CpuScale,
+    /// how the result is printed
+    pub format: Format,
     /// the metrics this run measures and reports: the defaults, `--metrics` and those with
     /// thresholds
     pub metrics: MetricSet,
@@ -336,6 +343,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         proc_root: args.proc_root,
         sys_root: args.sys_root,
         cpu_scale: args.cpu_scale,
+        format: args.format,
         metrics,
         euid,
     })
@@ -471,6 +479,28 @@ pub fn timeout_in_argv(args: &[OsString]) -> Duration {
         }
     }
     Duration::from_secs(found.unwrap_or(DEFAULT_TIMEOUT_SECS))
+}
+
+/// `--format` as the raw command line gives it, for what is printed before the options are
+/// parsed (a usage error, a timeout while reading `--extra-opts`): the last one that names a
+/// format, else nagios.
+pub fn format_in_argv(args: &[OsString]) -> Format {
+    let mut found = Format::Nagios;
+    let mut rest = args.iter().skip(1).map(|a| a.to_str());
+    while let Some(arg) = rest.next() {
+        let value = match arg {
+            Some("--") => break,
+            Some("--format") => rest.next().flatten(),
+            Some(a) => a.strip_prefix("--format="),
+            None => None,
+        };
+        match value {
+            Some("json") => found = Format::Json,
+            Some("nagios") => found = Format::Nagios,
+            _ => {}
+        }
+    }
+    found
 }
 
 /// `-s RSD` or `-s R,S,D`: the state letters `ps` shows.

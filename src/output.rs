@@ -10,6 +10,7 @@
 //! lines. Each of those is escaped here as a whole with [`text::shown`], so the only `|` printed
 //! is the one before perfdata, whatever a caller forgot to escape.
 
+mod json;
 mod notes;
 
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use std::fmt::Write as _;
 use nagiosplugin::ServiceState;
 
 use crate::catalog::{MetricName, Unit};
+use crate::metrics::WorkerFigures;
 use crate::note::Note;
 use crate::report::{MetricResult, Report};
 use crate::text;
@@ -30,8 +32,9 @@ const MAX_WORKER_LINES: usize = 20;
 /// turns it into what is printed, and [`Outcome::exit_code`] gives the code to exit with.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    /// a check's result: a run's report, or why there is none
-    Check(Check),
+    /// a check's result: a run's report, or why there is none (boxed: the error path of
+    /// option parsing carries an Outcome, and should stay small)
+    Check(Box<Check>),
     /// `--help` or `--version`: clap's text, printed as it is, exit 3 as the plugin
     /// guidelines ask
     Verbatim(String),
@@ -42,6 +45,8 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Check {
     pub state: ServiceState,
+    /// the selection's label (`nginx`), when the options got as far as naming one
+    pub label: Option<String>,
     /// the status line after `WORKERS <STATE> - `: the label and the figures, or the reason
     /// a check failed
     pub summary: String,
@@ -53,6 +58,9 @@ pub struct Check {
     pub long: Vec<String>,
     /// how many times `-v` was given
     pub verbosity: u8,
+    /// with -v: each worker's figures and user name, busiest first (all of them: the long
+    /// output's lines stop at 20)
+    pub workers: Vec<(WorkerFigures, String)>,
 }
 
 impl Outcome {
@@ -60,14 +68,16 @@ impl Outcome {
     /// one line with no `|`, whatever the error says, and exit code 3. The reason quotes
     /// paths, options and OS messages; [`render`] escapes it with the rest of the line.
     pub fn unknown(why: &str) -> Outcome {
-        Outcome::Check(Check {
+        Outcome::Check(Box::new(Check {
             state: ServiceState::Unknown,
+            label: None,
             summary: why.to_string(),
             perfdata: Vec::new(),
             notes: Vec::new(),
             long: Vec::new(),
             verbosity: 0,
-        })
+            workers: Vec::new(),
+        }))
     }
 
     /// A run's result: the status line's summary, perfdata, notes, and with -v one line per
@@ -75,14 +85,25 @@ impl Outcome {
     pub fn report(report: Report, verbosity: u8) -> Outcome {
         let summary = format!("{}: {}", report.label, summary(&report));
         let long = worker_lines(&report, verbosity);
-        Outcome::Check(Check {
+        let workers = match verbosity {
+            0 => Vec::new(),
+            _ => report
+                .figures
+                .per_worker
+                .iter()
+                .map(|w| (w.clone(), user_name(&report, w.uid)))
+                .collect(),
+        };
+        Outcome::Check(Box::new(Check {
             state: report.state,
+            label: Some(report.label),
             summary,
             perfdata: report.results,
             notes: report.notes,
             long,
             verbosity,
-        })
+            workers,
+        }))
     }
 
     /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -91,6 +112,25 @@ impl Outcome {
             Outcome::Check(check) => check.state.exit_code(),
             Outcome::Verbatim(_) => ServiceState::Unknown.exit_code(),
         }
+    }
+}
+
+/// How the result is printed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// the status line with perfdata, then notes and long output (the plugin guidelines)
+    #[default]
+    Nagios,
+    /// one JSON object (docs/json.md)
+    Json,
+}
+
+/// What the plugin prints for `outcome` in `format`, at local time `time` (ISO 8601, which
+/// only JSON shows).
+pub fn render_as(outcome: &Outcome, format: Format, time: &str) -> String {
+    match format {
+        Format::Nagios => render(outcome),
+        Format::Json => json::render(outcome, time),
     }
 }
 
@@ -127,16 +167,21 @@ pub fn note_lines(notes: &[Note], verbosity: u8) -> Vec<String> {
 }
 
 /// With -v, one line per worker, busiest first, then how many more there are.
+/// The name of `uid` for the long output, or the number when it has none.
+fn user_name(report: &Report, uid: u32) -> String {
+    report
+        .user_names
+        .get(&uid)
+        .cloned()
+        .unwrap_or_else(|| uid.to_string())
+}
+
 fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
     let mut out = Vec::new();
     if verbosity > 0 {
         let workers = &report.figures.per_worker;
         for w in workers.iter().take(MAX_WORKER_LINES) {
-            let user = report
-                .user_names
-                .get(&w.uid)
-                .cloned()
-                .unwrap_or_else(|| w.uid.to_string());
+            let user = user_name(report, w.uid);
             let cpu = w
                 .cpu
                 .map(|c| format!("{c:.1}%"))

@@ -9,6 +9,7 @@ mod history;
 mod hostile_cmdline;
 mod hostile_user;
 mod io;
+mod json_output;
 mod large_memory;
 mod pidfile;
 mod privileges;
