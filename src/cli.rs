@@ -157,16 +157,19 @@ struct Args {
     #[arg(long = "state-dir", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Give up with UNKNOWN after this many seconds
+    /// Give up with UNKNOWN after this many whole seconds
     #[arg(
         short = 't',
         long = "timeout",
         value_name = "SECONDS",
-        default_value_t = DEFAULT_TIMEOUT_SECS
+        default_value_t = DEFAULT_TIMEOUT_SECS,
+        value_parser = whole_seconds
     )]
     timeout: u64,
 
-    /// More output: -v one line per worker
+    /// More output: -v one line per worker; -vv also how the figures were made (the CPU
+    /// interval and its error bound, exited workers, the selection, the tick file); -vvv also
+    /// every process looked at
     #[arg(short = 'v', long = "verbose", action = ArgAction::Count)]
     verbose: u8,
 
@@ -302,12 +305,19 @@ pub fn command() -> clap::Command {
     <Args as clap::CommandFactory>::command()
 }
 
-/// clap's first error line without its "error: " prefix, plus a pointer to --help.
+/// clap's first error line without its "error: " prefix, with clap's suggestion of a similar
+/// option where it has one (`--warn` → `--warning`), plus a pointer to --help: one line.
 fn clap_summary(e: &clap::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("bad usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    format!("{first} (see --help)")
+    let tip = text
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix("tip: "))
+        .map(|tip| format!("; {tip}"))
+        .unwrap_or_default();
+    format!("{first}{tip} (see --help)")
 }
 
 fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
@@ -479,6 +489,13 @@ pub fn timeout_in_argv(args: &[OsString]) -> Duration {
         }
     }
     Duration::from_secs(found.unwrap_or(DEFAULT_TIMEOUT_SECS))
+}
+
+/// `-t`: whole seconds, as Nagios and the plugin guidelines give a timeout; say so rather than
+/// "invalid digit" when a fraction is given.
+fn whole_seconds(text: &str) -> Result<u64, String> {
+    text.parse()
+        .map_err(|_| format!("the timeout is whole seconds (10, 30), not {text:?}"))
 }
 
 /// `--format` as the raw command line gives it, for what is printed before the options are
@@ -724,6 +741,27 @@ mod tests {
         let version = parse_err(&["-V"]);
         assert_eq!(version.code, 3);
         assert!(version.text.starts_with("check_workers "));
+    }
+
+    // Issue 22.8: a mistyped option got no hint, and -t 0.5 said "invalid digit found".
+    #[test]
+    fn usage_errors_suggest_and_explain() {
+        let warn = parse_err(&["-n", "x", "--warn", "5"]);
+        assert_eq!(
+            (warn.code, warn.text),
+            (
+                3,
+                "WORKERS UNKNOWN - unexpected argument '--warn' found; a similar argument exists: \
+                 '--warning' (see --help)\n"
+                    .to_string()
+            )
+        );
+        let fraction = parse_err(&["-n", "x", "-t", "0.5"]);
+        assert_eq!(
+            fraction.text,
+            "WORKERS UNKNOWN - invalid value '0.5' for '--timeout <SECONDS>': the timeout is \
+             whole seconds (10, 30), not \"0.5\" (see --help)\n"
+        );
     }
 
     #[test]
