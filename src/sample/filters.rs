@@ -342,7 +342,22 @@ mod tests {
     use super::*;
     use crate::filter::CmdlineFilter;
     use crate::sample::fake::{in_ten_seconds, pids, tree_with_unread_command_lines};
-    use crate::sample::{scan, Skipped};
+    use crate::sample::{scan, Skipped, Snapshot};
+
+    /// A scan of the fixture `root` with `selector` (and `--ppid parent`), its trace kept.
+    fn traced(root: &std::path::Path, selector: &Selector, parent: Option<i32>) -> Snapshot {
+        scan(root, root, selector, parent, true, in_ten_seconds()).unwrap()
+    }
+
+    /// No process of the scan was skipped as unreadable or gone.
+    fn no_skips(snapshot: &Snapshot) {
+        assert_eq!(
+            snapshot.skipped,
+            Skipped::default(),
+            "{:#?}",
+            snapshot.trace
+        );
+    }
 
     // Issue 16.3: with `-a ... -u www-data`, every process's command line was read and
     // matched before its user was looked at, however large it was and whoever ran it.
@@ -354,22 +369,9 @@ mod tests {
             uid: Some(33),
             ..Selector::default()
         };
-        let snapshot = scan(
-            root.path(),
-            root.path(),
-            &selector,
-            None,
-            true,
-            in_ten_seconds(),
-        );
-        let snapshot = snapshot.unwrap();
+        let snapshot = traced(root.path(), &selector, None);
         // no cmdline of nobody's was read; the root master was, as the worker's parent
-        assert_eq!(
-            snapshot.skipped,
-            Skipped::default(),
-            "{:#?}",
-            snapshot.trace
-        );
+        no_skips(&snapshot);
         assert_eq!(pids(&snapshot), [800, 801], "{:#?}", snapshot.trace);
         // as the state: the master is asleep, the worker running
         let worker = root.path().join("801/stat");
@@ -379,21 +381,8 @@ mod tests {
             states: Some("R".into()),
             ..selector
         };
-        let snapshot = scan(
-            root.path(),
-            root.path(),
-            &running,
-            None,
-            true,
-            in_ten_seconds(),
-        );
-        let snapshot = snapshot.unwrap();
-        assert_eq!(
-            snapshot.skipped,
-            Skipped::default(),
-            "{:#?}",
-            snapshot.trace
-        );
+        let snapshot = traced(root.path(), &running, None);
+        no_skips(&snapshot);
         assert_eq!(pids(&snapshot), [800, 801], "{:#?}", snapshot.trace);
     }
 
@@ -406,36 +395,16 @@ mod tests {
             uid: Some(33),
             ..Selector::default()
         };
-        let snapshot = scan(
-            root.path(),
-            root.path(),
-            &only_user,
-            None,
-            true,
-            in_ten_seconds(),
-        );
-        assert_eq!(pids(&snapshot.unwrap()), [801]);
+        let snapshot = traced(root.path(), &only_user, None);
+        assert_eq!(pids(&snapshot), [801]);
         let children = Selector {
             cmdline: Some(CmdlineFilter::new("gunicorn").unwrap()),
             uid: Some(33),
             parent: Some(crate::filter::ParentSpec::Pid(800)),
             ..Selector::default()
         };
-        let snapshot = scan(
-            root.path(),
-            root.path(),
-            &children,
-            Some(800),
-            true,
-            in_ten_seconds(),
-        );
-        let snapshot = snapshot.unwrap();
-        assert_eq!(
-            snapshot.skipped,
-            Skipped::default(),
-            "{:#?}",
-            snapshot.trace
-        );
+        let snapshot = traced(root.path(), &children, Some(800));
+        no_skips(&snapshot);
         assert_eq!(pids(&snapshot), [801], "{:#?}", snapshot.trace);
         assert_eq!(snapshot.parent.map(|p| p.pid), Some(800));
     }
