@@ -551,9 +551,7 @@ fn split_master_io(proc_root: &Path, selection: &mut Selection) {
         let same = |w: &&mut sample::ProcSample| w.pid == m.pid && w.starttime == m.starttime;
         if let Some(w) = selection.workers.iter_mut().find(same) {
             w.io = m.io;
-            for counter in crate::counter::Counter::io() {
-                w.counters.put(counter, m.counters.get(counter));
-            }
+            w.counters.take_io(&m.counters);
             w.reaped = m.reaped;
         }
     }

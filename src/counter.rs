@@ -119,6 +119,14 @@ impl Counters {
         self.0[counter as usize] = value;
     }
 
+    /// Takes the `io` counters of `other`, known or not: a master's line holds its reaped
+    /// children's bytes where a worker's holds its own.
+    pub fn take_io(&mut self, other: &Counters) {
+        for counter in Counter::io() {
+            self.put(counter, other.get(counter));
+        }
+    }
+
     /// These counters with `counter` at `value`.
     pub fn with(mut self, counter: Counter, value: u64) -> Counters {
         self.set(counter, value);

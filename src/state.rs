@@ -23,7 +23,7 @@ use nix::sys::stat::FileStat;
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 pub use format::{FORMAT_LINE, FORMAT_V1, FORMAT_V2};
 
-use crate::counter::{Counter, Counters};
+use crate::counter::Counters;
 use crate::history::{self, Cum, History, Sample};
 use crate::sample::{ProcSample, Snapshot};
 
@@ -59,9 +59,7 @@ impl ProcTicks {
     /// what exited workers are recovered from (as their CPU is from `cutime`/`cstime`).
     pub fn of_master(p: &ProcSample) -> ProcTicks {
         let mut counters = p.counters;
-        for counter in Counter::io() {
-            counters.put(counter, p.reaped.get(counter));
-        }
+        counters.take_io(&p.reaped);
         ProcTicks {
             pid: p.pid,
             starttime: p.starttime,
@@ -502,6 +500,7 @@ pub fn tick_file_name(key: &[u8], label: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::counter::Counter;
     use crate::filter::{CgroupFilter, NameFilter, ParentSpec, Selector};
 
     /// The tick file name of `selector`, as the check names it.

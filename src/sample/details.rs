@@ -12,7 +12,7 @@ use crate::deadline::Deadline;
 use super::parse::{open_files_limit, smaps_rollup, v2_path};
 use super::proc_dir::{ProcDir, ProcReader};
 use super::values::{Details, IoStatus, ProcSample, SmapsCut};
-use crate::counter::{Counter, Counters};
+use crate::counter::Counters;
 
 /// Which per-worker details a run reads: those of the metrics it reports (see
 /// [`crate::catalog::Source`]).
@@ -161,9 +161,7 @@ pub fn master_io(root: &Path, masters: &mut [ProcSample]) {
         };
         let (status, whole) = reader.io(&dir, "io");
         m.io = status;
-        for counter in Counter::io() {
-            m.counters.put(counter, whole.get(counter));
-        }
+        m.counters.take_io(&whole);
         if status != IoStatus::Read {
             continue;
         }
