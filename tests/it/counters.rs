@@ -4,11 +4,9 @@
 //! fixture trees.
 
 use std::fs;
-use std::path::Path;
-use std::process::Output;
 
 use crate::fixture::perfdata::of_line;
-use crate::fixture::{check, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree};
+use crate::fixture::{run_at, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree};
 
 const WWW: u32 = 33;
 
@@ -22,16 +20,6 @@ fn nginx(tree: &ProcTree, workers: &[(i32, u64, u64)]) {
                 .switched(nvcsw),
         );
     }
-}
-
-/// One run of `-n nginx --interval 0` with `extra` options at `uptime`.
-fn run_at(tree: &ProcTree, state: &Path, uptime: f64, extra: &[&str]) -> Output {
-    tree.set_uptime(uptime);
-    check(tree.path(), state)
-        .args(["-n", "nginx", "--interval", "0"])
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -420,6 +420,17 @@ pub fn run(root: impl AsRef<Path>, state: impl AsRef<Path>, args: &[&str]) -> Ou
         .unwrap()
 }
 
+/// One run of `-n nginx --interval 0` with `extra` options on the tree moved to `uptime`: the
+/// step of the tests that run a service's fixture several times on one state dir.
+pub fn run_at(tree: &ProcTree, state: &Path, uptime: f64, extra: &[&str]) -> Output {
+    tree.set_uptime(uptime);
+    check(tree.path(), state)
+        .args(["-n", "nginx", "--interval", "0"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 /// The check reading the real `/proc` and keeping state in `state`.
 pub fn real_check(state: &Path) -> Command {
     let mut cmd = Command::from_std(command(binary()));

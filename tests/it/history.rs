@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Output;
 
 use crate::fixture::perfdata::of_line;
-use crate::fixture::{check, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree};
+use crate::fixture::{run_at, state_dir, status_line, stdout_of, tick_file, FakeProc, ProcTree};
 
 const WWW: u32 = 33;
 
@@ -37,16 +37,6 @@ fn service(tree: &ProcTree, (master, start): (i32, u64), pids: &[i32], utime: u6
 /// nginx with master 812 and workers 813-815, `utime` ticks each, 4 MiB RSS each.
 fn nginx(tree: &ProcTree, utime: u64) {
     service(tree, (812, 1000), &[813, 814, 815], utime, 4096);
-}
-
-/// One run of `-n nginx --interval 0` with `extra` options at `uptime`.
-fn run_at(tree: &ProcTree, state: &Path, uptime: f64, extra: &[&str]) -> Output {
-    tree.set_uptime(uptime);
-    check(tree.path(), state)
-        .args(["-n", "nginx", "--interval", "0"])
-        .args(extra)
-        .output()
-        .unwrap()
 }
 
 /// The `sample` lines of the tick file, and its `uptime` line.
