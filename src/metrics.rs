@@ -394,11 +394,12 @@ pub fn compute(
         ..cpu
     });
     let (from_history, average) = run.history_values(previous, &tally, window, rate, cpu.as_ref());
+    let memory_total = rss_pct_source(workers, capacity);
     let values = [
         counts(workers),
         cpu_values(cpu.as_ref(), rate, &per_worker),
         io_values(io.and_then(Result::ok).as_ref(), rate),
-        memory(workers, capacity),
+        memory(workers, capacity, memory_total),
         fds(workers),
         ages(&per_worker),
         states(workers),
@@ -419,7 +420,7 @@ pub fn compute(
         pss_unreadable: wanted_unreadable(wanted, Pss, smaps_read, |d| d.pss),
         fds_unreadable: wanted_unreadable(wanted, Fds, workers, |d| d.fds),
         smaps_cut: now.smaps_cut,
-        rss_pct_from: rss_pct_source(workers, capacity).map(|t| t.from),
+        rss_pct_from: memory_total.map(|t| t.from),
         wanted,
         io: io.and_then(Result::ok),
         io_gap: io.and_then(Result::err),
@@ -965,7 +966,7 @@ mod tests {
         let parts = [
             (Part::Count, counts(&[])),
             (Part::Cpu, cpu_values(None, rate, &[])),
-            (Part::Memory, memory(&[], &Capacity::per_core(1))),
+            (Part::Memory, memory(&[], &Capacity::per_core(1), None)),
             (Part::Fds, fds(&[])),
             (Part::Io, io_values(None, rate)),
             (Part::Ages, ages(&[])),

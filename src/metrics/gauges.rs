@@ -19,8 +19,13 @@ pub(super) fn counts(workers: &[ProcSample]) -> Vec<Measured> {
 }
 
 /// [`Part::Memory`](crate::catalog::Part): sizes in whole bytes, averages unmeasured with no
-/// workers; `rss_pct` against the memory the workers may use.
-pub(super) fn memory(workers: &[ProcSample], capacity: &Capacity) -> Vec<Measured> {
+/// workers; `rss_pct`, the workers' memory `total` ([`rss_pct_source`]), against the memory
+/// they may use.
+pub(super) fn memory(
+    workers: &[ProcSample],
+    capacity: &Capacity,
+    total: Option<MemoryTotal>,
+) -> Vec<Measured> {
     let n = workers.len() as f64;
     let average = |total: u64| (n > 0.0).then(|| (total as f64 / n).round());
     let detail_average = |get: fn(&Details) -> Option<u64>| {
@@ -31,7 +36,7 @@ pub(super) fn memory(workers: &[ProcSample], capacity: &Capacity) -> Vec<Measure
     // no workers use no memory: 0 %, as rss_total is 0
     let total = match workers {
         [] => Some(0),
-        _ => rss_pct_source(workers, capacity).map(|t| t.bytes),
+        _ => total.map(|t| t.bytes),
     };
     let rss_pct = total
         .zip(capacity.memory.filter(|&m| m > 0))
