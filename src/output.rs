@@ -134,6 +134,22 @@ pub fn render_as(outcome: &Outcome, format: Format, time: &str) -> String {
     }
 }
 
+/// One sample of `--every`, taken at local time `time`: in Nagios form the time, then the
+/// status line with its perfdata, so a log or `grep` of the watch has one line per sample; its
+/// notes and long output follow from `-v` on. In JSON, the object, which holds the time and
+/// the notes (one object per line: JSON Lines).
+pub fn render_sample(outcome: &Outcome, format: Format, time: &str) -> String {
+    match (format, outcome) {
+        (Format::Json, _) => json::render(outcome, time),
+        (Format::Nagios, Outcome::Check(check)) if check.verbosity == 0 => {
+            let text = render(outcome);
+            let status = text.lines().next().unwrap_or_default();
+            format!("{time} {status}\n")
+        }
+        (Format::Nagios, _) => format!("{time} {}", render(outcome)),
+    }
+}
+
 /// The whole text the plugin prints: the status line with its perfdata, then the notes of the
 /// level asked for, then the long output; or `--help`'s text as it is.
 pub fn render(outcome: &Outcome) -> String {

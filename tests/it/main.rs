@@ -18,3 +18,4 @@ mod real_processes;
 mod selection;
 mod state_safety;
 mod structure;
+mod watch;
