@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::fixture::perfdata::of_line;
+use crate::json_output::schema;
 use crate::fixture::spawn::{unique, Spawned};
 use crate::fixture::{
     binary, check_command, command, cpu_heavy, state_dir, tick_file, FakeProc, ProcTree,
@@ -140,6 +141,7 @@ fn json_lines_one_object_per_sample() {
     nginx_at(&tree, 1060.0, [700, 1400]);
     let second: Value = serde_json::from_str(&watch.line()).unwrap();
     for sample in [&first, &second] {
+        schema(sample);
         assert!(is_local_time(sample["time"].as_str().unwrap()), "{sample}");
         assert_eq!(sample["state"], "OK");
         assert_eq!(sample["exit_code"], 0);
@@ -402,6 +404,7 @@ fn real_json_lines_parse() {
         .collect();
     assert_eq!(samples.len(), 3, "{text}");
     for sample in &samples {
+        schema(sample);
         assert_eq!(sample["state"], "OK", "{sample}");
         assert_eq!(sample["metrics"]["workers"]["value"], 3.0, "{sample}");
         assert_eq!(sample["workers"].as_array().unwrap().len(), 3, "{sample}");
