@@ -78,7 +78,11 @@ pub fn evaluate(
         .map(|r| r.verdict.state)
         .max()
         .unwrap_or(ServiceState::Ok);
-    let mut notes = unevaluated_thresholds(&config.thresholds, &results);
+    // with no workers, "0 workers" says why: no note on thresholds no figure could meet
+    let mut notes = match selection.workers.is_empty() {
+        true => Vec::new(),
+        false => unevaluated_thresholds(&config.thresholds, &results),
+    };
     notes.extend(figures.notes());
     let evaluation = Evaluation {
         state,
@@ -387,6 +391,11 @@ fn without_previous(
     deadline: Deadline,
     scan_cost: Duration,
 ) -> Result<Sampled> {
+    // no workers: no CPU to measure, so no reason to wait for a second reading
+    if first.selection.workers.is_empty() {
+        let note = no_baseline(&reason, Fallback::NoWorkers);
+        return Ok(Sampled::without_cpu(first, note));
+    }
     let interval = sampler.config.interval;
     if interval.is_zero() {
         let note = no_baseline(&reason, Fallback::NoInterval);

@@ -45,6 +45,8 @@ pub enum Fallback {
     WithinRun { seconds: f64 },
     /// the first reading of the run could not serve either (why)
     Unusable(String),
+    /// the run found no workers: nothing to measure, no second reading
+    NoWorkers,
 }
 
 /// One thing a step found worth telling, with its figures. Metric lists name the metrics
@@ -157,6 +159,11 @@ impl Note {
             | Note::Selection { .. }
             | Note::Skipped { .. }
             | Note::TickFile(_) => Level::Detail,
+            // "0 workers" already says it
+            Note::NoBaseline {
+                then: Fallback::NoWorkers,
+                ..
+            } => Level::Detail,
             Note::Trace(_) => Level::Trace,
             _ => Level::Always,
         }

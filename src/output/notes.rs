@@ -266,5 +266,6 @@ fn no_baseline(reason: &str, then: &Fallback) -> String {
         Fallback::Unusable(why) => {
             format!("no baseline ({reason}), and {why}: cpu not measured")
         }
+        Fallback::NoWorkers => format!("no baseline ({reason}) and no workers: cpu not measured"),
     }
 }

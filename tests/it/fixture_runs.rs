@@ -895,8 +895,7 @@ fn forged_process_name_is_escaped_in_the_reused_pidfile_message() {
             "WORKERS CRITICAL - pidfile {0}: 0 workers < 1 (pid 813 from {0} is another \
              process (x\\x7cy\\x0aWORKERS OK), started after the pidfile was written), cpu n/a \
              | workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
-             zombies=0;;;0; uninterruptible=0;;;0;\n\
-             no baseline (first run) and --interval 0: cpu not measured in this run\n",
+             zombies=0;;;0; uninterruptible=0;;;0;\n",
             pidfile.display()
         )
     );
@@ -985,8 +984,7 @@ fn missing_pidfile_with_a_pipe_and_a_line_break_is_escaped() {
         format!(
             "WORKERS CRITICAL - pidfile {shown}: 0 workers < 1 (pidfile {shown} is missing), \
              cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
-             zombies=0;;;0; uninterruptible=0;;;0;\n\
-             no baseline (first run) and --interval 0: cpu not measured in this run\n"
+             zombies=0;;;0; uninterruptible=0;;;0;\n"
         )
     );
     assert_one_pipe_on_line_1(&text);
@@ -1011,8 +1009,7 @@ fn unusable_state_dir_with_a_pipe_is_escaped() {
         format!(
             "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; \
              rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
-             UNKNOWN: tick file not saved: state dir {} is not a directory\n\
-             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n",
+             UNKNOWN: tick file not saved: state dir {} is not a directory\n",
             escaped(&blocked.display().to_string())
         )
     );
