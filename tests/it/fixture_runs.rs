@@ -1070,3 +1070,23 @@ fn timeout_of_1s_alone_works() {
         )
     );
 }
+
+// Regression (issue 22, item 11): a first run for a service that is down waited the whole
+// --interval, printed cpu 0.0% and a note on every threshold of a per-worker metric.
+#[test]
+fn zero_workers_answer_at_once_with_cpu_n_a_and_nothing_else() {
+    let tree = ProcTree::new(5000.0);
+    let state = state_dir();
+    let started = std::time::Instant::now();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "-w", "rss=300MiB", "-c", "cpu=90"])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(900));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout_of(&out),
+        "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; \
+         rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n"
+    );
+}
