@@ -18,6 +18,7 @@ use crate::counter::Counter::{Stime, Utime};
 use crate::note::Note;
 use crate::sample::{ProcSample, SmapsCut, Snapshot};
 use crate::state::TickState;
+use crate::text;
 
 use exited::{exited_workers, prev_hz};
 pub use gauges::TotalFrom;
@@ -120,6 +121,9 @@ pub struct WorkerCpu {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerFigures {
     pub pid: i32,
+    /// its command name, made printable: with `-u www-data` alone, nginx, apache2 and php-fpm
+    /// workers are told apart only by it
+    pub comm: String,
     pub uid: u32,
     /// percent of one core over the interval; None without a baseline
     pub cpu: Option<f64>,
@@ -514,6 +518,7 @@ fn per_worker(
         .enumerate()
         .map(|(i, w)| WorkerFigures {
             pid: w.pid,
+            comm: text::shown_bytes(w.comm.as_bytes()),
             uid: w.uid,
             cpu: ticks.map(|t| rate.percent(t[i].user_ticks + t[i].system_ticks)),
             rss: w.rss,

@@ -217,8 +217,9 @@ fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
                 })
                 .unwrap_or_default();
             out.push(format!(
-                "pid {} {user} {} cpu {cpu} rss {}{pss} vms {} age {}{io}",
+                "pid {} ({}) {user} {} cpu {cpu} rss {}{pss} vms {} age {}{io}",
                 w.pid,
+                w.comm,
                 w.state,
                 human_bytes(w.rss as f64),
                 human_bytes(w.vms as f64),
@@ -381,6 +382,7 @@ mod tests {
         };
         let per_worker = |pid| WorkerFigures {
             pid,
+            comm: "ng|inx".to_string(),
             uid: 4242,
             cpu: Some(1.5),
             rss: 4096,
@@ -461,8 +463,8 @@ mod tests {
             "WORKERS CRITICAL - cmdline /sleep 300\\x7csleep 200/: 0 workers < 1 (master 812) \
              (pidfile /run/a\\x7cb\\x0aWORKERS OK is missing), cpu n/a | workers=0;;1:;0;\n\
              pid 7 x\\x7cy\\x0aWORKERS OK - fake \\x7c a=1: candidate\n\
-             pid 10 ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n\
-             pid 11 ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n"
+             pid 10 (ng\\x7cinx) ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n\
+             pid 11 (ng\\x7cinx) ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n"
         );
         assert_one_pipe_on_line_1(&out);
     }

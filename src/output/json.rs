@@ -76,6 +76,7 @@ fn uom(unit: Unit) -> &'static str {
 fn worker((w, user): &(WorkerFigures, String)) -> Value {
     json!({
         "pid": w.pid,
+        "comm": w.comm,
         "user": user,
         "state": w.state.to_string(),
         "cpu": w.cpu,

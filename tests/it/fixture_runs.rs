@@ -595,7 +595,7 @@ fn long_names_match_argv0() {
         text.starts_with("WORKERS OK - php-fpm8.2-long-name: 1 worker, "),
         "{text}"
     );
-    assert!(text.contains("\npid 300 root "), "{text}");
+    assert!(text.contains("\npid 300 (php-fpm8.2-long) root "), "{text}");
 }
 
 // Regression guard: check_procs counted its own wrapping shell.
@@ -616,7 +616,7 @@ fn never_counts_itself_its_shell_or_kernel_threads() {
         .unwrap();
     let text = stdout_of(&out);
     assert!(text.starts_with("WORKERS OK - sh: 1 worker, "), "{text}");
-    assert!(text.contains("\npid 60 root "), "{text}");
+    assert!(text.contains("\npid 60 (sh) root "), "{text}");
 }
 
 #[test]
@@ -655,15 +655,15 @@ fn verbose_lists_busiest_first_and_caps_at_20() {
     );
     assert_eq!(
         lines[1],
-        "pid 107 4242 S cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 107 (gunicorn) 4242 S cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[2],
-        "pid 111 4242 S cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 111 (gunicorn) 4242 S cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[3],
-        "pid 100 4242 S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 100 (gunicorn) 4242 S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(lines.len(), 1 + 20 + 1, "{text}");
     assert_eq!(lines[21], "... and 5 more workers");
@@ -861,7 +861,7 @@ fn forged_process_name_is_escaped_at_vvv() {
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
              pid 813 x\\x7cy\\x0aWORKERS OK: candidate\n\
-             pid 813 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
+             pid 813 (x\\x7cy\\x0aWORKERS OK) 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
             tick_file(state.path()).display()
         )
     );
@@ -933,8 +933,8 @@ fn regex_alternation_is_escaped_in_the_label_and_at_vv() {
              selection: cmdline /sleep 300\\x7csleep 200/; master not counted\n\
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
-             pid 700 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n\
-             pid 701 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
+             pid 700 (sleep) 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n\
+             pid 701 (sleep) 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
             tick_file(state.path()).display()
         )
     );

@@ -57,7 +57,10 @@ pub fn schema(v: &Value) {
     if let Some(workers) = v.get("workers") {
         for w in workers.as_array().expect("workers") {
             assert!(
-                w["pid"].is_i64() && w["user"].is_string() && w["rss"].is_u64(),
+                w["pid"].is_i64()
+                    && w["comm"].is_string()
+                    && w["user"].is_string()
+                    && w["rss"].is_u64(),
                 "{w}"
             );
         }
