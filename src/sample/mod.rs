@@ -105,7 +105,28 @@ pub fn scan(
         }
     }
     snapshot.trace = sieve.trace;
+    undecided(&snapshot, selector)?;
     Ok(snapshot)
+}
+
+/// A scan that could not check `--exe` for processes that passed every other filter cannot
+/// say how many workers there are: counting them out would read as "service down" while it
+/// runs. Only root, or the processes' own user, may read their executable.
+fn undecided(snapshot: &Snapshot, selector: &Selector) -> Result<()> {
+    let count = snapshot.skipped.undecided;
+    if count == 0 {
+        return Ok(());
+    }
+    let exe = selector.exe.as_deref().unwrap_or_default();
+    let processes = match count {
+        1 => "1 process that passes the other filters".to_string(),
+        n => format!("{n} processes that pass the other filters"),
+    };
+    bail!(
+        "--exe {}: {processes} could not be checked, as only root or their own user may read \
+         /proc/PID/exe; run the check as root, or through sudo (contrib/sudoers)",
+        crate::text::shown(exe)
+    )
 }
 
 /// What a reading knows of the host before any process: uptime, boot time, clock, CPUs and

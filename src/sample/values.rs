@@ -130,6 +130,9 @@ pub struct Skipped {
     pub vanished: usize,
     /// processes whose files we may not read (permission, or unparsable)
     pub unreadable: usize,
+    /// processes that passed every other filter but whose executable we may not read for
+    /// `--exe`: they may be workers, so the scan cannot say how many there are
+    pub undecided: usize,
 }
 
 /// One reading of the system.
