@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
-use crate::catalog::MetricName;
+use crate::catalog::{MetricName, Source};
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, SelectionPart};
@@ -91,7 +91,7 @@ pub fn evaluate(
 
 /// What 100 % CPU and 100 % memory mean for these workers.
 fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capacity {
-    let limits = snapshot.cgroup_limits.unwrap_or_default();
+    let cgroup = snapshot.cgroup.as_ref();
     let mut capacity = match scale {
         CpuScale::Core => Capacity::per_core(snapshot.cpus),
         CpuScale::Host => {
@@ -100,11 +100,14 @@ fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capa
                 .iter()
                 .filter_map(|w| w.cpus_allowed)
                 .max();
-            Capacity::per_host(snapshot.cpus, affinity, limits.cpu_cores)
+            Capacity::per_host(snapshot.cpus, affinity, cgroup.and_then(|c| c.cpu_cores))
         }
     };
-    capacity.memory = limits.memory_max.or(snapshot.mem_total);
-    capacity.memory_charge = limits.memory_charge;
+    capacity.memory = cgroup.and_then(|c| c.limit).or(snapshot.mem_total);
+    // one reading of the charge: cg_memory's, where it is the workers' own cgroup
+    capacity.memory_charge = cgroup
+        .filter(|c| c.shared)
+        .and_then(|c| c.charge.as_ref().ok().copied());
     capacity
 }
 
@@ -327,8 +330,7 @@ fn sample_with_baseline(
     } = &mut sampled.reading;
     let reads = DetailReads::of(config.metrics);
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
-    snapshot.cgroup_limits =
-        shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
+    read_cgroup(config, &mut sampled.reading);
     Ok(sampled)
 }
 
@@ -404,10 +406,11 @@ fn without_previous(
 /// `first` becomes the baseline of a second reading taken `pause` later.
 fn measure_within_run(
     sampler: &Sampler,
-    first: Reading,
+    mut first: Reading,
     pause: Duration,
     reason: Unmeasured,
 ) -> Result<Sampled> {
+    read_cgroup(sampler.config, &mut first);
     let Selection { workers, masters } = &first.selection;
     let baseline = TickState::new(&first.snapshot, (workers, masters));
     thread::sleep(pause);
@@ -557,14 +560,15 @@ fn split_master_io(proc_root: &Path, selection: &mut Selection) {
     }
 }
 
-/// The cgroup all workers share, whose limits then apply to them as a group.
-fn shared_cgroup(selection: &Selection) -> Option<&str> {
-    let first = selection.workers.first()?.cgroup.as_deref()?;
-    selection
-        .workers
-        .iter()
-        .all(|w| w.cgroup.as_deref() == Some(first))
-        .then_some(first)
+/// The workers' cgroup, read into the reading once its workers are known (and, for the last
+/// reading, their details read, which read their `/proc/PID/cgroup` too): with every reading
+/// a counter is measured against, so a baseline taken within the run has it as well.
+fn read_cgroup(config: &Config, reading: &mut Reading) {
+    if config.metrics.reads(Source::Cgroup) {
+        let (root, sys, unit) = (&config.proc_root, &config.sys_root, config.selector.unit());
+        let (snapshot, workers) = (&mut reading.snapshot, &mut reading.selection.workers);
+        snapshot.cgroup = sample::workers_cgroup(root, sys, workers, unit, snapshot.uptime);
+    }
 }
 
 /// What was selected and why, and where the state is (shown from `-vv`).
