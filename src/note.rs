@@ -55,7 +55,7 @@ pub enum CgroupGap {
     NoMountTable(String),
     /// there is no `/proc/self/mountinfo` (a fixture tree without one): nothing is mounted
     NoMounts,
-    /// no cgroup file system with this controller (or no cgroup2 one) is mounted
+    /// no cgroup file system with this controller (or, `v2`, no cgroup2 one) is mounted
     NotMounted(&'static str),
     /// some worker's cgroup in this hierarchy is not known (no line for it)
     Unknown(&'static str),

@@ -250,7 +250,7 @@ fn role_mount(mounts: &[Mount], role: Role) -> Result<&Mount, CgroupGap> {
         .ok_or(CgroupGap::NotMounted(match role {
             Role::Memory => "memory",
             Role::Cpu => "cpu",
-            Role::Pressure => "cgroup2",
+            Role::Pressure => "v2",
         }))
 }
 

@@ -1,5 +1,6 @@
 //! The integration test crate: runs the built binary the way Nagios would.
 
+mod cgroup;
 mod counters;
 mod daemons;
 mod fixture;
