@@ -332,9 +332,9 @@ pub struct Capacity {
     pub cpu_divisor: f64,
     /// upper bound of the CPU figures for perfdata
     pub cpu_ceiling: f64,
-    /// memory the workers may use (cgroup memory.max, else the host's), bytes
+    /// memory the workers may use (their cgroup's limit, else the host's), bytes
     pub memory: Option<u64>,
-    /// memory charged to the cgroup all workers share (memory.current), bytes
+    /// memory charged to the workers' own cgroup (`cg_memory`), bytes
     pub memory_charge: Option<u64>,
 }
 

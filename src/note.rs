@@ -67,6 +67,9 @@ pub enum CgroupGap {
     NoDirectory(PathBuf, String),
     /// the file is not there: a kernel without the feature, or PSI turned off (`psi=0`)
     Missing(PathBuf),
+    /// the file has no line for this key: the controller is not on for the cgroup (v2's
+    /// `cpu.stat` without the cpu controller), or the kernel predates it
+    NoKey(PathBuf, &'static str),
     /// the file could not be read (why)
     Unreadable(PathBuf, String),
     /// the file does not say what its format says
@@ -97,6 +100,7 @@ impl CgroupGap {
                 | CgroupGap::NoMounts
                 | CgroupGap::Root(_)
                 | CgroupGap::Missing(_)
+                | CgroupGap::NoKey(..)
                 | CgroupGap::NoLimit
                 | CgroupGap::NoBaseline
                 | CgroupGap::NewCgroup(_)

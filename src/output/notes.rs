@@ -73,6 +73,10 @@ fn cgroup_gap(gap: &CgroupGap) -> String {
             "{} does not exist (a kernel without it, or PSI off: psi=0)",
             path.display()
         ),
+        CgroupGap::NoKey(path, key) => format!(
+            "{} has no {key} line (the controller is off for the cgroup, or the kernel is older)",
+            path.display()
+        ),
         CgroupGap::Unreadable(path, why) => format!("cannot read {}: {why}", path.display()),
         CgroupGap::Malformed(path) => format!("{} is malformed", path.display()),
         CgroupGap::NoLimit => "the cgroup has no memory limit".to_string(),
@@ -238,7 +242,7 @@ fn memory(note: &Note) -> String {
              measured (--metrics pss); left out"
         ),
         Note::RssPctFromCharge => {
-            format!("{rss_pct}: the memory charged to the workers' cgroup (memory.current)")
+            format!("{rss_pct}: the memory charged to the workers' cgroup (cg_memory)")
         }
         Note::RssPctFromPss => format!("{rss_pct}: the sum of the workers' PSS"),
         Note::PssUnreadable { unreadable, of } => format!(

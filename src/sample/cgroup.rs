@@ -354,7 +354,8 @@ fn read_counter(o: &Opened, counter: CgCounter) -> Result<u64, CgroupGap> {
         CgCounter::SomeMemory => return parsed(o, "memory.pressure", files::pressure_some),
         CgCounter::SomeIo => return parsed(o, "io.pressure", files::pressure_some),
     };
-    parsed(o, name, |text| files::keyed(text, key))
+    let shown = o.shown.join(name);
+    parsed(o, name, |text| files::keyed(text, key))?.ok_or(CgroupGap::NoKey(shown, key))
 }
 
 /// The directories from the cgroup's up to its tree's top: the limits that bind it.

@@ -24,8 +24,10 @@ pub fn v1_limit(text: &str) -> Option<Option<u64>> {
 }
 
 /// The value of the `key value` line named `key` (`memory.events`, `memory.oom_control`,
-/// `cpu.stat`). A repeated key is malformed.
-pub fn keyed(text: &str, key: &str) -> Option<u64> {
+/// `cpu.stat`): `Some(None)` when there is no such line (v2's `cpu.stat` has `nr_periods`
+/// only where the cpu controller is on, v1's `memory.oom_control` `oom_kill` only from Linux
+/// 4.13), None when the file is malformed (a repeated key, a value that is no number).
+pub fn keyed(text: &str, key: &str) -> Option<Option<u64>> {
     let mut found = None;
     for line in text.lines() {
         let mut words = line.split_whitespace();
@@ -36,7 +38,7 @@ pub fn keyed(text: &str, key: &str) -> Option<u64> {
             }
         }
     }
-    found
+    Some(found)
 }
 
 /// The `total=` of the `some` line of a PSI file (`cpu.pressure`): microseconds in which some
@@ -92,14 +94,17 @@ mod tests {
     #[test]
     fn keyed_lines_of_events_oom_control_and_cpu_stat() {
         let events = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n";
-        assert_eq!(keyed(events, "oom_kill"), Some(1));
+        assert_eq!(keyed(events, "oom_kill"), Some(Some(1)));
         let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
-        assert_eq!(keyed(v1, "oom_kill"), Some(3));
+        assert_eq!(keyed(v1, "oom_kill"), Some(Some(3)));
         // a kernel before 4.13 has no oom_kill line
-        assert_eq!(keyed("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"), None);
+        assert_eq!(
+            keyed("oom_kill_disable 0\nunder_oom 0\n", "oom_kill"),
+            Some(None)
+        );
         let stat = "usage_usec 40909153\nnr_periods 100\nnr_throttled 20\nthrottled_usec 5\n";
-        assert_eq!(keyed(stat, "nr_periods"), Some(100));
-        assert_eq!(keyed(stat, "nr_throttled"), Some(20));
+        assert_eq!(keyed(stat, "nr_periods"), Some(Some(100)));
+        assert_eq!(keyed(stat, "nr_throttled"), Some(Some(20)));
         for bad in [
             "oom_kill x\n",
             "oom_kill 1 2\n",
