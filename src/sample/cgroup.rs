@@ -178,15 +178,8 @@ pub fn read(
         open_place(mount, &paths, unit, sys_root)
     };
     let mut opened = [Role::Memory, Role::Cpu, Role::Pressure].map(open);
-    // the check's own cgroup inside the workers': theirs holds more than the service (a
-    // login session, a test harness), so its charge is not the workers' memory
-    let own = small_file::read(&proc_root.join("self/cgroup"), FILE_LIMIT).ok();
-    let own = own.map(|f| String::from_utf8_lossy(&f.bytes).into_owned());
-    if let (Ok(memory), Some(own)) = (&mut opened[0], &own) {
-        memory.shared &= !path_in(own, memory.place.hierarchy).is_some_and(|mine| {
-            let top = memory.place.path.trim_end_matches('/');
-            mine == top || mine.starts_with(&format!("{top}/"))
-        });
+    if let Ok(memory) = &mut opened[0] {
+        memory.shared &= !holds_the_check(memory, proc_root);
     }
     let [memory, cpu, pressure] = &opened;
     let counters = CgCounter::ALL
@@ -207,12 +200,10 @@ pub fn read(
             }
         })
         .collect();
-    let mut places: Vec<Place> = Vec::new();
-    for o in opened.iter().flatten() {
-        if !places.contains(&o.place) {
-            places.push(o.place.clone());
-        }
-    }
+    // one place a hierarchy, however many roles it serves (the tick file has a line each)
+    let mut places: Vec<Place> = opened.iter().flatten().map(|o| o.place.clone()).collect();
+    places.sort_by_key(|p| p.hierarchy);
+    places.dedup_by_key(|p| p.hierarchy);
     let (limit, cpu_cores) = (
         memory.as_ref().ok().and_then(memory_limit),
         cpu.as_ref().ok().and_then(cpu_quota),
@@ -226,6 +217,18 @@ pub fn read(
         cpu_cores,
         counters,
     }
+}
+
+/// Whether the check itself runs in `o` or below it: then the cgroup holds more than the
+/// service (a login session, a test harness), and its charge is not the workers' memory.
+fn holds_the_check(o: &Opened, proc_root: &Path) -> bool {
+    let Ok(own) = small_file::read(&proc_root.join("self/cgroup"), FILE_LIMIT) else {
+        return false;
+    };
+    let own = String::from_utf8_lossy(&own.bytes);
+    let top = o.place.path.trim_end_matches('/');
+    path_in(&own, o.place.hierarchy)
+        .is_some_and(|mine| mine == top || mine.starts_with(&format!("{top}/")))
 }
 
 /// The cgroup hierarchies mounted in the check's namespace, from `<proc_root>/self/mountinfo`.
