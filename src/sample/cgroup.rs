@@ -403,3 +403,102 @@ fn cpu_quota(o: &Opened) -> Option<f64> {
         .filter(|cores| *cores > 0.0)
         .min_by(f64::total_cmp)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// A v2 host in a temp dir: `proc/self/mountinfo` and `sys/fs/cgroup/svc`, returned.
+    fn v2_host() -> (tempfile::TempDir, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let own = root.path().join("proc/self");
+        fs::create_dir_all(&own).unwrap();
+        fs::write(
+            own.join("mountinfo"),
+            "29 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+        )
+        .unwrap();
+        let dir = root.path().join("sys/fs/cgroup/svc");
+        fs::create_dir_all(&dir).unwrap();
+        (root, dir)
+    }
+
+    fn read_svc(root: &Path) -> CgroupReading {
+        let files = [Some("0::/svc\n"), Some("0::/svc\n")];
+        read(&root.join("proc"), &root.join("sys"), &files, None, || {
+            100.0
+        })
+    }
+
+    fn value(reading: &CgroupReading, counter: CgCounter) -> Result<u64, CgroupGap> {
+        let found = reading.counters.iter().find(|c| c.counter == counter);
+        found.unwrap().value.clone()
+    }
+
+    // Another user may own a delegated cgroup: a link, a FIFO or a huge file in place of a
+    // cgroup file is not followed, waited on or read whole, and names the file.
+    #[test]
+    fn planted_files_are_gaps_naming_them() {
+        let (root, dir) = v2_host();
+        fs::write(dir.join("memory.current"), "4096\n").unwrap();
+        std::os::unix::fs::symlink("/proc/self/status", dir.join("memory.events")).unwrap();
+        nix::unistd::mkfifo(&dir.join("cpu.stat"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        fs::write(dir.join("cpu.pressure"), "x".repeat(1 << 20)).unwrap();
+        fs::write(dir.join("memory.pressure"), "some avg10=0 total=7\n").unwrap();
+        let reading = read_svc(root.path());
+        assert_eq!(reading.charge, Ok(4096));
+        assert_eq!(reading.uptime, 100.0);
+        assert!(reading.shared);
+        let at = |name: &str| dir.join(name);
+        assert!(
+            matches!(value(&reading, CgCounter::OomKill), Err(CgroupGap::Unreadable(p, _)) if p == at("memory.events"))
+        );
+        assert!(
+            matches!(value(&reading, CgCounter::NrPeriods), Err(CgroupGap::Unreadable(p, _)) if p == at("cpu.stat"))
+        );
+        assert_eq!(
+            value(&reading, CgCounter::SomeCpu),
+            Err(CgroupGap::Malformed(at("cpu.pressure")))
+        );
+        assert_eq!(value(&reading, CgCounter::SomeMemory), Ok(7));
+        assert_eq!(
+            value(&reading, CgCounter::SomeIo),
+            Err(CgroupGap::Missing(at("io.pressure")))
+        );
+        let ino = fs::metadata(&dir).map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+        assert_eq!(reading.places[0].ino, ino.unwrap());
+        assert_eq!(reading.places.len(), 1, "one v2 tree for every role");
+    }
+
+    #[test]
+    fn a_cgroup_directory_that_is_a_link_is_not_followed() {
+        let (root, dir) = v2_host();
+        fs::remove_dir(&dir).unwrap();
+        std::os::unix::fs::symlink("/", &dir).unwrap();
+        let reading = read_svc(root.path());
+        assert!(matches!(reading.charge, Err(CgroupGap::NoDirectory(p, _)) if p == dir));
+        assert!(reading.places.is_empty());
+        // and a mount table that is not there at all
+        fs::remove_file(root.path().join("proc/self/mountinfo")).unwrap();
+        assert_eq!(read_svc(root.path()).charge, Err(CgroupGap::NoMounts));
+    }
+
+    #[test]
+    fn limits_are_the_tightest_on_the_path_and_high_stands_in_for_max() {
+        let (root, dir) = v2_host();
+        let top = dir.parent().unwrap();
+        fs::write(top.join("memory.max"), "max\n").unwrap();
+        fs::write(dir.join("memory.max"), "max\n").unwrap();
+        fs::write(dir.join("memory.high"), "1048576\n").unwrap();
+        fs::write(top.join("cpu.max"), "50000 100000\n").unwrap();
+        fs::write(dir.join("cpu.max"), "150000 100000\n").unwrap();
+        let reading = read_svc(root.path());
+        assert_eq!(
+            (reading.limit, reading.cpu_cores),
+            (Some(1 << 20), Some(0.5))
+        );
+        fs::write(top.join("memory.max"), "2097152\n").unwrap();
+        assert_eq!(read_svc(root.path()).limit, Some(2 << 20));
+    }
+}
