@@ -19,7 +19,7 @@ use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
 use crate::note::{Fallback, Note};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
-use crate::sample::{self, DetailReads, OwnProcesses, Snapshot};
+use crate::sample::{self, CgroupReading, DetailReads, OwnProcesses, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
 use crate::thresholds::Thresholds;
@@ -104,10 +104,7 @@ fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capa
         }
     };
     capacity.memory = cgroup.and_then(|c| c.limit).or(snapshot.mem_total);
-    // one reading of the charge: cg_memory's, where it is the workers' own cgroup
-    capacity.memory_charge = cgroup
-        .filter(|c| c.shared)
-        .and_then(|c| c.charge.as_ref().ok().copied());
+    capacity.memory_charge = cgroup.and_then(CgroupReading::own_charge);
     capacity
 }
 
@@ -560,9 +557,8 @@ fn split_master_io(proc_root: &Path, selection: &mut Selection) {
     }
 }
 
-/// The workers' cgroup, read into the reading once its workers are known (and, for the last
-/// reading, their details read, which read their `/proc/PID/cgroup` too): with every reading
-/// a counter is measured against, so a baseline taken within the run has it as well.
+/// The workers' cgroup, read with every reading a counter may be measured against (the last
+/// one once its details, which read `/proc/PID/cgroup` too, are read).
 fn read_cgroup(config: &Config, reading: &mut Reading) {
     if config.metrics.reads(Source::Cgroup) {
         let (root, sys, unit) = (&config.proc_root, &config.sys_root, config.selector.unit());

@@ -141,6 +141,12 @@ pub struct CgroupReading {
 }
 
 impl CgroupReading {
+    /// The charge, where it is the workers' own memory (see [`CgroupReading::shared`]): the
+    /// one reading `rss_pct` takes too, rather than a second read of the same file.
+    pub fn own_charge(&self) -> Option<u64> {
+        self.charge.as_ref().ok().copied().filter(|_| self.shared)
+    }
+
     /// The place of `hierarchy`, where it was read.
     pub fn place(&self, hierarchy: Hierarchy) -> Option<&Place> {
         self.places.iter().find(|p| p.hierarchy == hierarchy)
