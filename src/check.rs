@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
-use crate::catalog::MetricName;
+use crate::catalog::{MetricName, Source};
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, SelectionPart};
@@ -19,7 +19,7 @@ use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
 use crate::note::{Fallback, Note};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
-use crate::sample::{self, DetailReads, OwnProcesses, Snapshot};
+use crate::sample::{self, CgroupReading, DetailReads, OwnProcesses, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
 use crate::thresholds::Thresholds;
@@ -95,7 +95,7 @@ pub fn evaluate(
 
 /// What 100 % CPU and 100 % memory mean for these workers.
 fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capacity {
-    let limits = snapshot.cgroup_limits.unwrap_or_default();
+    let cgroup = snapshot.cgroup.as_ref();
     let mut capacity = match scale {
         CpuScale::Core => Capacity::per_core(snapshot.cpus),
         CpuScale::Host => {
@@ -104,11 +104,11 @@ fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capa
                 .iter()
                 .filter_map(|w| w.cpus_allowed)
                 .max();
-            Capacity::per_host(snapshot.cpus, affinity, limits.cpu_cores)
+            Capacity::per_host(snapshot.cpus, affinity, cgroup.and_then(|c| c.cpu_cores))
         }
     };
-    capacity.memory = limits.memory_max.or(snapshot.mem_total);
-    capacity.memory_charge = limits.memory_charge;
+    capacity.memory = cgroup.and_then(|c| c.limit).or(snapshot.mem_total);
+    capacity.memory_charge = cgroup.and_then(CgroupReading::own_charge);
     capacity
 }
 
@@ -331,8 +331,7 @@ fn sample_with_baseline(
     } = &mut sampled.reading;
     let reads = DetailReads::of(config.metrics);
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
-    snapshot.cgroup_limits =
-        shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
+    read_cgroup(config, &mut sampled.reading);
     Ok(sampled)
 }
 
@@ -413,10 +412,11 @@ fn without_previous(
 /// `first` becomes the baseline of a second reading taken `pause` later.
 fn measure_within_run(
     sampler: &Sampler,
-    first: Reading,
+    mut first: Reading,
     pause: Duration,
     reason: Unmeasured,
 ) -> Result<Sampled> {
+    read_cgroup(sampler.config, &mut first);
     let Selection { workers, masters } = &first.selection;
     let baseline = TickState::new(&first.snapshot, (workers, masters));
     thread::sleep(pause);
@@ -566,14 +566,14 @@ fn split_master_io(proc_root: &Path, selection: &mut Selection) {
     }
 }
 
-/// The cgroup all workers share, whose limits then apply to them as a group.
-fn shared_cgroup(selection: &Selection) -> Option<&str> {
-    let first = selection.workers.first()?.cgroup.as_deref()?;
-    selection
-        .workers
-        .iter()
-        .all(|w| w.cgroup.as_deref() == Some(first))
-        .then_some(first)
+/// The workers' cgroup, read with every reading a counter may be measured against (the last
+/// one once its details, which read `/proc/PID/cgroup` too, are read).
+fn read_cgroup(config: &Config, reading: &mut Reading) {
+    if config.metrics.reads(Source::Cgroup) {
+        let (root, sys, unit) = (&config.proc_root, &config.sys_root, config.selector.unit());
+        let (snapshot, workers) = (&mut reading.snapshot, &mut reading.selection.workers);
+        snapshot.cgroup = sample::workers_cgroup(root, sys, workers, unit, snapshot.uptime);
+    }
 }
 
 /// What was selected and why, and where the state is (shown from `-vv`).

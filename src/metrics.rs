@@ -2,6 +2,7 @@
 //! clock; time is the uptime each sample recorded. Which earlier reading CPU is measured
 //! against, and what the history adds, is [`past`]'s.
 
+mod cgroup;
 mod exited;
 mod gauges;
 mod interval;
@@ -216,7 +217,8 @@ pub struct Figures {
     pub average: Option<Average>,
     /// what this run adds to the history
     pub tally: Tally,
-    /// why `PerSecond` metrics were left out
+    /// why `PerSecond` metrics and cgroup figures were left out, and which cgroup the latter
+    /// are from
     pub counter_notes: Vec<Note>,
 }
 
@@ -334,9 +336,9 @@ pub struct Capacity {
     pub cpu_divisor: f64,
     /// upper bound of the CPU figures for perfdata
     pub cpu_ceiling: f64,
-    /// memory the workers may use (cgroup memory.max, else the host's), bytes
+    /// memory the workers may use (their cgroup's limit, else the host's), bytes
     pub memory: Option<u64>,
-    /// memory charged to the cgroup all workers share (memory.current), bytes
+    /// memory charged to the workers' own cgroup (`cg_memory`), bytes
     pub memory_charge: Option<u64>,
 }
 
@@ -399,6 +401,7 @@ pub fn compute(
     });
     let (from_history, average) = run.history_values(previous, &tally, window, rate, cpu.as_ref());
     let memory_total = rss_pct_source(workers, capacity);
+    let (from_cgroup, cgroup_notes) = cgroup::cgroup_values(now.cgroup.as_ref(), base, wanted);
     let values = [
         counts(workers),
         cpu_values(cpu.as_ref(), rate, &per_worker),
@@ -408,6 +411,7 @@ pub fn compute(
         ages(&per_worker),
         states(workers),
         from_history,
+        from_cgroup,
         rates,
     ]
     .concat();
@@ -431,7 +435,7 @@ pub fn compute(
         per_worker,
         average,
         tally,
-        counter_notes,
+        counter_notes: [counter_notes, cgroup_notes].concat(),
     }
 }
 
@@ -982,6 +986,10 @@ mod tests {
                     .history_values(Previous::default(), &Tally::default(), None, rate, None)
                     .0,
             ),
+            (
+                Part::Cgroup,
+                cgroup::cgroup_values(None, None, MetricSet::all()).0,
+            ),
         ];
         for (part, measured) in &parts {
             let computed: Vec<MetricName> = measured.iter().map(|&(m, _)| m).collect();
@@ -1042,8 +1050,11 @@ mod tests {
             crate::history::History::new(900, vec![sample(940.0), sample(1000.0)]).unwrap();
         let mut capacity = Capacity::per_core(4);
         capacity.memory = Some(1 << 30);
+        // the cgroup's counters at the baseline and now
+        prev.cgroup = cgroup::tests::baseline(&cgroup::tests::reading(1000.0, 7, [0; 6])).cgroup;
         let previous = Previous::stored(&prev);
-        let now = snapshot(1060.0);
+        let mut now = snapshot(1060.0);
+        now.cgroup = Some(cgroup::tests::reading(1060.0, 7, [1; 6]));
         let f = compute(
             &[w],
             &[master(0, 0)],

@@ -63,7 +63,7 @@ pub(super) struct MemoryTotal {
 /// Where `rss_pct`'s memory, each page counted once, comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotalFrom {
-    /// memory.current of the cgroup all workers share: their pages once, with whatever
+    /// the charge of the workers' own cgroup (`cg_memory`): their pages once, with whatever
     /// else is charged there (the master, page cache)
     CgroupCharge,
     /// the sum of the workers' PSS: each shared page split between its users

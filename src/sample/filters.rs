@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::filter::{exe_matches, CommMatch, NameFilter, Selector};
 
-use super::parse::{parse_stat, parse_status, v2_path, StatFields, StatusFields, PF_KTHREAD};
+use super::parse::{cgroup_text, parse_stat, parse_status, StatFields, StatusFields, PF_KTHREAD};
 use super::proc_dir::{vanished, ProcDir, ProcReader};
 use super::values::{ProcSample, Snapshot};
 
@@ -241,7 +241,7 @@ impl Sieve {
             if !filter.matches(&text) {
                 return Ok(Err(ScanVerdict::Rejected("cgroup")));
             }
-            cgroup = v2_path(self.reader.bytes());
+            cgroup = cgroup_text(self.reader.bytes());
         }
         Ok(Ok((full_name, cgroup)))
     }
