@@ -307,6 +307,11 @@ impl MetricSet {
             .fold(MetricSet(0), MetricSet::with)
     }
 
+    /// No metric.
+    pub fn none() -> MetricSet {
+        MetricSet(0)
+    }
+
     /// Every metric (`--metrics all`).
     pub fn all() -> MetricSet {
         MetricName::all().fold(MetricSet(0), MetricSet::with)

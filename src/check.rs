@@ -11,18 +11,21 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
-use crate::catalog::{MetricName, Source};
+use crate::catalog::MetricName::{self, FdPctMax, Fds, IoRead, IoWrite};
+use crate::catalog::{MetricSet, Source};
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
-use crate::filter::{ParentSpec, SelectionPart};
+use crate::filter::SelectionPart;
 use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
 use crate::note::{Fallback, Note};
-use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
 use crate::sample::{self, CgroupReading, DetailReads, OwnProcesses, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
 use crate::thresholds::Thresholds;
+
+mod named;
+use named::{check_parent, named_parent, NamedParent};
 
 /// Longest wait for a peer's lock on the tick file.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
@@ -83,7 +86,12 @@ pub fn evaluate(
         true => Vec::new(),
         false => unevaluated_thresholds(&config.thresholds, &results),
     };
-    notes.extend(figures.notes());
+    notes.extend(
+        figures
+            .notes()
+            .into_iter()
+            .map(|n| quiet_unless_asked(n, config.asked)),
+    );
     let evaluation = Evaluation {
         state,
         figures,
@@ -91,6 +99,20 @@ pub fn evaluate(
         notes,
     };
     (evaluation, ticks)
+}
+
+/// What the running user may not read by design (other users' `io` and `fd/`) is noted from
+/// `-v` on, unless a threshold or `--metrics` asked for those metrics.
+fn quiet_unless_asked(note: Note, asked: MetricSet) -> Note {
+    let about: &[MetricName] = match &note {
+        Note::IoUnreadable { .. } | Note::IoMasterUnreadable => &[IoRead, IoWrite],
+        Note::FdsUnreadable { .. } => &[Fds, FdPctMax],
+        _ => return note,
+    };
+    match about.iter().any(|&m| asked.contains(m)) {
+        true => note,
+        false => Note::Quiet(Box::new(note)),
+    }
 }
 
 /// What 100 % CPU and 100 % memory mean for these workers.
@@ -499,55 +521,6 @@ fn annotate(
         user_names,
         unknown: matches!(saved, Saved::Failed(_)),
     }
-}
-
-/// The master's pid from `--ppid` or `--pidfile`, with the time the pidfile was written. A
-/// missing pidfile means the service is not running (daemons remove it when they stop): no
-/// master, so no workers, CRITICAL by default. A pidfile that cannot be read or holds no pid
-/// is a broken setup: UNKNOWN.
-type NamedParent = Option<(i32, Option<f64>)>;
-
-fn named_parent(config: &Config) -> Result<(NamedParent, Option<String>)> {
-    match &config.selector.parent {
-        None => Ok((None, None)),
-        Some(ParentSpec::Pid(pid)) => Ok((Some((*pid, None)), None)),
-        Some(ParentSpec::Pidfile(path)) => match pidfile::read(path)? {
-            Pidfile::Pid { pid, written } => Ok((Some((pid, Some(written))), None)),
-            Pidfile::Missing => Ok((None, Some(format!("pidfile {} is missing", path.display())))),
-        },
-    }
-}
-
-/// Whether the named master is running, and is the process the pidfile meant: a pid reused
-/// by another program started after the pidfile was written.
-fn check_parent(
-    spec: &ParentSpec,
-    pid: i32,
-    pidfile_written: Option<f64>,
-    snapshot: &Snapshot,
-) -> (Master, Option<String>) {
-    let what = match spec {
-        ParentSpec::Pid(_) => format!("process {pid}"),
-        ParentSpec::Pidfile(path) => format!("pid {pid} from {}", path.display()),
-    };
-    let Some(parent) = &snapshot.parent else {
-        return (Master::Missing, Some(format!("{what} is not running")));
-    };
-    if let Some(written) = pidfile_written {
-        let started =
-            snapshot.btime as f64 + parent.starttime as f64 / snapshot.clock_ticks.max(1) as f64;
-        // a second of slack for the clock resolution of both
-        if started > written + 1.0 {
-            return (
-                Master::Missing,
-                Some(format!(
-                    "{what} is another process ({}), started after the pidfile was written",
-                    parent.comm
-                )),
-            );
-        }
-    }
-    (Master::Given(Box::new(parent.clone())), None)
 }
 
 /// Reads the masters' I/O split into their own and their reaped children's, which exited

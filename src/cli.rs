@@ -253,6 +253,9 @@ pub struct Config {
     /// the metrics this run measures and reports: the defaults, `--metrics` and those with
     /// thresholds
     pub metrics: MetricSet,
+    /// the metrics the operator named (`--metrics`, thresholds): what the run cannot read of
+    /// them is said at every verbosity, of the other defaults only from `-v`
+    pub asked: MetricSet,
     /// effective uid, which owns the state dir
     pub euid: u32,
 }
@@ -366,9 +369,9 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     let every = every(args.every, args.count)?;
     let thresholds = Thresholds::from_args(&args.warning, &args.critical)?;
     let average = average(args.average.as_deref(), &thresholds)?;
-    let metrics = thresholds
-        .metrics()
-        .fold(metric_set(args.metrics.as_deref())?, MetricSet::with);
+    let listed = metric_list(args.metrics.as_deref())?;
+    let asked = thresholds.metrics().fold(listed, MetricSet::with);
+    let metrics = asked.iter().fold(MetricSet::defaults(), MetricSet::with);
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
@@ -393,6 +396,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         format: args.format,
         every,
         metrics,
+        asked,
         euid,
     })
 }
@@ -415,9 +419,9 @@ fn every(seconds: Option<f64>, count: Option<u64>) -> Result<Option<Every>> {
     Ok(Some(Every { period, count }))
 }
 
-/// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.
-fn metric_set(list: Option<&str>) -> Result<MetricSet> {
-    let mut set = MetricSet::defaults();
+/// `--metrics LIST`: the metrics listed (labels, comma-separated), or all.
+fn metric_list(list: Option<&str>) -> Result<MetricSet> {
+    let mut set = MetricSet::none();
     for label in list.unwrap_or_default().split(',').map(str::trim) {
         set = match (label, MetricName::from_label(label)) {
             ("", _) => set,

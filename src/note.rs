@@ -114,6 +114,10 @@ impl CgroupGap {
 /// the note is about; counts are workers unless said otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Note {
+    /// a note on what the running user may not read by design (other users' I/O and open
+    /// files) about metrics nobody asked for: shown from `-v`, as a default run as the nagios
+    /// user would otherwise carry it every time, and operators learn to ignore notes
+    Quiet(Box<Note>),
     /// workers whose CPU share could not be known, counted as 0 (`with_io`: the I/O figures
     /// follow the same rule)
     UnknownShare { count: usize, with_io: bool },
@@ -216,7 +220,9 @@ impl Note {
     /// From which `-v` this note is shown.
     pub fn level(&self) -> Level {
         match self {
-            Note::NewWorkers { .. } | Note::CounterUnknown { .. } => Level::Verbose,
+            Note::NewWorkers { .. } | Note::CounterUnknown { .. } | Note::Quiet(_) => {
+                Level::Verbose
+            }
             Note::ExitedRecovered { .. }
             | Note::CpuInterval { .. }
             | Note::IoRecovered { .. }

@@ -7,6 +7,7 @@ use crate::note::{CgroupGap, Fallback, Note, Since};
 /// The line `note` prints (before the output's escaping).
 pub(super) fn text(note: &Note) -> String {
     match note {
+        Note::Quiet(note) => text(note),
         Note::UnknownShare { .. }
         | Note::ReapedBeyond { .. }
         | Note::ExitedRecovered { .. }

@@ -25,6 +25,7 @@ mod influxdb;
 mod nagios;
 mod nginx;
 mod nrpe;
+mod stock;
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
