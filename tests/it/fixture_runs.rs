@@ -176,7 +176,7 @@ fn readme_first_example_is_real_output() {
     let args = ["-n", "nginx", "-w", "80", "-c", "95"];
     let second = run(committed("t1"), &state, &args);
     let shown = format!(
-        "    $ check_workers {}\n    {}",
+        "    $ /usr/lib/nagios/plugins/check_workers {}\n    {}",
         args.join(" "),
         stdout_of(&second)
     );

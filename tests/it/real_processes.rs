@@ -263,3 +263,35 @@ fn percent_since(spawned: &Spawned, started: Instant, ticks: u64) -> f64 {
     let used = spawned.cpu_ticks() - ticks;
     used as f64 / (started.elapsed().as_secs_f64() * 100.0) * 100.0
 }
+
+// Regression (issue 22, item 7): the README's demo line used `--ppid $$`, which finds nothing
+// in a subshell or a script, where `$$` is not the shell that started the `sleep`.
+#[test]
+fn readme_demo_line_works_in_a_subshell_and_a_script() {
+    let _serial = cpu_heavy();
+    let readme = include_str!("../../README.md");
+    let line = readme.lines().nth(2).unwrap().trim();
+    let demo = line
+        .strip_prefix("cargo build --release && ")
+        .expect("the README's first line builds, then runs the demo")
+        .replace(
+            "./target/release/check_workers",
+            crate::fixture::binary().to_str().unwrap(),
+        );
+    let state = state_dir();
+    for shell in [format!("( {demo} )"), format!("bash -c '{demo}'")] {
+        // into a file: the demo's sleep keeps a pipe open for its minute
+        let printed = state.path().join("printed");
+        let status = crate::fixture::command("bash")
+            .arg("-c")
+            .arg(&shell)
+            .env("MP_STATE_PATH", state.path())
+            .stdout(fs::File::create(&printed).unwrap())
+            .status()
+            .unwrap();
+        let text = fs::read_to_string(&printed).unwrap();
+        assert_eq!(status.code(), Some(0), "{shell}: {text}");
+        assert!(text.starts_with("WORKERS OK - sleep: "), "{shell}: {text}");
+        assert!(text.contains(" (sleep) "), "{shell}: {text}");
+    }
+}
