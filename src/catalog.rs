@@ -107,6 +107,8 @@ pub enum Part {
     States,
     /// from the history of earlier runs: averages, restarts, trends
     History,
+    /// the accept queues of the service's listening sockets
+    Queue,
     /// how fast a [`Counter`] of all workers grew over the interval, per second: one generic
     /// computation serves every such metric
     PerSecond(Counter),
@@ -133,6 +135,9 @@ pub enum Source {
     SmapsRollup,
     /// `cgroup`, and the memory charge (`memory.current`) of the cgroup the workers share
     Cgroup,
+    /// the kernel's listening sockets (sock_diag), and the socket links in `fd/` of the
+    /// master (else the workers) unless `--listen` names the sockets
+    Listen,
 }
 
 impl Source {
@@ -152,6 +157,7 @@ impl Source {
             Source::Limits => "limits",
             Source::SmapsRollup => "smaps_rollup",
             Source::Cgroup => "cgroup",
+            Source::Listen => "fd/ and sock_diag",
         }
     }
 }
@@ -224,6 +230,9 @@ catalog! {
     Threads         = "threads",         Count,        Zero, Open,       Count,   [Status],            "threads of all workers";
     Fds             = "fds",             Count,        Zero, Open,       Fds,     [Fds],               "open file descriptors of all workers";
     FdPctMax        = "fd_pct_max",      Percent,      Zero, Hundred,    Fds,     [Fds, Limits],       "the highest % of its soft RLIMIT_NOFILE a worker uses";
+    Queue           = "queue",           Count,        Zero, Open,       Queue,   [Listen],            "connections waiting to be accepted, all sockets";
+    QueueMax        = "queue_max",       Count,        Zero, Open,       Queue,   [Listen],            "the sum of the listening sockets' backlog limits";
+    QueuePct        = "queue_pct",       Percent,      Zero, Hundred,    Queue,   [Listen],            "the fullest socket's queue, % of its own limit";
     IoRead          = "io_read",         Bytes,        Zero, Open,       Io,      [Io],                "bytes/s all workers made the storage layer read";
     IoWrite         = "io_write",        Bytes,        Zero, Open,       Io,      [Io],                "bytes/s all workers made the storage layer write";
     AgeMin          = "age_min",         Seconds,      Zero, Open,       Ages,    [Stat],              "seconds since the youngest worker started";

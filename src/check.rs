@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::Result;
 use nagiosplugin::ServiceState;
 
-use crate::catalog::MetricName;
+use crate::catalog::{MetricName, Source};
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, SelectionPart};
@@ -73,11 +73,14 @@ pub fn evaluate(
             verdict: config.thresholds.evaluate(name, value),
         })
         .collect();
-    let state = results
+    let mut state = results
         .iter()
         .map(|r| r.verdict.state)
         .max()
         .unwrap_or(ServiceState::Ok);
+    if metrics::listen_unmet(figures.queues.as_ref(), !config.listen.is_empty()) {
+        state = state.max(ServiceState::Unknown);
+    }
     let mut notes = unevaluated_thresholds(&config.thresholds, &results);
     notes.extend(figures.notes());
     let evaluation = Evaluation {
@@ -329,6 +332,11 @@ fn sample_with_baseline(
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
     snapshot.cgroup_limits =
         shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
+    if config.metrics.reads(Source::Listen) {
+        let Selection { masters, workers } = &*selection;
+        let (root, listen) = (&config.proc_root, &config.listen);
+        snapshot.queues = Some(sample::queues(root, masters, workers, listen, deadline));
+    }
     Ok(sampled)
 }
 

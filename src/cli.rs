@@ -134,6 +134,13 @@ struct Args {
     #[arg(long = "metrics", value_name = "LIST")]
     metrics: Option<String>,
 
+    /// The service's listening sockets whose accept queues to measure (queue, queue_max,
+    /// queue_pct): ADDR:PORT, [ADDR6]:PORT, *:PORT (any address), /PATH or @NAME (unix);
+    /// repeatable. Without it, the sockets the master (else the workers) holds, which only
+    /// root or the service's user may see
+    #[arg(long = "listen", value_name = "ADDR:PORT|PATH", action = ArgAction::Append)]
+    listen: Vec<OsString>,
+
     /// Output format: the Nagios plugin lines, or one JSON object (every outcome, usage
     /// errors and timeouts included)
     #[arg(long = "format", value_name = "FORMAT", default_value = "nagios")]
@@ -241,6 +248,9 @@ pub struct Config {
     pub metrics: MetricSet,
     /// effective uid, which owns the state dir
     pub euid: u32,
+    /// `--listen`: the listening sockets whose queues are measured; empty: those the service
+    /// holds
+    pub listen: Vec<crate::listen::Spec>,
 }
 
 /// Where the tick files go, as given: `--state-dir`, else `$MP_STATE_PATH` (empty: unset).
@@ -335,6 +345,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
+    let listen = listen_specs(&args.listen)?;
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateLocation {
@@ -356,7 +367,19 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         format: args.format,
         metrics,
         euid,
+        listen,
     })
+}
+
+/// `--listen`, each parsed; a bounded number of them.
+fn listen_specs(given: &[OsString]) -> Result<Vec<crate::listen::Spec>> {
+    if given.len() > crate::listen::MAX_SPECS {
+        bail!("--listen: at most {} of them", crate::listen::MAX_SPECS);
+    }
+    given
+        .iter()
+        .map(|s| crate::listen::Spec::parse(s.as_bytes()).map_err(anyhow::Error::msg))
+        .collect()
 }
 
 /// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.

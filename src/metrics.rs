@@ -9,6 +9,7 @@ mod io;
 mod past;
 mod per_second;
 mod plausible;
+mod queue;
 
 use std::fmt;
 
@@ -28,6 +29,8 @@ pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, 
 use per_second::per_second;
 use plausible::within_ceiling;
 pub use plausible::{check_physics, Checked};
+pub use queue::{held_by, listen_unmet, percent as queue_percent, sockets as queue_sockets};
+use queue::{queue_notes, queue_values};
 
 /// Why an earlier reading gives this one no CPU interval, for a reason of measuring. The tick
 /// file's own reasons (none yet, corrupt, held by a peer) are `state::NoBaseline`'s.
@@ -214,6 +217,8 @@ pub struct Figures {
     pub tally: Tally,
     /// why `PerSecond` metrics were left out
     pub counter_notes: Vec<Note>,
+    /// the accept queues of the service's listening sockets, where asked for
+    pub queues: Option<crate::listen::Queues>,
 }
 
 impl Figures {
@@ -266,6 +271,7 @@ impl Figures {
                 of: self.workers,
             });
         }
+        notes.extend(queue_notes(self.queues.as_ref()));
         notes
     }
 
@@ -401,6 +407,7 @@ pub fn compute(
         io_values(io.and_then(Result::ok).as_ref(), rate),
         memory(workers, capacity, memory_total),
         fds(workers),
+        queue_values(now.queues.as_ref()),
         ages(&per_worker),
         states(workers),
         from_history,
@@ -428,6 +435,7 @@ pub fn compute(
         average,
         tally,
         counter_notes,
+        queues: now.queues.clone(),
     }
 }
 
@@ -968,6 +976,7 @@ mod tests {
             (Part::Cpu, cpu_values(None, rate, &[])),
             (Part::Memory, memory(&[], &Capacity::per_core(1), None)),
             (Part::Fds, fds(&[])),
+            (Part::Queue, queue_values(None)),
             (Part::Io, io_values(None, rate)),
             (Part::Ages, ages(&[])),
             (Part::States, states(&[])),

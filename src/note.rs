@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crate::catalog::MetricName;
+use crate::listen::HeldBy;
 
 /// From which `-v` a note is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -45,6 +46,35 @@ pub enum Fallback {
     WithinRun { seconds: f64 },
     /// the first reading of the run could not serve either (why)
     Unusable(String),
+}
+
+/// What became of the accept queues (`queue`, `queue_max`, `queue_pct`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueNote {
+    /// left out: the kernel's listening sockets could not be listed (why)
+    NoList(String),
+    /// left out: no `--listen`, and the service's fds may not be read
+    FdsDenied,
+    /// the detail of `FdsDenied`: how many processes' fds may not be read
+    FdsDeniedDetail { count: usize },
+    /// left out: the deadline came before the fds were read
+    FdsCut,
+    /// the service holds no listening socket
+    NoneHeld,
+    /// `--listen SPEC` names no listening socket; what listens on its port
+    Unmatched { spec: String, nearby: Vec<String> },
+    /// how many sockets were measured, and where they came from
+    From { sockets: usize, from: HeldBy },
+}
+
+impl QueueNote {
+    fn level(&self) -> Level {
+        match self {
+            QueueNote::FdsDeniedDetail { .. } => Level::Verbose,
+            QueueNote::NoneHeld | QueueNote::From { .. } => Level::Detail,
+            _ => Level::Always,
+        }
+    }
 }
 
 /// One thing a step found worth telling, with its figures. Metric lists name the metrics
@@ -140,6 +170,8 @@ pub enum Note {
     Trace(String),
     /// the tick file was left to a peer that holds it
     LeftToPeer,
+    /// the accept queues
+    Queue(QueueNote),
 }
 
 impl Note {
@@ -158,6 +190,7 @@ impl Note {
             | Note::Skipped { .. }
             | Note::TickFile(_) => Level::Detail,
             Note::Trace(_) => Level::Trace,
+            Note::Queue(queue) => queue.level(),
             _ => Level::Always,
         }
     }

@@ -1,0 +1,185 @@
+//! Acquisition after selection, the accept queues: which of the kernel's listening sockets
+//! (see [`crate::listen`]) are the service's. Those `--listen` names, or else those the
+//! service's processes hold: the socket links in `/proc/PID/fd`, read through the process's
+//! directory opened again and checked to be the same process.
+//!
+//! The kernel's list is read first, so that of the links only the few inodes in it matter,
+//! and nothing is read from `/proc` at all on a host with no listening socket. The masters'
+//! fds are read before the workers': the servers this check watches (nginx, apache,
+//! php-fpm, gunicorn, postgres) open their listening sockets in the master and the workers
+//! inherit them, so when a master holds some, the workers' fds (nginx workers can hold ten
+//! thousand) need not be read at all.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::ErrorKind;
+use std::path::Path;
+
+use crate::deadline::Deadline;
+use crate::listen::{self, HeldBy, ListenSocket, Local, Queues, Spec, Unread};
+
+use super::proc_dir::ProcReader;
+use super::values::ProcSample;
+
+/// How many fd links are read between two looks at the deadline.
+const FDS_PER_LOOK: usize = 256;
+/// How many sockets on the same port an unmatched `--listen` shows.
+const NEARBY: usize = 3;
+
+/// The accept queues of the service: its listening sockets named by `specs`, or (with none)
+/// those its `masters`, else its `workers`, hold.
+pub fn queues(
+    root: &Path,
+    masters: &[ProcSample],
+    workers: &[ProcSample],
+    specs: &[Spec],
+    deadline: Deadline,
+) -> Queues {
+    let (families, ports) = listen::request_for(specs);
+    let listed = match listen::list(&families, &ports, deadline) {
+        Ok(listed) => listed,
+        Err(e) => return Queues::Unread(Unread::Dump(e.to_string())),
+    };
+    match specs.is_empty() {
+        true => held(root, (masters, workers), listed, deadline),
+        false => named(specs, listed),
+    }
+}
+
+/// The sockets `specs` name, each once, and the specs that name none.
+pub fn named(specs: &[Spec], listed: Vec<ListenSocket>) -> Queues {
+    let mut chosen = BTreeSet::new();
+    let mut unmatched = Vec::new();
+    for spec in specs {
+        let found = spec.matching(&listed);
+        if found.is_empty() {
+            unmatched.push((spec.clone(), nearby(spec, &listed)));
+        }
+        // positions in `listed`: a socket two specs name is one
+        chosen.extend(found);
+    }
+    let sockets = keep(listed, &chosen);
+    Queues::Read {
+        sockets,
+        from: HeldBy::Listen,
+        unmatched,
+    }
+}
+
+/// What listens on the port of a TCP spec that names no socket (a wildcard where an address
+/// was given, or the other family), for the note.
+fn nearby(spec: &Spec, listed: &[ListenSocket]) -> Vec<Local> {
+    let Spec::Tcp { port, .. } = *spec else {
+        return Vec::new();
+    };
+    listed
+        .iter()
+        .filter(|s| matches!(s.local, Local::Tcp(addr) if addr.port() == port))
+        .map(|s| s.local.clone())
+        .take(NEARBY)
+        .collect()
+}
+
+/// The listening sockets of `listed` whose links are in the fds of the masters, else of the
+/// workers (those that are not also masters), each once.
+pub fn held(
+    root: &Path,
+    (masters, workers): (&[ProcSample], &[ProcSample]),
+    listed: Vec<ListenSocket>,
+    deadline: Deadline,
+) -> Queues {
+    if listed.is_empty() {
+        return Queues::Unread(Unread::NoneHeld);
+    }
+    let mut links = Links {
+        reader: ProcReader::new(root),
+        by_inode: listed.iter().enumerate().map(|(i, s)| (s.inode, i)).collect(),
+        found: BTreeSet::new(),
+        denied: 0,
+        deadline,
+    };
+    let from = match links.read(masters.iter()) {
+        Err(Cut) => return Queues::Unread(Unread::FdsCut),
+        Ok(read) if !links.found.is_empty() => HeldBy::Masters(read),
+        Ok(_) => {
+            let master = |w: &&ProcSample| masters.iter().any(|m| m.pid == w.pid);
+            match links.read(workers.iter().filter(|w| !master(w))) {
+                Err(Cut) => return Queues::Unread(Unread::FdsCut),
+                Ok(read) => HeldBy::Workers(read),
+            }
+        }
+    };
+    if links.found.is_empty() {
+        return Queues::Unread(match links.denied {
+            0 => Unread::NoneHeld,
+            denied => Unread::FdsDenied(denied),
+        });
+    }
+    let sockets = keep(listed, &links.found);
+    Queues::Read {
+        sockets,
+        from,
+        unmatched: Vec::new(),
+    }
+}
+
+/// The sockets of `listed` at the positions `chosen`, in the kernel's order.
+fn keep(listed: Vec<ListenSocket>, chosen: &BTreeSet<usize>) -> Vec<ListenSocket> {
+    let kept = listed.into_iter().enumerate().filter(|(i, _)| chosen.contains(i));
+    kept.map(|(_, s)| s).collect()
+}
+
+/// The deadline came before the fds were read.
+struct Cut;
+
+/// The fd links read so far, against the kernel's listening sockets.
+struct Links {
+    reader: ProcReader,
+    /// inode -> position in the kernel's list
+    by_inode: HashMap<u64, usize>,
+    /// positions of the sockets found in some process's fds
+    found: BTreeSet<usize>,
+    /// processes whose `fd/` may not be read
+    denied: usize,
+    deadline: Deadline,
+}
+
+impl Links {
+    /// Reads the fd links of `procs`; how many were read. A process gone, or whose pid now
+    /// belongs to another, is passed over.
+    fn read<'a>(&mut self, procs: impl Iterator<Item = &'a ProcSample>) -> Result<usize, Cut> {
+        let mut read = 0;
+        for p in procs {
+            if self.deadline.remaining().is_zero() {
+                return Err(Cut);
+            }
+            let Some(dir) = self.reader.reopen(p) else {
+                continue;
+            };
+            let mut seen = 0usize;
+            let (by_inode, found, deadline) = (&self.by_inode, &mut self.found, self.deadline);
+            let done = dir.each_link::<24>("fd", |target| {
+                seen += 1;
+                if seen % FDS_PER_LOOK == 0 && deadline.remaining().is_zero() {
+                    return false;
+                }
+                if let Some(i) = socket_inode(target).and_then(|ino| by_inode.get(&ino)) {
+                    found.insert(*i);
+                }
+                true
+            });
+            match done {
+                Ok(true) => read += 1,
+                Ok(false) => return Err(Cut),
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(_) => self.denied += 1,
+            }
+        }
+        Ok(read)
+    }
+}
+
+/// The inode of an fd link to a socket, `socket:[INODE]`.
+fn socket_inode(target: &[u8]) -> Option<u64> {
+    let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
