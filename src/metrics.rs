@@ -1047,7 +1047,18 @@ mod tests {
         let mut capacity = Capacity::per_core(4);
         capacity.memory = Some(1 << 30);
         let previous = Previous::stored(&prev);
-        let now = snapshot(1060.0);
+        let mut now = snapshot(1060.0);
+        now.queues = Some(crate::listen::Queues::Read {
+            sockets: vec![crate::listen::ListenSocket {
+                local: crate::listen::Local::Unix(b"/run/a.sock".to_vec()),
+                inode: 7,
+                queue: 1,
+                limit: 16,
+                v6only: None,
+            }],
+            from: crate::listen::HeldBy::Listen,
+            unmatched: Vec::new(),
+        });
         let f = compute(
             &[w],
             &[master(0, 0)],

@@ -111,7 +111,10 @@ impl Spec {
     fn families(&self) -> &'static [Family] {
         match self {
             Spec::Unix(_) => &[Family::Unix],
-            Spec::Tcp { ip: Some(IpAddr::V6(_)), .. } => &[Family::V6],
+            Spec::Tcp {
+                ip: Some(IpAddr::V6(_)),
+                ..
+            } => &[Family::V6],
             Spec::Tcp { .. } => &[Family::V4, Family::V6],
         }
     }
@@ -272,4 +275,159 @@ pub enum Unread {
     FdsCut,
     /// the service holds no listening socket (TCP, unix stream)
     NoneHeld,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Result<Spec, String> {
+        Spec::parse(text.as_bytes())
+    }
+
+    fn tcp_socket(addr: &str, v6only: Option<bool>) -> ListenSocket {
+        ListenSocket {
+            local: Local::Tcp(addr.parse().unwrap()),
+            inode: 1,
+            queue: 0,
+            limit: 128,
+            v6only,
+        }
+    }
+
+    #[test]
+    fn listen_forms() {
+        let at = |ip: &str, port| Spec::Tcp {
+            ip: Some(ip.parse().unwrap()),
+            port,
+        };
+        let any = |port| Spec::Tcp { ip: None, port };
+        assert_eq!(spec("127.0.0.1:8080"), Ok(at("127.0.0.1", 8080)));
+        assert_eq!(spec("[::1]:8080"), Ok(at("::1", 8080)));
+        assert_eq!(spec("0.0.0.0:80"), Ok(at("0.0.0.0", 80)));
+        for star in ["*:8080", ":8080", "8080"] {
+            assert_eq!(spec(star), Ok(any(8080)), "{star}");
+        }
+        assert_eq!(
+            spec("/run/php/fpm.sock"),
+            Ok(Spec::Unix(b"/run/php/fpm.sock".to_vec()))
+        );
+        assert_eq!(spec("@abstract"), Ok(Spec::Unix(b"\0abstract".to_vec())));
+        for bad in [
+            "",
+            "@",
+            "localhost:80",
+            "127.0.0.1",
+            "*:0",
+            "*:65536",
+            "::1:80",
+            "[fe80::1%2]:80",
+            "php.sock",
+            "127.0.0.1:80x",
+        ] {
+            assert!(spec(bad).is_err(), "{bad:?}");
+        }
+        // a path is bytes; printed escaped
+        let odd = Spec::parse(b"/tmp/a|b\n\xff").unwrap();
+        assert_eq!(odd.to_string(), "/tmp/a\\x7cb\\x0a\\xff");
+        assert_eq!(spec("[::1]:80").unwrap().to_string(), "[::1]:80");
+        assert_eq!(spec("80").unwrap().to_string(), "*:80");
+    }
+
+    #[test]
+    fn an_address_matches_the_socket_that_takes_its_connections() {
+        let sockets = [
+            tcp_socket("127.0.0.1:8080", None),
+            tcp_socket("0.0.0.0:8080", None),
+            tcp_socket("[::]:8080", Some(true)),
+            tcp_socket("0.0.0.0:9000", None),
+            tcp_socket("[::]:9443", Some(false)),
+            tcp_socket("[::1]:9443", Some(true)),
+        ];
+        let matched = |text: &str| spec(text).unwrap().matching(&sockets);
+        assert_eq!(matched("127.0.0.1:8080"), [0], "exact first");
+        assert_eq!(matched("10.0.0.1:8080"), [1], "else the IPv4 wildcard");
+        assert_eq!(matched("0.0.0.0:8080"), [1]);
+        assert_eq!(matched("[::1]:8080"), [2], "the IPv6 wildcard");
+        assert_eq!(matched("*:8080"), [0, 1, 2], "every socket on the port");
+        assert_eq!(
+            matched("10.0.0.1:9443"),
+            [4],
+            "a dual-stack [::] takes IPv4"
+        );
+        assert_eq!(matched("[::1]:9443"), [5]);
+        assert!(matched("127.0.0.1:9001").is_empty());
+        assert!(matched("[::1]:9000").is_empty(), "no IPv6 socket on 9000");
+        // a v6-only [::] does not take IPv4
+        let v6only = [tcp_socket("[::]:9443", Some(true))];
+        assert!(spec("10.0.0.1:9443").unwrap().matching(&v6only).is_empty());
+    }
+
+    #[test]
+    fn unix_names_match_without_the_trailing_nul() {
+        let unix = |name: &[u8]| ListenSocket {
+            local: Local::Unix(name.to_vec()),
+            inode: 2,
+            queue: 0,
+            limit: 16,
+            v6only: None,
+        };
+        let sockets = [unix(b"/run/fpm.sock\0"), unix(b"\0fpm"), unix(b"")];
+        assert_eq!(spec("/run/fpm.sock").unwrap().matching(&sockets), [0]);
+        assert_eq!(spec("@fpm").unwrap().matching(&sockets), [1]);
+        assert!(spec("/run/fpm").unwrap().matching(&sockets).is_empty());
+        assert!(spec("*:80").unwrap().matching(&sockets).is_empty());
+        assert_eq!(sockets[2].local.to_string(), "(unnamed)");
+    }
+
+    #[test]
+    fn requests_follow_the_specs() {
+        let specs = |texts: &[&str]| texts.iter().map(|t| spec(t).unwrap()).collect::<Vec<_>>();
+        let all = vec![Family::V4, Family::V6, Family::Unix];
+        assert_eq!(request_for(&[]), (all, vec![]));
+        assert_eq!(
+            request_for(&specs(&["/run/a.sock"])),
+            (vec![Family::Unix], vec![])
+        );
+        assert_eq!(
+            request_for(&specs(&["[::1]:443", "[::1]:80", "[::]:80"])),
+            (vec![Family::V6], vec![80, 443])
+        );
+        assert_eq!(
+            request_for(&specs(&["127.0.0.1:80"])),
+            (vec![Family::V4, Family::V6], vec![80])
+        );
+    }
+
+    // The real kernel: the filter program is accepted, and lists the sockets of its ports
+    // only (the unit tests above check its bytes; this that the kernel reads them so).
+    #[test]
+    fn the_kernel_lists_a_listener_and_filters_by_port() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = |l: &std::net::TcpListener| l.local_addr().unwrap().port();
+        let forever = Deadline::new(
+            std::time::Instant::now(),
+            std::time::Duration::from_secs(60),
+        );
+        let listed = match list(&[Family::V4], &[port(&a)], forever) {
+            Ok(listed) => listed,
+            Err(e) => {
+                eprintln!("skipped: sock_diag is not available here ({e})");
+                return;
+            }
+        };
+        let ports: Vec<u16> = listed.iter().filter_map(tcp_port).collect();
+        assert_eq!(ports, [port(&a)]);
+        // std listens with a backlog of 128, capped by net.core.somaxconn
+        assert!(listed[0].limit > 0 && listed[0].limit <= 128, "{listed:?}");
+        assert_eq!(listed[0].queue, 0);
+        let both = list(&[Family::V4], &[port(&a), port(&b)], forever).unwrap();
+        assert_eq!(both.len(), 2, "{both:?}");
+        let unfiltered = list(&[Family::V4], &[], forever).unwrap();
+        assert!(unfiltered.len() >= 2);
+        // a deadline already passed: an answer, never a wait
+        let passed = Deadline::new(std::time::Instant::now(), std::time::Duration::ZERO);
+        assert_eq!(list(&[Family::V4], &[], passed), Err(DumpError::TimedOut));
+    }
 }

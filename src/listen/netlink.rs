@@ -96,8 +96,13 @@ impl Diag {
     ) -> Result<Vec<ListenSocket>, DumpError> {
         self.seq = self.seq.wrapping_add(1);
         let request = wire::request(family, self.seq, ports);
-        sendto(&self.fd, &request, SendFlags::empty(), &SocketAddrNetlink::new(0, 0))
-            .map_err(os("sendto(sock_diag)"))?;
+        sendto(
+            &self.fd,
+            &request,
+            SendFlags::empty(),
+            &SocketAddrNetlink::new(0, 0),
+        )
+        .map_err(os("sendto(sock_diag)"))?;
         let mut sockets = Vec::new();
         for _ in 0..MAX_DATAGRAMS {
             let n = self.receive(deadline)?;

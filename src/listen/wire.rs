@@ -230,7 +230,9 @@ fn socket(payload: &[u8], family: Family) -> Result<Option<ListenSocket>, WireEr
 /// `idiag_wqueue` its backlog limit.
 fn inet_socket(payload: &[u8], family: Family) -> Result<Option<ListenSocket>, WireError> {
     if payload.len() < INET_MSG {
-        return Err(WireError::Malformed("a socket message shorter than inet_diag_msg"));
+        return Err(WireError::Malformed(
+            "a socket message shorter than inet_diag_msg",
+        ));
     }
     if payload[0] != libc_family(family) {
         return Err(WireError::Malformed("a socket of another family"));
@@ -263,7 +265,9 @@ fn inet_socket(payload: &[u8], family: Family) -> Result<Option<ListenSocket>, W
 /// backlog limit). A listening socket without the latter is malformed: its queue is unknown.
 fn unix_socket(payload: &[u8]) -> Result<Option<ListenSocket>, WireError> {
     if payload.len() < UNIX_MSG {
-        return Err(WireError::Malformed("a socket message shorter than unix_diag_msg"));
+        return Err(WireError::Malformed(
+            "a socket message shorter than unix_diag_msg",
+        ));
     }
     if payload[0] != libc_family(Family::Unix) {
         return Err(WireError::Malformed("a socket of another family"));
@@ -281,10 +285,14 @@ fn unix_socket(payload: &[u8]) -> Result<Option<ListenSocket>, WireError> {
         _ => {}
     })?;
     if bad_name {
-        return Err(WireError::Malformed("a unix socket name longer than sun_path"));
+        return Err(WireError::Malformed(
+            "a unix socket name longer than sun_path",
+        ));
     }
     let Some((queue, limit)) = rqlen else {
-        return Err(WireError::Malformed("a listening unix socket without its queue"));
+        return Err(WireError::Malformed(
+            "a listening unix socket without its queue",
+        ));
     };
     Ok(Some(ListenSocket {
         local: Local::Unix(name),
@@ -301,7 +309,9 @@ fn each_attribute(mut bytes: &[u8], mut each: impl FnMut(u16, &[u8])) -> Result<
     while bytes.len() >= 4 {
         let len = usize::from(u16_at(bytes, 0));
         if len < 4 || len > bytes.len() {
-            return Err(WireError::Malformed("an attribute length beyond its message"));
+            return Err(WireError::Malformed(
+                "an attribute length beyond its message",
+            ));
         }
         // the top bits are flags (NLA_F_NESTED, NLA_F_NET_BYTEORDER)
         each(u16_at(bytes, 2) & 0x3fff, &bytes[4..len]);
@@ -322,4 +332,199 @@ fn u16_at(bytes: &[u8], at: usize) -> u16 {
 /// Callers have checked that `bytes` holds `at + 4`.
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
     u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies recorded once on Linux 6.x (x86_64) with `/tmp/cap/cap.py`'s listeners: TCP
+    /// 127.0.0.1:18091 (backlog 8, 3 waiting), dual-stack [::]:18092 (backlog 5, 1 waiting),
+    /// unix /tmp/cap/php.sock (backlog 4, 2 waiting) and @check_workers (backlog 0, 1 waiting).
+    /// Each is one datagram of sockets, then the NLMSG_DONE datagram.
+    const V4: &str =
+        "7c000000140002000100000015600000020a000046ab00007f000001000000000000000000000000\
+        00000000000000000000000000000000000000000400000000000000000000000300000008000000\
+        000000001c720000050008000000000008000f00000000000c001500010000000000000006001600\
+        52000000";
+    const V6: &str =
+        "840000001400020002000000156000000a0a000046ac000000000000000000000000000000000000\
+        00000000000000000000000000000000000000000500000000000000000000000100000005000000\
+        000000001d720000050008000000000005000b000000000008000f00000000000c00150001000000\
+        000000000600160012000000";
+    const UNIX: &str = "4c00000014000200030000001560000001010a001e72000006000000000000001600000\
+        02f746d702f6361702f7068702e736f636b0000000c000400020000000400000005000600000000004800000014\
+        000200030000001560000001010a001f72000007000000000000001200000000636865636b5f776f726b657273\
+        00000c00040001000000000000000500060000000000";
+    /// NLMSG_DONE of sequence number 1.
+    const DONE_1: &str = "1400000003000200010000001560000000000000";
+
+    fn bytes(hex: &str) -> Vec<u8> {
+        let hex: Vec<u8> = hex.bytes().filter(u8::is_ascii_hexdigit).collect();
+        hex.chunks(2)
+            .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).unwrap())
+            .collect()
+    }
+
+    fn parsed(
+        hex: &str,
+        seq: u32,
+        family: Family,
+    ) -> Result<(Progress, Vec<ListenSocket>), WireError> {
+        let mut out = Vec::new();
+        parse(&bytes(hex), seq, family, &mut out).map(|p| (p, out))
+    }
+
+    #[test]
+    fn recorded_tcp_replies() {
+        let (progress, v4) = parsed(V4, 1, Family::V4).unwrap();
+        assert_eq!(progress, Progress::More);
+        assert_eq!(
+            v4,
+            [ListenSocket {
+                local: Local::Tcp("127.0.0.1:18091".parse().unwrap()),
+                inode: 29212,
+                queue: 3,
+                limit: 8,
+                v6only: None,
+            }]
+        );
+        assert_eq!(
+            parsed(DONE_1, 1, Family::V4).unwrap(),
+            (Progress::Done, vec![])
+        );
+        let (_, v6) = parsed(V6, 2, Family::V6).unwrap();
+        assert_eq!(v6[0].local, Local::Tcp("[::]:18092".parse().unwrap()));
+        assert_eq!(
+            (v6[0].queue, v6[0].limit, v6[0].v6only),
+            (1, 5, Some(false))
+        );
+    }
+
+    #[test]
+    fn recorded_unix_reply() {
+        let (_, unix) = parsed(UNIX, 3, Family::Unix).unwrap();
+        let named: Vec<(String, u64, u32, u32)> = unix
+            .iter()
+            .map(|s| (s.local.to_string(), s.inode, s.queue, s.limit))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("/tmp/cap/php.sock".to_string(), 29214, 2, 4),
+                ("@check_workers".to_string(), 29215, 1, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_datagram_may_hold_sockets_and_done() {
+        let both = format!("{V4}{DONE_1}");
+        let (progress, sockets) = parsed(&both, 1, Family::V4).unwrap();
+        assert_eq!((progress, sockets.len()), (Progress::Done, 1));
+    }
+
+    /// `V4` with its bytes changed: `at` offset, `with` the new bytes.
+    fn broken(at: usize, with: &[u8]) -> Vec<u8> {
+        let mut b = bytes(V4);
+        b[at..at + with.len()].copy_from_slice(with);
+        b
+    }
+
+    fn parse_bytes(b: &[u8]) -> Result<Progress, WireError> {
+        parse(b, 1, Family::V4, &mut Vec::new())
+    }
+
+    #[test]
+    fn hostile_lengths_are_errors_never_panics() {
+        let whole = bytes(V4);
+        // cut anywhere: a message claiming more than the datagram, or a short header
+        for cut in 1..whole.len() {
+            assert!(parse_bytes(&whole[..cut]).is_err(), "cut at {cut}");
+        }
+        // a length below the header, and one beyond the datagram
+        assert!(parse_bytes(&broken(0, &4u32.to_ne_bytes())).is_err());
+        assert!(parse_bytes(&broken(0, &u32::MAX.to_ne_bytes())).is_err());
+        // a payload shorter than inet_diag_msg
+        let mut short = broken(0, &(16u32 + 40).to_ne_bytes());
+        short.truncate(56);
+        assert_eq!(
+            parse_bytes(&short),
+            Err(WireError::Malformed(
+                "a socket message shorter than inet_diag_msg"
+            ))
+        );
+        // an attribute longer than its message, and one shorter than its own header
+        assert!(parse_bytes(&broken(88, &200u16.to_ne_bytes())).is_err());
+        assert!(parse_bytes(&broken(88, &2u16.to_ne_bytes())).is_err());
+        // another family in the message than asked
+        assert!(parse_bytes(&broken(16, &[10])).is_err());
+        // a message of another request
+        assert_eq!(
+            parse_bytes(&broken(8, &7u32.to_ne_bytes())),
+            Err(WireError::OtherSequence(7))
+        );
+    }
+
+    #[test]
+    fn errors_and_other_messages() {
+        // NLMSG_ERROR with -EPERM, and one cut before its errno
+        let mut error = bytes(DONE_1);
+        error[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        error[16..20].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert_eq!(parse_bytes(&error), Err(WireError::Kernel(1)));
+        error[16..20].copy_from_slice(&i32::MIN.to_ne_bytes());
+        assert_eq!(parse_bytes(&error), Err(WireError::Kernel(i32::MAX)));
+        error[0..4].copy_from_slice(&16u32.to_ne_bytes());
+        assert!(parse_bytes(&error[..16]).is_err());
+        // NLMSG_NOOP is passed over; a socket not listening is skipped
+        let mut noop = bytes(DONE_1);
+        noop[4..6].copy_from_slice(&1u16.to_ne_bytes());
+        assert_eq!(parse_bytes(&noop), Ok(Progress::More));
+        let mut out = Vec::new();
+        parse(&broken(17, &[1]), 1, Family::V4, &mut out).unwrap();
+        assert!(out.is_empty());
+        assert_eq!(parse_bytes(&[]), Ok(Progress::More));
+    }
+
+    #[test]
+    fn a_listening_unix_socket_needs_its_queue_and_a_bounded_name() {
+        let mut unix = bytes(UNIX);
+        // the first socket's RQLEN attribute (at 16 + 16 + 24) renamed to an unknown one
+        unix[16 + 16 + 24 + 2] = 9;
+        let mut out = Vec::new();
+        assert_eq!(
+            parse(&unix, 3, Family::Unix, &mut out),
+            Err(WireError::Malformed(
+                "a listening unix socket without its queue"
+            ))
+        );
+        let mut long = bytes(UNIX);
+        // the name attribute claims 200 bytes: beyond the message
+        long[32..34].copy_from_slice(&200u16.to_ne_bytes());
+        assert!(parse(&long, 3, Family::Unix, &mut out).is_err());
+    }
+
+    #[test]
+    fn requests_as_recorded() {
+        let unix = request(Family::Unix, 3, &[]);
+        assert_eq!(unix.len(), 16 + 24);
+        assert_eq!(&unix[..8], &[40, 0, 0, 0, 20, 0, 1, 3]);
+        let v4 = request(Family::V4, 1, &[18091, 18092]);
+        // header, inet_diag_req_v2, the bytecode attribute: 2 blocks of 16 and a jump
+        assert_eq!(v4.len(), 16 + 56 + 4 + 36);
+        assert_eq!(&v4[16..20], &[2, 6, 0, 0]);
+        assert_eq!(request(Family::V6, 1, &[]).len(), 16 + 56);
+    }
+
+    #[test]
+    fn port_filter_chains_blocks_as_ss_does() {
+        let op = |code: u8, yes: u8, no: u16| [[code, yes], no.to_ne_bytes()].concat();
+        let one = [op(2, 8, 20), op(0, 0, 80), op(3, 8, 12), op(0, 0, 80)].concat();
+        assert_eq!(port_filter(&[80]), one);
+        let two = port_filter(&[80, 443]);
+        assert_eq!(two.len(), 36);
+        assert_eq!(&two[16..20], op(1, 4, 20).as_slice());
+        assert!(port_filter(&[]).is_empty());
+    }
 }

@@ -17,7 +17,10 @@ pub(super) fn queue_values(queues: Option<&Queues>) -> Vec<Measured> {
     let sum = |field: fn(&ListenSocket) -> u32| {
         some.then(|| sockets.iter().map(|s| u64::from(field(s))).sum::<u64>() as f64)
     };
-    let fullest = sockets.iter().map(|s| percent(s.queue, s.limit)).reduce(f64::max);
+    let fullest = sockets
+        .iter()
+        .map(|s| percent(s.queue, s.limit))
+        .reduce(f64::max);
     vec![
         (Queue, sum(|s| s.queue)),
         (QueueMax, sum(|s| s.limit)),
@@ -133,7 +136,11 @@ mod tests {
 
     #[test]
     fn sums_and_the_fullest_socket() {
-        let q = read(vec![socket(80, 20, 64), socket(81, 3, 4), socket(82, 0, 128)]);
+        let q = read(vec![
+            socket(80, 20, 64),
+            socket(81, 3, 4),
+            socket(82, 0, 128),
+        ]);
         assert_eq!(
             queue_values(Some(&q)),
             vec![
@@ -165,7 +172,11 @@ mod tests {
         assert_eq!(queue_values(Some(&denied)), none);
         let notes = queue_notes(Some(&denied));
         let at = |v| notes.iter().filter(|n| n.shown_at(v)).count();
-        assert_eq!((at(0), at(1)), (1, 2), "one line by default, its detail at -v");
+        assert_eq!(
+            (at(0), at(1)),
+            (1, 2),
+            "one line by default, its detail at -v"
+        );
     }
 
     #[test]
@@ -179,7 +190,10 @@ mod tests {
         assert!(!listen_unmet(Some(&read(vec![socket(80, 0, 64)])), true));
         let failed = Queues::Unread(Unread::Dump("EPERM".into()));
         assert!(listen_unmet(Some(&failed), true));
-        assert!(!listen_unmet(Some(&failed), false), "not asked for: a note only");
+        assert!(
+            !listen_unmet(Some(&failed), false),
+            "not asked for: a note only"
+        );
         assert!(!listen_unmet(None, false));
     }
 }

@@ -92,7 +92,11 @@ pub fn held(
     }
     let mut links = Links {
         reader: ProcReader::new(root),
-        by_inode: listed.iter().enumerate().map(|(i, s)| (s.inode, i)).collect(),
+        by_inode: listed
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.inode, i))
+            .collect(),
         found: BTreeSet::new(),
         denied: 0,
         deadline,
@@ -124,7 +128,10 @@ pub fn held(
 
 /// The sockets of `listed` at the positions `chosen`, in the kernel's order.
 fn keep(listed: Vec<ListenSocket>, chosen: &BTreeSet<usize>) -> Vec<ListenSocket> {
-    let kept = listed.into_iter().enumerate().filter(|(i, _)| chosen.contains(i));
+    let kept = listed
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| chosen.contains(i));
     kept.map(|(_, s)| s).collect()
 }
 
@@ -159,7 +166,7 @@ impl Links {
             let (by_inode, found, deadline) = (&self.by_inode, &mut self.found, self.deadline);
             let done = dir.each_link::<24>("fd", |target| {
                 seen += 1;
-                if seen % FDS_PER_LOOK == 0 && deadline.remaining().is_zero() {
+                if seen.is_multiple_of(FDS_PER_LOOK) && deadline.remaining().is_zero() {
                     return false;
                 }
                 if let Some(i) = socket_inode(target).and_then(|ino| by_inode.get(&ino)) {
@@ -182,4 +189,188 @@ impl Links {
 fn socket_inode(target: &[u8]) -> Option<u64> {
     let digits = target.strip_prefix(b"socket:[")?.strip_suffix(b"]")?;
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::fake::fake_process;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+    use std::time::{Duration, Instant};
+
+    fn listening(inode: u64, port: u16, queue: u32) -> ListenSocket {
+        ListenSocket {
+            local: Local::Tcp(([127, 0, 0, 1], port).into()),
+            inode,
+            queue,
+            limit: 64,
+            v6only: None,
+        }
+    }
+
+    /// Process `pid` in `root` whose fds 10.. link to these targets.
+    fn process(root: &Path, pid: i32, links: &[&str]) -> ProcSample {
+        fake_process(root, &pid.to_string(), pid, "nginx", 5000, 2);
+        for (fd, target) in links.iter().enumerate() {
+            symlink(target, root.join(format!("{pid}/fd/{}", fd + 10))).unwrap();
+        }
+        ProcSample {
+            pid,
+            starttime: 5000,
+            ..ProcSample::default()
+        }
+    }
+
+    fn forever() -> Deadline {
+        Deadline::new(Instant::now(), Duration::from_secs(3600))
+    }
+
+    fn inodes(queues: &Queues) -> Vec<u64> {
+        match queues {
+            Queues::Read { sockets, .. } => sockets.iter().map(|s| s.inode).collect(),
+            Queues::Unread(why) => panic!("unread: {why:?}"),
+        }
+    }
+
+    fn held_by(queues: &Queues) -> HeldBy {
+        match queues {
+            Queues::Read { from, .. } => *from,
+            Queues::Unread(why) => panic!("unread: {why:?}"),
+        }
+    }
+
+    #[test]
+    fn the_masters_sockets_each_once_and_the_workers_not_read() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let master = process(
+            r,
+            812,
+            &["socket:[100]", "socket:[999]", "/dev/null", "socket:[200]"],
+        );
+        let workers = [
+            process(r, 813, &["socket:[100]", "socket:[200]"]),
+            process(r, 814, &["socket:[300]"]),
+        ];
+        let listed = vec![
+            listening(100, 80, 3),
+            listening(200, 443, 0),
+            listening(300, 8080, 9),
+        ];
+        let q = held(r, (&[master], &workers), listed.clone(), forever());
+        assert_eq!(inodes(&q), [100, 200]);
+        assert_eq!(held_by(&q), HeldBy::Masters(1));
+        // no master: the workers' sockets, one shared by two of them counted once
+        let q = held(r, (&[], &workers), listed, forever());
+        assert_eq!(inodes(&q), [100, 200, 300]);
+        assert_eq!(held_by(&q), HeldBy::Workers(2));
+    }
+
+    #[test]
+    fn a_master_holding_none_leaves_it_to_the_workers() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let master = process(r, 812, &["pipe:[5]"]);
+        let masters = [master.clone()];
+        let worker = process(r, 813, &["socket:[100]"]);
+        let listed = vec![listening(100, 80, 3)];
+        let q = held(r, (&masters, &[master, worker]), listed, forever());
+        assert_eq!(inodes(&q), [100]);
+        // the master counted as a worker too (--include-master) is not read twice
+        assert_eq!(held_by(&q), HeldBy::Workers(1));
+    }
+
+    #[test]
+    fn unreadable_fds_none_held_and_the_deadline() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let master = process(r, 812, &[]);
+        // a fd/ that cannot be listed, as another user's is (EACCES), here ENOTDIR
+        fs::remove_dir_all(r.join("812/fd")).unwrap();
+        fs::write(r.join("812/fd"), "").unwrap();
+        let worker = process(r, 813, &["socket:[7]"]);
+        let listed = || vec![listening(100, 80, 3)];
+        let (masters, workers) = ([master], [worker]);
+        let q = held(r, (&masters, &workers), listed(), forever());
+        assert_eq!(q, Queues::Unread(Unread::FdsDenied(1)));
+        // everything readable, nothing listening among the links
+        let q = held(r, (&[], &workers), listed(), forever());
+        assert_eq!(q, Queues::Unread(Unread::NoneHeld));
+        // no listening socket on the host: no fd read at all
+        let q = held(r, (&masters, &workers), Vec::new(), forever());
+        assert_eq!(q, Queues::Unread(Unread::NoneHeld));
+        let passed = Deadline::new(Instant::now(), Duration::ZERO);
+        let q = held(r, (&masters, &workers), listed(), passed);
+        assert_eq!(q, Queues::Unread(Unread::FdsCut));
+    }
+
+    // A worker's pid reused between the scan and the fd reads gave the new process's
+    // sockets to the service.
+    #[test]
+    fn the_fds_of_a_reused_pid_are_not_taken() {
+        let root = tempfile::tempdir().unwrap();
+        let mut worker = process(root.path(), 813, &["socket:[100]"]);
+        worker.starttime = 1;
+        let q = held(
+            root.path(),
+            (&[], &[worker]),
+            vec![listening(100, 80, 3)],
+            forever(),
+        );
+        assert_eq!(q, Queues::Unread(Unread::NoneHeld));
+    }
+
+    #[test]
+    fn named_sockets_once_and_the_unmatched_with_their_neighbours() {
+        let specs: Vec<Spec> = ["127.0.0.1:80", "*:80", "[::1]:8080", "/run/none.sock"]
+            .iter()
+            .map(|t| Spec::parse(t.as_bytes()).unwrap())
+            .collect();
+        let mut listed = vec![listening(100, 80, 3), listening(200, 8080, 0)];
+        listed.push(ListenSocket {
+            local: Local::Tcp("[::]:8443".parse().unwrap()),
+            ..listening(300, 8443, 0)
+        });
+        let Queues::Read {
+            sockets,
+            from,
+            unmatched,
+        } = named(&specs, listed)
+        else {
+            panic!("unread");
+        };
+        assert_eq!(sockets.iter().map(|s| s.inode).collect::<Vec<_>>(), [100]);
+        assert_eq!(from, HeldBy::Listen);
+        let unmatched: Vec<(String, Vec<String>)> = unmatched
+            .iter()
+            .map(|(spec, near)| {
+                (
+                    spec.to_string(),
+                    near.iter().map(ToString::to_string).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            unmatched,
+            [
+                ("[::1]:8080".to_string(), vec!["127.0.0.1:8080".to_string()]),
+                ("/run/none.sock".to_string(), vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn socket_links() {
+        assert_eq!(socket_inode(b"socket:[29212]"), Some(29212));
+        for other in [
+            &b"socket:[]"[..],
+            b"socket:[12",
+            b"pipe:[3]",
+            b"/dev/null",
+            b"socket:[-1]",
+        ] {
+            assert_eq!(socket_inode(other), None);
+        }
+    }
 }
