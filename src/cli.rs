@@ -345,7 +345,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
-    let listen = listen_specs(&args.listen)?;
+    let listen = crate::listen::Spec::parse_all(&args.listen).map_err(anyhow::Error::msg)?;
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateLocation {
@@ -369,17 +369,6 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         euid,
         listen,
     })
-}
-
-/// `--listen`, each parsed; a bounded number of them.
-fn listen_specs(given: &[OsString]) -> Result<Vec<crate::listen::Spec>> {
-    if given.len() > crate::listen::MAX_SPECS {
-        bail!("--listen: at most {} of them", crate::listen::MAX_SPECS);
-    }
-    given
-        .iter()
-        .map(|s| crate::listen::Spec::parse(s.as_bytes()).map_err(anyhow::Error::msg))
-        .collect()
 }
 
 /// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.

@@ -106,6 +106,15 @@ impl Spec {
         }
     }
 
+    /// Every `--listen` given, at most [`MAX_SPECS`] of them.
+    pub fn parse_all(given: &[std::ffi::OsString]) -> Result<Vec<Spec>, String> {
+        use std::os::unix::ffi::OsStrExt;
+        if given.len() > MAX_SPECS {
+            return Err(format!("--listen: at most {MAX_SPECS} of them"));
+        }
+        given.iter().map(|s| Spec::parse(s.as_bytes())).collect()
+    }
+
     /// The families whose dumps can hold what it names: an IPv4 address may be served by a
     /// dual-stack IPv6 socket, so it needs the IPv6 list too.
     fn families(&self) -> &'static [Family] {

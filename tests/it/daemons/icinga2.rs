@@ -243,6 +243,7 @@ object Service "every-argument" {{
   vars.workers_timeout = 5
   vars.workers_verbose = 2
   vars.workers_extra_opts = "nginx@/etc/monitoring-plugins/monitoring-plugins.ini"
+  vars.workers_listen = [ "127.0.0.1:80", "/run/php/php8.2-fpm.sock" ]
 }}
 "#,
             plugins = plugins.display(),
