@@ -57,7 +57,7 @@ fn queue(note: &QueueNote) -> String {
         }
         QueueNote::FdsDenied => format!(
             "{what}: left out, the service's fds are not readable as this user; name its \
-             sockets with --listen ADDR:PORT|PATH"
+             sockets with --listen ADDR:PORT or --listen PATH"
         ),
         QueueNote::FdsDeniedDetail { count } => format!(
             "{what}: the fds of {count} of the service's processes (/proc/PID/fd) may be read \
