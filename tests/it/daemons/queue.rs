@@ -406,7 +406,13 @@ fn unprivileged_the_queue_needs_listen() {
 #[test]
 fn a_malformed_listen_is_a_usage_error() {
     let state = crate::fixture::state_dir();
-    for bad in ["localhost:80", "127.0.0.1", "*:0", "php.sock", "[fe80::1%2]:80"] {
+    for bad in [
+        "localhost:80",
+        "127.0.0.1",
+        "*:0",
+        "php.sock",
+        "[fe80::1%2]:80",
+    ] {
         let out = check(state.path(), &["-n", "nginx", "--listen", bad]);
         assert_exit(&out, 3);
         assert_eq!(
