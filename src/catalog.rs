@@ -316,6 +316,11 @@ impl MetricSet {
         MetricSet(self.0 | 1 << metric as u64)
     }
 
+    /// This set without `metric`.
+    pub fn without(self, metric: MetricName) -> MetricSet {
+        MetricSet(self.0 & !(1 << metric as u64))
+    }
+
     pub fn contains(self, metric: MetricName) -> bool {
         self.0 & (1 << metric as u64) != 0
     }

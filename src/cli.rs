@@ -137,7 +137,7 @@ struct Args {
     /// The service's listening sockets whose accept queues to measure (queue, queue_max,
     /// queue_pct): ADDR:PORT, [ADDR6]:PORT, *:PORT (any address), /PATH or @NAME (unix);
     /// repeatable. Without it, the sockets the master (else the workers) holds, which only
-    /// root or the service's user may see
+    /// root or the service's user may see; `none` for a service that listens on nothing
     #[arg(long = "listen", value_name = "ADDR:PORT|PATH", action = ArgAction::Append)]
     listen: Vec<OsString>,
 
@@ -345,7 +345,11 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
-    let listen = crate::listen::Spec::parse_all(&args.listen).map_err(anyhow::Error::msg)?;
+    let (listen, metrics) = match crate::listen::Spec::parse_all(&args.listen) {
+        Ok(Some(specs)) => (specs, metrics),
+        Ok(None) => (Vec::new(), no_queue(metrics, &thresholds)?),
+        Err(why) => bail!(why),
+    };
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateLocation {
@@ -369,6 +373,24 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         euid,
         listen,
     })
+}
+
+/// `--listen none`: a service that listens on nothing, whose queue is neither measured nor
+/// noted (a note on every run of a healthy service is one operators learn to ignore).
+fn no_queue(set: MetricSet, thresholds: &Thresholds) -> Result<MetricSet> {
+    use MetricName::{Queue, QueueMax, QueuePct};
+    if let Some(m) = thresholds
+        .metrics()
+        .find(|m| [Queue, QueueMax, QueuePct].contains(m))
+    {
+        bail!(
+            "--listen none: no queue to judge, yet a threshold on {}",
+            m.label()
+        );
+    }
+    Ok([Queue, QueueMax, QueuePct]
+        .into_iter()
+        .fold(set, MetricSet::without))
 }
 
 /// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.

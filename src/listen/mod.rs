@@ -106,13 +106,24 @@ impl Spec {
         }
     }
 
-    /// Every `--listen` given, at most [`MAX_SPECS`] of them.
-    pub fn parse_all(given: &[std::ffi::OsString]) -> Result<Vec<Spec>, String> {
+    /// Every `--listen` given, at most [`MAX_SPECS`] of them; None for `--listen none` (the
+    /// service listens on nothing: no queue to measure, and nothing to say about it).
+    pub fn parse_all(given: &[std::ffi::OsString]) -> Result<Option<Vec<Spec>>, String> {
         use std::os::unix::ffi::OsStrExt;
         if given.len() > MAX_SPECS {
             return Err(format!("--listen: at most {MAX_SPECS} of them"));
         }
-        given.iter().map(|s| Spec::parse(s.as_bytes())).collect()
+        if given.iter().any(|s| s == "none") {
+            return match given.len() {
+                1 => Ok(None),
+                _ => Err("--listen none: no other --listen with it".to_string()),
+            };
+        }
+        given
+            .iter()
+            .map(|s| Spec::parse(s.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map(Some)
     }
 
     /// The families whose dumps can hold what it names: an IPv4 address may be served by a
@@ -341,6 +352,12 @@ mod tests {
         assert_eq!(odd.to_string(), "/tmp/a\\x7cb\\x0a\\xff");
         assert_eq!(spec("[::1]:80").unwrap().to_string(), "[::1]:80");
         assert_eq!(spec("80").unwrap().to_string(), "*:80");
+        let all =
+            |texts: &[&str]| Spec::parse_all(&texts.iter().map(|t| t.into()).collect::<Vec<_>>());
+        assert_eq!(all(&["none"]), Ok(None));
+        assert!(all(&["none", "*:80"]).is_err());
+        assert_eq!(all(&[]), Ok(Some(vec![])));
+        assert_eq!(all(&["80", "/a"]).unwrap().unwrap().len(), 2);
     }
 
     #[test]

@@ -61,7 +61,7 @@ fn queue(note: &QueueNote) -> String {
         ),
         QueueNote::FdsDeniedDetail { count } => format!(
             "{what}: the fds of {count} of the service's processes (/proc/PID/fd) may be read \
-             only by root or their user"
+             only by root or their user; --listen none for a service that listens on nothing"
         ),
         QueueNote::FdsCut => {
             format!("{what}: left out, the service's fds were not all read before the deadline")

@@ -388,6 +388,12 @@ fn unprivileged_the_queue_needs_listen() {
         "{stdout}"
     );
 
+    // --listen none: a service that listens on nothing; nothing measured, nothing said
+    let out = as_nobody(&exe, &state, &["--ppid", &ppid, "--listen", "none", "-vv"]);
+    assert_exit(&out, 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("queue"), "{stdout}");
+
     // with --listen: the queue, for any user
     let listen = format!("127.0.0.1:{port}");
     let out = as_nobody(&exe, &state, &["--ppid", &ppid, "--listen", &listen]);
