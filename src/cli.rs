@@ -345,11 +345,8 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
-    let (listen, metrics) = match crate::listen::Spec::parse_all(&args.listen) {
-        Ok(Some(specs)) => (specs, metrics),
-        Ok(None) => (Vec::new(), no_queue(metrics, &thresholds)?),
-        Err(why) => bail!(why),
-    };
+    let (listen, metrics) = crate::listen::options(&args.listen, metrics, thresholds.metrics())
+        .map_err(anyhow::Error::msg)?;
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateLocation {
@@ -373,24 +370,6 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         euid,
         listen,
     })
-}
-
-/// `--listen none`: a service that listens on nothing, whose queue is neither measured nor
-/// noted (a note on every run of a healthy service is one operators learn to ignore).
-fn no_queue(set: MetricSet, thresholds: &Thresholds) -> Result<MetricSet> {
-    use MetricName::{Queue, QueueMax, QueuePct};
-    if let Some(m) = thresholds
-        .metrics()
-        .find(|m| [Queue, QueueMax, QueuePct].contains(m))
-    {
-        bail!(
-            "--listen none: no queue to judge, yet a threshold on {}",
-            m.label()
-        );
-    }
-    Ok([Queue, QueueMax, QueuePct]
-        .into_iter()
-        .fold(set, MetricSet::without))
 }
 
 /// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.

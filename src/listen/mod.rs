@@ -4,7 +4,7 @@
 //! the reader of `/proc`); this module reads no file.
 //!
 //! `wire` is the byte layout, pure and tested on recorded replies; `netlink` the socket.
-//! A leaf: it needs only the run's deadline and the output's escaping.
+//! A leaf: it needs only the catalog's names, the run's deadline and the output's escaping.
 
 mod netlink;
 mod wire;
@@ -12,6 +12,7 @@ mod wire;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::catalog::{MetricName, MetricSet};
 use crate::deadline::Deadline;
 use crate::text::shown_bytes;
 
@@ -217,6 +218,32 @@ impl fmt::Display for Spec {
             Spec::Tcp { ip: Some(ip), port } => SocketAddr::new(*ip, *port).fmt(f),
             Spec::Unix(name) => Local::Unix(name.clone()).fmt(f),
         }
+    }
+}
+
+/// `--listen` as given: the specs, and the metrics a run measures (`set`; `--listen none` takes
+/// the queue metrics out of it: a service that listens on nothing gets neither them nor a note
+/// on every run, which operators would learn to ignore). A threshold on a queue metric
+/// (`judged` are the metrics with one) contradicts `--listen none`.
+pub fn options(
+    given: &[std::ffi::OsString],
+    set: MetricSet,
+    mut judged: impl Iterator<Item = MetricName>,
+) -> Result<(Vec<Spec>, MetricSet), String> {
+    const QUEUE: [MetricName; 3] = [
+        MetricName::Queue,
+        MetricName::QueueMax,
+        MetricName::QueuePct,
+    ];
+    match Spec::parse_all(given)? {
+        Some(specs) => Ok((specs, set)),
+        None => match judged.find(|m| QUEUE.contains(m)) {
+            Some(m) => Err(format!(
+                "--listen none: no queue to judge, yet a threshold on {}",
+                m.label()
+            )),
+            None => Ok((Vec::new(), QUEUE.into_iter().fold(set, MetricSet::without))),
+        },
     }
 }
 
