@@ -107,6 +107,8 @@ pub enum Part {
     States,
     /// from the history of earlier runs: averages, restarts, trends
     History,
+    /// what the kernel accounts for the workers' cgroup
+    Cgroup,
     /// the accept queues of the service's listening sockets
     Queue,
     /// how fast a [`Counter`] of all workers grew over the interval, per second: one generic
@@ -133,7 +135,8 @@ pub enum Source {
     /// sum them, about 7 ms per GiB mapped: 56 ms for a postgres backend mapping 8 GiB of
     /// shared buffers, so 100 of them cost seconds
     SmapsRollup,
-    /// `cgroup`, and the memory charge (`memory.current`) of the cgroup the workers share
+    /// `cgroup`, and the files of the cgroup that holds the workers: a few small reads per
+    /// run whatever the number of workers
     Cgroup,
     /// the kernel's listening sockets (sock_diag), and the socket links in `fd/` of the
     /// master (else the workers) unless `--listen` names the sockets
@@ -239,6 +242,13 @@ catalog! {
     AgeMax          = "age_max",         Seconds,      Zero, Open,       Ages,    [Stat],              "seconds since the oldest worker started";
     Zombies         = "zombies",         Count,        Zero, Open,       States,  [Stat],              "workers in state Z (zombie)";
     Uninterruptible = "uninterruptible", Count,        Zero, Open,       States,  [Stat],              "workers in state D (uninterruptible sleep)";
+    CgMemory        = "cg_memory",       Bytes,        Zero, Open,       Cgroup,  [Cgroup],            "bytes charged to the workers' cgroup (page cache too)";
+    CgMemoryPct     = "cg_memory_pct",   Percent,      Zero, Hundred,    Cgroup,  [Cgroup],            "cg_memory as % of the cgroup's memory limit";
+    OomKills        = "oom_kills",       Count,        Zero, Open,       Cgroup,  [Cgroup],            "OOM kills in the workers' cgroup since the last run";
+    CpuThrottled    = "cpu_throttled",   Percent,      Zero, Hundred,    Cgroup,  [Cgroup],            "% of the cgroup's CPU periods that were throttled";
+    PsiCpu          = "psi_cpu",         Percent,      Zero, Hundred,    Cgroup,  [Cgroup],            "% of the interval some of its tasks waited for CPU";
+    PsiMemory       = "psi_memory",      Percent,      Zero, Hundred,    Cgroup,  [Cgroup],            "% of the interval some of its tasks waited for memory";
+    PsiIo           = "psi_io",          Percent,      Zero, Hundred,    Cgroup,  [Cgroup],            "% of the interval some of its tasks waited for I/O";
     Restarts        = "restarts",        Count,        Zero, Open,       History, [Stat],              "master restarts since the last run (or --average)";
     Nvcsw           = "nvcsw",           Count,        Zero, Open,       PerSecond(Nvcsw), [Status],   "involuntary context switches/s of all workers";
 }

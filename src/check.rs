@@ -15,11 +15,11 @@ use crate::catalog::{MetricName, Source};
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::{ParentSpec, SelectionPart};
-use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
+use crate::metrics::{self, listen_unmet, Capacity, Checked, Figures, NoInterval, Previous};
 use crate::note::{Fallback, Note};
 use crate::pidfile::{self, Pidfile};
 use crate::report::{MetricResult, Report};
-use crate::sample::{self, DetailReads, OwnProcesses, Snapshot};
+use crate::sample::{self, CgroupReading, DetailReads, OwnProcesses, Snapshot};
 use crate::select::{self, Master, Selection};
 use crate::state::{self, NoBaseline, Saved, TickState, TickStore};
 use crate::thresholds::Thresholds;
@@ -73,15 +73,16 @@ pub fn evaluate(
             verdict: config.thresholds.evaluate(name, value),
         })
         .collect();
-    let mut state = results
+    let state = results
         .iter()
         .map(|r| r.verdict.state)
         .max()
         .unwrap_or(ServiceState::Ok);
-    if metrics::listen_unmet(figures.queues.as_ref(), !config.listen.is_empty()) {
-        state = state.max(ServiceState::Unknown);
-    }
-    let mut notes = unevaluated_thresholds(&config.thresholds, &results);
+    // with no workers, "0 workers" says why: no note on thresholds no figure could meet
+    let mut notes = match selection.workers.is_empty() {
+        true => Vec::new(),
+        false => unevaluated_thresholds(&config.thresholds, &results),
+    };
     notes.extend(figures.notes());
     let evaluation = Evaluation {
         state,
@@ -94,7 +95,7 @@ pub fn evaluate(
 
 /// What 100 % CPU and 100 % memory mean for these workers.
 fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capacity {
-    let limits = snapshot.cgroup_limits.unwrap_or_default();
+    let cgroup = snapshot.cgroup.as_ref();
     let mut capacity = match scale {
         CpuScale::Core => Capacity::per_core(snapshot.cpus),
         CpuScale::Host => {
@@ -103,11 +104,11 @@ fn capacity(snapshot: &Snapshot, selection: &Selection, scale: CpuScale) -> Capa
                 .iter()
                 .filter_map(|w| w.cpus_allowed)
                 .max();
-            Capacity::per_host(snapshot.cpus, affinity, limits.cpu_cores)
+            Capacity::per_host(snapshot.cpus, affinity, cgroup.and_then(|c| c.cpu_cores))
         }
     };
-    capacity.memory = limits.memory_max.or(snapshot.mem_total);
-    capacity.memory_charge = limits.memory_charge;
+    capacity.memory = cgroup.and_then(|c| c.limit).or(snapshot.mem_total);
+    capacity.memory_charge = cgroup.and_then(CgroupReading::own_charge);
     capacity
 }
 
@@ -134,7 +135,7 @@ pub struct Annotations {
     pub last: Vec<Note>,
     /// user names of the uids in the long output
     pub user_names: BTreeMap<u32, String>,
-    /// the run could not do all of its job (the tick file was not saved): at least UNKNOWN
+    /// the run could not do all it was asked (tick file unsaved, a --listen unmet): at least UNKNOWN
     pub unknown: bool,
 }
 
@@ -330,13 +331,9 @@ fn sample_with_baseline(
     } = &mut sampled.reading;
     let reads = DetailReads::of(config.metrics);
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
-    snapshot.cgroup_limits =
-        shared_cgroup(selection).and_then(|path| sample::cgroup_limits(&config.sys_root, path));
-    if config.metrics.reads(Source::Listen) {
-        let Selection { masters, workers } = &*selection;
-        let (root, listen) = (&config.proc_root, &config.listen);
-        snapshot.queues = Some(sample::queues(root, masters, workers, listen, deadline));
-    }
+    let held = (&selection.masters[..], &selection.workers[..]);
+    snapshot.queues = sample::queues(&config.proc_root, held, &config.listen, reads, deadline);
+    read_cgroup(config, &mut sampled.reading);
     Ok(sampled)
 }
 
@@ -395,6 +392,11 @@ fn without_previous(
     deadline: Deadline,
     scan_cost: Duration,
 ) -> Result<Sampled> {
+    // no workers: no CPU to measure, so no reason to wait for a second reading
+    if first.selection.workers.is_empty() {
+        let note = no_baseline(&reason, Fallback::NoWorkers);
+        return Ok(Sampled::without_cpu(first, note));
+    }
     let interval = sampler.config.interval;
     if interval.is_zero() {
         let note = no_baseline(&reason, Fallback::NoInterval);
@@ -412,10 +414,11 @@ fn without_previous(
 /// `first` becomes the baseline of a second reading taken `pause` later.
 fn measure_within_run(
     sampler: &Sampler,
-    first: Reading,
+    mut first: Reading,
     pause: Duration,
     reason: Unmeasured,
 ) -> Result<Sampled> {
+    read_cgroup(sampler.config, &mut first);
     let Selection { workers, masters } = &first.selection;
     let baseline = TickState::new(&first.snapshot, (workers, masters));
     thread::sleep(pause);
@@ -496,7 +499,7 @@ fn annotate(
         first,
         last,
         user_names,
-        unknown: matches!(saved, Saved::Failed(_)),
+        unknown: matches!(saved, Saved::Failed(_)) || listen_unmet(figures, &config.listen),
     }
 }
 
@@ -565,14 +568,14 @@ fn split_master_io(proc_root: &Path, selection: &mut Selection) {
     }
 }
 
-/// The cgroup all workers share, whose limits then apply to them as a group.
-fn shared_cgroup(selection: &Selection) -> Option<&str> {
-    let first = selection.workers.first()?.cgroup.as_deref()?;
-    selection
-        .workers
-        .iter()
-        .all(|w| w.cgroup.as_deref() == Some(first))
-        .then_some(first)
+/// The workers' cgroup, read with every reading a counter may be measured against (the last
+/// one once its details, which read `/proc/PID/cgroup` too, are read).
+fn read_cgroup(config: &Config, reading: &mut Reading) {
+    if config.metrics.reads(Source::Cgroup) {
+        let (root, sys, unit) = (&config.proc_root, &config.sys_root, config.selector.unit());
+        let (snapshot, workers) = (&mut reading.snapshot, &mut reading.selection.workers);
+        snapshot.cgroup = sample::workers_cgroup(root, sys, workers, unit, snapshot.uptime);
+    }
 }
 
 /// What was selected and why, and where the state is (shown from `-vv`).

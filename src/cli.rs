@@ -20,6 +20,9 @@ use crate::state::StateDir;
 use crate::text;
 use crate::thresholds::Thresholds;
 
+mod argv;
+pub use argv::{format_in_argv, timeout_in_argv};
+
 const EXAMPLES: &str = "\
 Examples:
   check_workers -n apache2 -w 80 -c 95
@@ -164,7 +167,16 @@ struct Args {
     #[arg(long = "state-dir", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 
-    /// Give up with UNKNOWN after this many whole seconds
+    /// Watch live: take a sample every SECONDS (fractions allowed, at least 0.01) and print each
+    /// as one line starting with the local time, until Ctrl-C or SIGTERM (then exit 0)
+    #[arg(long = "every", value_name = "SECONDS")]
+    every: Option<f64>,
+
+    /// With --every: stop after N samples (and exit 0)
+    #[arg(long = "count", value_name = "N", requires = "every")]
+    count: Option<u64>,
+
+    /// Give up with UNKNOWN after this many whole seconds (with --every: for each sample)
     #[arg(
         short = 't',
         long = "timeout",
@@ -243,6 +255,8 @@ pub struct Config {
     pub cpu_scale: CpuScale,
     /// how the result is printed
     pub format: Format,
+    /// `--every`: run again and again, printing each sample; None for the one check
+    pub every: Option<Every>,
     /// the metrics this run measures and reports: the defaults, `--metrics` and those with
     /// thresholds
     pub metrics: MetricSet,
@@ -251,6 +265,15 @@ pub struct Config {
     /// `--listen`: the listening sockets whose queues are measured; empty: those the service
     /// holds
     pub listen: Vec<crate::listen::Spec>,
+}
+
+/// `--every SECONDS [--count N]`: watch the workers live, as the tool this check replaces did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Every {
+    /// the pause after each sample, before the next one starts
+    pub period: Duration,
+    /// stop after this many samples; None: until a signal
+    pub count: Option<u64>,
 }
 
 /// Where the tick files go, as given: `--state-dir`, else `$MP_STATE_PATH` (empty: unset).
@@ -319,8 +342,21 @@ pub fn command() -> clap::Command {
 /// option where it has one (`--warn` → `--warning`), plus a pointer to --help: one line.
 fn clap_summary(e: &clap::Error) -> String {
     let text = e.to_string();
-    let first = text.lines().next().unwrap_or("bad usage");
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("bad usage");
     let first = first.strip_prefix("error: ").unwrap_or(first);
+    // "the following required arguments were not provided:" lists them on indented lines
+    let listed: Vec<&str> = match first.ends_with(':') {
+        true => lines
+            .take_while(|l| l.starts_with(' '))
+            .map(str::trim)
+            .collect(),
+        false => Vec::new(),
+    };
+    let first = match listed.is_empty() {
+        true => first.to_string(),
+        false => format!("{} {}", first, listed.join(", ")),
+    };
     let tip = text
         .lines()
         .map(str::trim)
@@ -337,6 +373,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     }
     let timeout = Duration::from_secs(args.timeout);
     let interval = interval(args.interval, timeout)?;
+    let every = every(args.every, args.count)?;
     let thresholds = Thresholds::from_args(&args.warning, &args.critical)?;
     let average = average(args.average.as_deref(), &thresholds)?;
     let metrics = thresholds
@@ -366,10 +403,29 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         sys_root: args.sys_root,
         cpu_scale: args.cpu_scale,
         format: args.format,
+        every,
         metrics,
         euid,
         listen,
     })
+}
+
+/// The shortest `--every`: the resolution of `/proc/uptime`, which times every sample.
+const SHORTEST_EVERY: f64 = 0.01;
+
+/// `--every` and `--count`, checked before the first sample.
+fn every(seconds: Option<f64>, count: Option<u64>) -> Result<Option<Every>> {
+    let Some(seconds) = seconds else {
+        return Ok(None);
+    };
+    let period = Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|_| seconds >= SHORTEST_EVERY)
+        .with_context(|| format!("--every {seconds}: give seconds, at least {SHORTEST_EVERY}"))?;
+    if count == Some(0) {
+        bail!("--count 0: give at least 1 sample");
+    }
+    Ok(Some(Every { period, count }))
 }
 
 /// `--metrics LIST`: the default metrics and those listed (labels, comma-separated), or all.
@@ -482,55 +538,11 @@ fn average(given: Option<&str>, thresholds: &Thresholds) -> Result<Option<u64>> 
     Ok(window)
 }
 
-/// `-t` as the command line gives it, found before anything else is read: the watchdog must
-/// already run while `--extra-opts` reads its file, which can hang (a FIFO, a stuck NFS mount).
-/// `-t N`, `-tN`, `--timeout N` and `--timeout=N` count; anything else (a value clap will
-/// refuse, a timeout that only the ini file sets) gets the default until the options are read.
-pub fn timeout_in_argv(args: &[OsString]) -> Duration {
-    let mut found = None;
-    let mut rest = args.iter().skip(1).map(|a| a.to_str());
-    while let Some(arg) = rest.next() {
-        let value = match arg {
-            Some("--") => break,
-            Some("-t" | "--timeout") => rest.next().flatten(),
-            Some(a) if a.starts_with("--timeout=") => a.strip_prefix("--timeout="),
-            Some(a) if a.starts_with("-t") => a.strip_prefix("-t"),
-            _ => continue,
-        };
-        if let Some(secs) = value.and_then(|v| v.parse::<u64>().ok()).filter(|&s| s > 0) {
-            found = Some(secs);
-        }
-    }
-    Duration::from_secs(found.unwrap_or(DEFAULT_TIMEOUT_SECS))
-}
-
 /// `-t`: whole seconds, as Nagios and the plugin guidelines give a timeout; say so rather than
 /// "invalid digit" when a fraction is given.
 fn whole_seconds(text: &str) -> Result<u64, String> {
     text.parse()
         .map_err(|_| format!("the timeout is whole seconds (10, 30), not {text:?}"))
-}
-
-/// `--format` as the raw command line gives it, for what is printed before the options are
-/// parsed (a usage error, a timeout while reading `--extra-opts`): the last one that names a
-/// format, else nagios.
-pub fn format_in_argv(args: &[OsString]) -> Format {
-    let mut found = Format::Nagios;
-    let mut rest = args.iter().skip(1).map(|a| a.to_str());
-    while let Some(arg) = rest.next() {
-        let value = match arg {
-            Some("--") => break,
-            Some("--format") => rest.next().flatten(),
-            Some(a) => a.strip_prefix("--format="),
-            None => None,
-        };
-        match value {
-            Some("json") => found = Format::Json,
-            Some("nagios") => found = Format::Nagios,
-            _ => {}
-        }
-    }
-    found
 }
 
 /// `-s RSD` or `-s R,S,D`: the state letters `ps` shows.
@@ -623,6 +635,51 @@ mod tests {
             dir.path.starts_with("/var/tmp/check_workers")
                 || dir.path.starts_with("/var/lib/check-workers"),
             "{dir:?}"
+        );
+        assert_eq!(c.every, None);
+    }
+
+    #[test]
+    fn every_takes_fractions_and_count_needs_it() {
+        let c = parse_ok(&["-n", "x", "--every", "0.5", "--count", "3"]);
+        let period = Duration::from_millis(500);
+        assert_eq!(
+            c.every,
+            Some(Every {
+                period,
+                count: Some(3)
+            })
+        );
+        let c = parse_ok(&["-n", "x", "--every", "20"]);
+        assert_eq!(c.every.map(|e| e.count), Some(None));
+        for (args, said) in [
+            (
+                vec!["--every", "0"],
+                "--every 0: give seconds, at least 0.01",
+            ),
+            (
+                vec!["--every=-1"],
+                "--every -1: give seconds, at least 0.01",
+            ),
+            (
+                vec!["--every", "NaN"],
+                "--every NaN: give seconds, at least 0.01",
+            ),
+            (
+                vec!["--every", "1", "--count", "0"],
+                "--count 0: give at least 1 sample",
+            ),
+        ] {
+            let all = [&["-n", "x"][..], &args].concat();
+            let e = parse_err(&all);
+            assert_eq!(e.text, format!("WORKERS UNKNOWN - {said}\n"), "{args:?}");
+            assert_eq!(e.code, 3);
+        }
+        let e = parse_err(&["-n", "x", "--count", "3"]);
+        assert_eq!(
+            e.text,
+            "WORKERS UNKNOWN - the following required arguments were not provided: \
+             --every <SECONDS> (see --help)\n"
         );
     }
 
@@ -725,25 +782,6 @@ mod tests {
             parse_err(&["-n", "x", "--average", "0s"]).text,
             "WORKERS UNKNOWN - --average: \"0s\": a window from 1s to 24h\n"
         );
-    }
-
-    #[test]
-    fn timeout_is_found_in_argv_before_parsing() {
-        let scan = |args: &[&str]| {
-            let mut all = vec![OsString::from("check_workers")];
-            all.extend(args.iter().map(OsString::from));
-            timeout_in_argv(&all)
-        };
-        let secs = Duration::from_secs;
-        assert_eq!(scan(&["-n", "x"]), secs(10));
-        assert_eq!(scan(&["-t", "3"]), secs(3));
-        assert_eq!(scan(&["-t3"]), secs(3));
-        assert_eq!(scan(&["--timeout", "4"]), secs(4));
-        assert_eq!(scan(&["--timeout=5", "--extra-opts=@/x.ini"]), secs(5));
-        assert_eq!(scan(&["-t", "abc"]), secs(10));
-        assert_eq!(scan(&["-t", "0"]), secs(10));
-        assert_eq!(scan(&["-t"]), secs(10));
-        assert_eq!(scan(&["--", "-t", "3"]), secs(10));
     }
 
     #[test]

@@ -116,6 +116,14 @@ impl Selector {
         self.name.is_some() || self.cmdline.is_some() || self.exe.is_some() || self.cgroup.is_some()
     }
 
+    /// The unit `--unit` names, whose cgroup is the service's (see `sample::workers_cgroup`).
+    pub fn unit(&self) -> Option<&str> {
+        match &self.cgroup {
+            Some(CgroupFilter::Unit(unit)) => Some(unit),
+            _ => None,
+        }
+    }
+
     /// The selection as its parts, in the one order the tick file key hashes them: name, uid,
     /// master, parent, cgroup, command line, executable, states. The label, the `-vv`
     /// explanation and the tick file name are all built from this list, so a filter added to

@@ -20,7 +20,9 @@
 //! [`check::run`] the I/O around it); `text` escapes outside bytes for output; `visibility`
 //! refuses a `/proc` that hides other users' processes; `deadline` budgets the time left
 //! within `-t`; `extra_opts` reads the monitoring-plugins ini file; `pidfile` reads the
-//! master's pid from `--pidfile`; `listen` lists the kernel's listening sockets (sock_diag); `small_file` reads a file another user may have planted.
+//! master's pid from `--pidfile`; `listen` lists the kernel's listening sockets (sock_diag);
+//! `small_file` reads a file another user may have planted; `watch` repeats the whole run for
+//! `--every`.
 
 pub mod catalog;
 pub mod check;
@@ -43,3 +45,4 @@ pub mod state;
 pub mod text;
 pub mod thresholds;
 pub mod visibility;
+pub mod watch;

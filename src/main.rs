@@ -4,24 +4,30 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::process;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use check_workers::cli::{Config, Every};
 use check_workers::deadline::Deadline;
 use check_workers::output::{self, Format, Outcome};
+use check_workers::watch::{self, Printed, StopSignals};
 use check_workers::{check, cli};
 
-/// Whoever holds this prints the one result: the run or the timeout watchdog, never both.
+/// Whoever holds this prints: the run or the timeout watchdog, never both at once.
 static OUTPUT: Mutex<()> = Mutex::new(());
 
-/// The timeout the watchdog enforces, seconds since the start of the process.
-static TIMEOUT_SECS: AtomicU64 = AtomicU64::new(0);
+/// When the watchdog answers `timed out`, and the `-t` it enforces; None while no run is
+/// under way (between the samples of `--every`).
+static ARMED: Mutex<Option<(Instant, Duration)>> = Mutex::new(None);
 
 /// `--format json`: whoever prints, prints JSON (set from the raw arguments first, so a usage
 /// error and a timeout while reading `--extra-opts` are JSON too).
 static JSON: AtomicBool = AtomicBool::new(false);
+
+/// `--every`: whoever prints, prints a sample line, which starts with the time.
+static WATCHING: AtomicBool = AtomicBool::new(false);
 
 fn main() {
     let started = Instant::now();
@@ -32,44 +38,88 @@ fn main() {
     // the watchdog runs before the options are read: --extra-opts reads a file, which can hang
     let args: Vec<OsString> = std::env::args_os().collect();
     set_format(cli::format_in_argv(&args));
-    let watchdog = start_watchdog(started, cli::timeout_in_argv(&args));
+    let watchdog = start_watchdog();
+    arm(&watchdog, started, cli::timeout_in_argv(&args));
     let config = match cli::parse(args, &cli::Environment::from_process()) {
         Ok(config) => config,
         Err(early) => emit(&early),
     };
     set_format(config.format);
-    set_timeout(&watchdog, config.timeout);
-    let outcome = match check::run(&config, Deadline::new(started, config.timeout)) {
+    arm(&watchdog, started, config.timeout);
+    match config.every {
+        None => emit(&run(&config, started)),
+        Some(every) => watch(&config, every, started, &watchdog),
+    }
+}
+
+/// One run of the check, within `-t` from `started`.
+fn run(config: &Config, started: Instant) -> Outcome {
+    match check::run(config, Deadline::new(started, config.timeout)) {
         Ok(report) => Outcome::report(report, config.verbosity),
         Err(e) => Outcome::unknown(&format!("{e:#}")),
-    };
-    emit(&outcome)
+    }
+}
+
+/// `--every`: one run per sample, each printed as it ends and each within its own `-t`, until
+/// `--count`, a stop signal or a closed stdout; then exit 0, as each line carried its state.
+fn watch(config: &Config, every: Every, started: Instant, watchdog: &thread::Thread) -> ! {
+    let stop = StopSignals::block();
+    WATCHING.store(true, Ordering::SeqCst);
+    watch::repeat(every, &stop, |n| {
+        // the first sample's -t counts from the start, as a one-shot run's does
+        let started = if n == 0 { started } else { Instant::now() };
+        arm(watchdog, started, config.timeout);
+        let outcome = run(config, started);
+        disarm(watchdog);
+        print(&outcome)
+    });
+    process::exit(0)
 }
 
 /// Past the timeout the monitoring system would kill us and report its own error; answering
 /// UNKNOWN first tells the operator which check hung. The tick file is written by rename, so
-/// exiting here at any moment leaves the old or the new file. The timeout counts from
-/// `started` and can be changed with [`set_timeout`] once the options are read.
-fn start_watchdog(started: Instant, timeout: Duration) -> thread::Thread {
-    TIMEOUT_SECS.store(timeout.as_secs(), Ordering::SeqCst);
-    let handle = thread::spawn(move || loop {
-        let timeout = Duration::from_secs(TIMEOUT_SECS.load(Ordering::SeqCst));
-        let elapsed = started.elapsed();
-        if elapsed >= timeout {
-            emit(&Outcome::unknown(&format!(
-                "timed out after {}s",
-                timeout.as_secs()
-            )));
+/// exiting here at any moment leaves the old or the new file. A run stuck past its `-t` cannot
+/// be abandoned safely (it may hold the tick file's lock), so under `--every` this ends the
+/// loop too.
+fn start_watchdog() -> thread::Thread {
+    let handle = thread::spawn(|| {
+        // SIGINT and SIGTERM are the loop's to take between samples, never this thread's
+        StopSignals::block();
+        loop {
+            let armed = *ARMED
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let Some((at, timeout)) = armed else {
+                thread::park();
+                continue;
+            };
+            let now = Instant::now();
+            if now >= at {
+                let secs = timeout.as_secs();
+                emit(&Outcome::unknown(&format!("timed out after {secs}s")));
+            }
+            // woken early by arm or disarm (or spuriously): the loop looks again
+            thread::park_timeout(at - now);
         }
-        // woken early by set_timeout (or spuriously): the loop looks again
-        thread::park_timeout(timeout - elapsed);
     });
     handle.thread().clone()
 }
 
-/// The timeout the options settled on (the ini file of --extra-opts may set it).
-fn set_timeout(watchdog: &thread::Thread, timeout: Duration) {
-    TIMEOUT_SECS.store(timeout.as_secs(), Ordering::SeqCst);
+/// The run that started at `started` must end within `timeout` (the ini file of --extra-opts
+/// may change it, and each sample of --every has its own).
+fn arm(watchdog: &thread::Thread, started: Instant, timeout: Duration) {
+    let at = started.checked_add(timeout);
+    *ARMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = at.map(|at| (at, timeout));
+    watchdog.unpark();
+}
+
+/// No run under way: nothing to time out.
+fn disarm(watchdog: &thread::Thread) {
+    *ARMED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     watchdog.unpark();
 }
 
@@ -77,19 +127,43 @@ fn set_format(format: Format) {
     JSON.store(format == Format::Json, Ordering::SeqCst);
 }
 
-/// Prints the one result, rendered in the one place that renders, and exits with its code.
-fn emit(outcome: &Outcome) -> ! {
+/// Prints one sample of `--every`; whether anyone still reads.
+fn print(outcome: &Outcome) -> Printed {
     let _guard = OUTPUT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    print_locked(outcome)
+}
+
+/// Renders in the one place that renders, and writes at once (a `| tee` or a log sees each
+/// sample as it comes). The caller holds [`OUTPUT`].
+fn print_locked(outcome: &Outcome) -> Printed {
     let format = match JSON.load(Ordering::SeqCst) {
         true => Format::Json,
         false => Format::Nagios,
     };
-    let text = output::render_as(outcome, format, &local_time());
+    let time = local_time();
+    let text = match WATCHING.load(Ordering::SeqCst) {
+        true => output::render_sample(outcome, format, &time),
+        false => output::render_as(outcome, format, &time),
+    };
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Printed::Yes,
+        Err(_) => Printed::NoReader,
+    }
+}
+
+/// Prints the one result (or the last, under `--every`) and exits with its code.
+fn emit(outcome: &Outcome) -> ! {
+    // held to the exit, so no other thread prints after this line
+    let _guard = OUTPUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _ = print_locked(outcome);
     process::exit(outcome.exit_code())
 }
 

@@ -2,6 +2,7 @@
 //! clock; time is the uptime each sample recorded. Which earlier reading CPU is measured
 //! against, and what the history adds, is [`past`]'s.
 
+mod cgroup;
 mod exited;
 mod gauges;
 mod interval;
@@ -19,17 +20,20 @@ use crate::counter::Counter::{Stime, Utime};
 use crate::note::Note;
 use crate::sample::{ProcSample, SmapsCut, Snapshot};
 use crate::state::TickState;
+use crate::text;
 
 use exited::{exited_workers, prev_hz};
 pub use gauges::TotalFrom;
-use gauges::{ages, counts, fds, memory, read_smaps, rss_pct_source, states, wanted_unreadable};
+use gauges::{
+    ages, counts, fds, memory, pss_unreadable, rss_pct_source, states, wanted_unreadable,
+};
 use io::{io_since, io_values, IoCounters};
 pub use io::{IoFigures, IoGap, IoRate, Unrecovered};
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
 use per_second::per_second;
 use plausible::within_ceiling;
 pub use plausible::{check_physics, Checked};
-pub use queue::{held_by, listen_unmet, percent as queue_percent, sockets as queue_sockets};
+pub use queue::{held_by, listen_unmet, sockets as queue_sockets};
 use queue::{queue_notes, queue_values};
 
 /// Why an earlier reading gives this one no CPU interval, for a reason of measuring. The tick
@@ -123,6 +127,9 @@ pub struct WorkerCpu {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerFigures {
     pub pid: i32,
+    /// its command name, made printable: with `-u www-data` alone, nginx, apache2 and php-fpm
+    /// workers are told apart only by it
+    pub comm: String,
     pub uid: u32,
     /// percent of one core over the interval; None without a baseline
     pub cpu: Option<f64>,
@@ -215,7 +222,8 @@ pub struct Figures {
     pub average: Option<Average>,
     /// what this run adds to the history
     pub tally: Tally,
-    /// why `PerSecond` metrics were left out
+    /// why `PerSecond` metrics and cgroup figures were left out, and which cgroup the latter
+    /// are from
     pub counter_notes: Vec<Note>,
     /// the accept queues of the service's listening sockets, where asked for
     pub queues: Option<crate::listen::Queues>,
@@ -336,9 +344,9 @@ pub struct Capacity {
     pub cpu_divisor: f64,
     /// upper bound of the CPU figures for perfdata
     pub cpu_ceiling: f64,
-    /// memory the workers may use (cgroup memory.max, else the host's), bytes
+    /// memory the workers may use (their cgroup's limit, else the host's), bytes
     pub memory: Option<u64>,
-    /// memory charged to the cgroup all workers share (memory.current), bytes
+    /// memory charged to the workers' own cgroup (`cg_memory`), bytes
     pub memory_charge: Option<u64>,
 }
 
@@ -401,30 +409,30 @@ pub fn compute(
     });
     let (from_history, average) = run.history_values(previous, &tally, window, rate, cpu.as_ref());
     let memory_total = rss_pct_source(workers, capacity);
+    let (from_cgroup, cgroup_notes) = cgroup::cgroup_values(now.cgroup.as_ref(), base, wanted);
     let values = [
         counts(workers),
         cpu_values(cpu.as_ref(), rate, &per_worker),
         io_values(io.and_then(Result::ok).as_ref(), rate),
         memory(workers, capacity, memory_total),
-        fds(workers),
-        queue_values(now.queues.as_ref()),
+        [fds(workers), queue_values(now.queues.as_ref())].concat(),
         ages(&per_worker),
         states(workers),
         from_history,
+        from_cgroup,
         rates,
     ]
     .concat();
     let tolerance = cpu.as_ref().map_or(0.0, |c| c.error_bound);
     let ordered = in_perfdata_order(values, wanted);
     let (values, impossible) = within_ceiling(ordered, capacity.cpu_ceiling, tolerance);
-    let smaps_read = read_smaps(workers, now.smaps_cut);
     Figures {
         workers: workers.len(),
         cpu,
         cpu_ceiling: capacity.cpu_ceiling,
         values,
         impossible,
-        pss_unreadable: wanted_unreadable(wanted, Pss, smaps_read, |d| d.pss),
+        pss_unreadable: pss_unreadable(wanted, workers, now.smaps_cut),
         fds_unreadable: wanted_unreadable(wanted, Fds, workers, |d| d.fds),
         smaps_cut: now.smaps_cut,
         rss_pct_from: memory_total.map(|t| t.from),
@@ -434,7 +442,7 @@ pub fn compute(
         per_worker,
         average,
         tally,
-        counter_notes,
+        counter_notes: [counter_notes, cgroup_notes].concat(),
         queues: now.queues.clone(),
     }
 }
@@ -522,6 +530,7 @@ fn per_worker(
         .enumerate()
         .map(|(i, w)| WorkerFigures {
             pid: w.pid,
+            comm: text::shown_bytes(w.comm.as_bytes()),
             uid: w.uid,
             cpu: ticks.map(|t| rate.percent(t[i].user_ticks + t[i].system_ticks)),
             rss: w.rss,
@@ -986,6 +995,10 @@ mod tests {
                     .history_values(Previous::default(), &Tally::default(), None, rate, None)
                     .0,
             ),
+            (
+                Part::Cgroup,
+                cgroup::cgroup_values(None, None, MetricSet::all()).0,
+            ),
         ];
         for (part, measured) in &parts {
             let computed: Vec<MetricName> = measured.iter().map(|&(m, _)| m).collect();
@@ -1046,8 +1059,11 @@ mod tests {
             crate::history::History::new(900, vec![sample(940.0), sample(1000.0)]).unwrap();
         let mut capacity = Capacity::per_core(4);
         capacity.memory = Some(1 << 30);
+        // the cgroup's counters at the baseline and now
+        prev.cgroup = cgroup::tests::baseline(&cgroup::tests::reading(1000.0, 7, [0; 6])).cgroup;
         let previous = Previous::stored(&prev);
         let mut now = snapshot(1060.0);
+        now.cgroup = Some(cgroup::tests::reading(1060.0, 7, [1; 6]));
         now.queues = Some(crate::listen::Queues::Read {
             sockets: vec![crate::listen::ListenSocket {
                 local: crate::listen::Local::Unix(b"/run/a.sock".to_vec()),

@@ -46,6 +46,69 @@ pub enum Fallback {
     WithinRun { seconds: f64 },
     /// the first reading of the run could not serve either (why)
     Unusable(String),
+    /// the run found no workers: nothing to measure, no second reading
+    NoWorkers,
+}
+
+/// Why a figure of the workers' cgroup is left out. Paths are the files (or directories) as
+/// read, under `--sys-root`; hierarchies are named as the tick file names them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CgroupGap {
+    /// `/proc/self/mountinfo` could not be read (why)
+    NoMountTable(String),
+    /// there is no `/proc/self/mountinfo` (a fixture tree without one): nothing is mounted
+    NoMounts,
+    /// no cgroup file system with this controller (or, `v2`, no cgroup2 one) is mounted
+    NotMounted(&'static str),
+    /// some worker's cgroup in this hierarchy is not known (no line for it)
+    Unknown(&'static str),
+    /// the workers are in the root cgroup of this hierarchy, or share nothing below it
+    Root(&'static str),
+    /// the workers' cgroup (this path) is outside the part of the tree mounted here
+    NotVisible(&'static str, String),
+    /// the cgroup's directory could not be opened (why)
+    NoDirectory(PathBuf, String),
+    /// the file is not there: a kernel without the feature, or PSI turned off (`psi=0`)
+    Missing(PathBuf),
+    /// the file has no line for this key: the controller is not on for the cgroup (v2's
+    /// `cpu.stat` without the cpu controller), or the kernel predates it
+    NoKey(PathBuf, &'static str),
+    /// the file could not be read (why)
+    Unreadable(PathBuf, String),
+    /// the file does not say what its format says
+    Malformed(PathBuf),
+    /// the cgroup and those above it set no memory limit to take a percentage of
+    NoLimit,
+    /// no counter at the previous reading: a first run, a tick file of an older release, or
+    /// not readable then
+    NoBaseline,
+    /// the cgroup of this hierarchy is another one than at the previous reading: the unit
+    /// restarted (or the workers moved), and its counters started again
+    NewCgroup(&'static str),
+    /// this counter is lower than at the previous reading
+    Backwards(&'static str),
+    /// the figure is beyond what is possible (what it would have been)
+    Impossible(String),
+}
+
+impl CgroupGap {
+    /// Whether the figure cannot be had on this host or at this run by design (nothing
+    /// mounted, the root cgroup, a feature the kernel lacks, no baseline yet): said from
+    /// `-v` only, so that operators never learn to skip a note. The rest say something is
+    /// wrong and are always shown.
+    pub fn by_design(&self) -> bool {
+        matches!(
+            self,
+            CgroupGap::NotMounted(_)
+                | CgroupGap::NoMounts
+                | CgroupGap::Root(_)
+                | CgroupGap::Missing(_)
+                | CgroupGap::NoKey(..)
+                | CgroupGap::NoLimit
+                | CgroupGap::NoBaseline
+                | CgroupGap::NewCgroup(_)
+        )
+    }
 }
 
 /// What became of the accept queues (`queue`, `queue_max`, `queue_pct`).
@@ -170,6 +233,13 @@ pub enum Note {
     Trace(String),
     /// the tick file was left to a peer that holds it
     LeftToPeer,
+    /// cgroup figures left out, and why
+    CgroupLeftOut {
+        metrics: Vec<MetricName>,
+        gap: CgroupGap,
+    },
+    /// which cgroup the cgroup figures are from: (hierarchy, path) each
+    CgroupPlaces(Vec<(&'static str, String)>),
     /// the accept queues
     Queue(QueueNote),
 }
@@ -189,7 +259,14 @@ impl Note {
             | Note::Selection { .. }
             | Note::Skipped { .. }
             | Note::TickFile(_) => Level::Detail,
+            // "0 workers" already says it
+            Note::NoBaseline {
+                then: Fallback::NoWorkers,
+                ..
+            } => Level::Detail,
             Note::Trace(_) => Level::Trace,
+            Note::CgroupLeftOut { gap, .. } if gap.by_design() => Level::Verbose,
+            Note::CgroupPlaces(_) => Level::Detail,
             Note::Queue(queue) => queue.level(),
             _ => Level::Always,
         }

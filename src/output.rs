@@ -144,6 +144,22 @@ pub fn render_as(outcome: &Outcome, format: Format, time: &str) -> String {
     }
 }
 
+/// One sample of `--every`, taken at local time `time`: in Nagios form the time, then the
+/// status line with its perfdata, so a log or `grep` of the watch has one line per sample; its
+/// notes and long output follow from `-v` on. In JSON, the object, which holds the time and
+/// the notes (one object per line: JSON Lines).
+pub fn render_sample(outcome: &Outcome, format: Format, time: &str) -> String {
+    match (format, outcome) {
+        (Format::Json, _) => json::render(outcome, time),
+        (Format::Nagios, Outcome::Check(check)) if check.verbosity == 0 => {
+            let text = render(outcome);
+            let status = text.lines().next().unwrap_or_default();
+            format!("{time} {status}\n")
+        }
+        (Format::Nagios, _) => format!("{time} {}", render(outcome)),
+    }
+}
+
 /// The whole text the plugin prints: the status line with its perfdata, then the notes of the
 /// level asked for, then the long output; or `--help`'s text as it is.
 pub fn render(outcome: &Outcome) -> String {
@@ -211,8 +227,9 @@ fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
                 })
                 .unwrap_or_default();
             out.push(format!(
-                "pid {} {user} {} cpu {cpu} rss {}{pss} vms {} age {}{io}",
+                "pid {} ({}) {user} {} cpu {cpu} rss {}{pss} vms {} age {}{io}",
                 w.pid,
+                w.comm,
                 w.state,
                 human_bytes(w.rss as f64),
                 human_bytes(w.vms as f64),
@@ -389,6 +406,7 @@ mod tests {
         };
         let per_worker = |pid| WorkerFigures {
             pid,
+            comm: "ng|inx".to_string(),
             uid: 4242,
             cpu: Some(1.5),
             rss: 4096,
@@ -469,8 +487,8 @@ mod tests {
             "WORKERS CRITICAL - cmdline /sleep 300\\x7csleep 200/: 0 workers < 1 (master 812) \
              (pidfile /run/a\\x7cb\\x0aWORKERS OK is missing), cpu n/a | workers=0;;1:;0;\n\
              pid 7 x\\x7cy\\x0aWORKERS OK - fake \\x7c a=1: candidate\n\
-             pid 10 ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n\
-             pid 11 ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n"
+             pid 10 (ng\\x7cinx) ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n\
+             pid 11 (ng\\x7cinx) ev\\x7cil\\x0a S cpu 1.5% rss 4.0 KiB vms 8.0 KiB age 1m01s\n"
         );
         assert_one_pipe_on_line_1(&out);
     }

@@ -6,6 +6,7 @@
 //! (one line per run, see [`crate::history`]). Anything that does not parse is "no baseline",
 //! never an error: a corrupt file must not fail every run after it.
 
+mod cgroup;
 mod dir;
 mod format;
 
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 use nix::fcntl::OFlag;
 use nix::sys::stat::FileStat;
 
+pub use cgroup::{bases as cgroup_bases, CgroupBase};
 pub use dir::{OpenStateDir, Parent, StateDir, PACKAGED_DIR};
 pub use format::{FORMAT_LINE, FORMAT_V1, FORMAT_V2};
 
@@ -88,6 +90,9 @@ pub struct TickState {
     pub base: Cum,
     /// one sample per earlier run (empty in a v1 file)
     pub history: History,
+    /// the workers' cgroup at the baseline, one per hierarchy read (none in a file of a
+    /// release before them)
+    pub cgroup: Vec<CgroupBase>,
 }
 
 impl TickState {
@@ -101,6 +106,11 @@ impl TickState {
             masters: masters.iter().map(ProcTicks::of_master).collect(),
             base: Cum::default(),
             history: History::default(),
+            cgroup: snapshot
+                .cgroup
+                .as_ref()
+                .map(cgroup::bases)
+                .unwrap_or_default(),
         }
     }
 
@@ -121,6 +131,7 @@ impl TickState {
                 history: History::default(),
                 workers: stored.workers.clone(),
                 masters: stored.masters.clone(),
+                cgroup: stored.cgroup.clone(),
                 ..*stored
             },
             // the baseline's uptime is its sample's, to the hundredth the file keeps
@@ -556,6 +567,7 @@ mod tests {
                 ],
             )
             .unwrap(),
+            cgroup: Vec::new(),
         }
     }
 
@@ -584,6 +596,41 @@ mod tests {
             "\nsample 940.50 4000 600 1 4194304 812:4000\n\
              sample 1000.50 5000 700 1 5242880 812:4000\n"
         ));
+    }
+
+    /// The workers' cgroup at the baseline: a line per hierarchy, its values named; a file
+    /// without them (an older release's) still loads, with no cgroup baseline.
+    #[test]
+    fn cgroup_lines_round_trip_and_are_optional() {
+        use crate::sample::{CgCounter, Hierarchy};
+        let mut state = sample_state();
+        state.cgroup = vec![
+            CgroupBase {
+                hierarchy: Hierarchy::Memory,
+                ino: 3071,
+                uptime: 1000.52,
+                counters: vec![(CgCounter::OomKill, 2)],
+            },
+            CgroupBase {
+                hierarchy: Hierarchy::Unified,
+                ino: 99,
+                uptime: 1000.52,
+                counters: vec![(CgCounter::SomeCpu, 4078569), (CgCounter::SomeIo, 5)],
+            },
+        ];
+        let text = state.to_string();
+        assert!(text.contains(
+            "\ncgroup hierarchy=memory ino=3071 uptime=1000.52 oom_kill=2\n\
+             cgroup hierarchy=unified ino=99 uptime=1000.52 some_cpu_us=4078569 some_io_us=5\n"
+        ));
+        assert_eq!(TickState::parse(&text).unwrap(), state);
+        assert!(!sample_state().to_string().contains("cgroup"));
+        // a v2 file has no cgroup lines
+        assert!(TickState::parse(&SAMPLE_V2.replace(
+            "keep 900\n",
+            "keep 900\ncgroup hierarchy=cpu ino=1 uptime=1\n"
+        ))
+        .is_err());
     }
 
     /// A file of the release before the history is still a baseline, with no history.
@@ -1156,6 +1203,7 @@ sample 1000.50 5000 700 1 5242880 812:4000
                     masters,
                     base: Cum { user: base.0, system: base.1 },
                     history,
+                    cgroup: Vec::new(),
                 };
                 prop_assert_eq!(TickState::parse(&state.to_string()).unwrap(), state);
             }

@@ -63,7 +63,7 @@ pub(super) struct MemoryTotal {
 /// Where `rss_pct`'s memory, each page counted once, comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TotalFrom {
-    /// memory.current of the cgroup all workers share: their pages once, with whatever
+    /// the charge of the workers' own cgroup (`cg_memory`): their pages once, with whatever
     /// else is charged there (the master, page cache)
     CgroupCharge,
     /// the sum of the workers' PSS: each shared page split between its users
@@ -138,8 +138,17 @@ pub(super) fn every_detail(
 }
 
 /// The workers whose `smaps_rollup` was read before the deadline cut the reads short.
-pub(super) fn read_smaps(workers: &[ProcSample], cut: Option<SmapsCut>) -> &[ProcSample] {
+fn read_smaps(workers: &[ProcSample], cut: Option<SmapsCut>) -> &[ProcSample] {
     &workers[..cut.map_or(workers.len(), |c| c.read.min(workers.len()))]
+}
+
+/// [`wanted_unreadable`] for `pss`, of the workers whose `smaps_rollup` was read before `cut`.
+pub(super) fn pss_unreadable(
+    wanted: MetricSet,
+    workers: &[ProcSample],
+    cut: Option<SmapsCut>,
+) -> usize {
+    wanted_unreadable(wanted, Pss, read_smaps(workers, cut), |d| d.pss)
 }
 
 /// [`unreadable`] for a metric the run measures; none for one it does not read.

@@ -6,7 +6,9 @@ use crate::catalog::MetricName::{Queue, QueueMax, QueuePct};
 use crate::listen::{HeldBy, ListenSocket, Queues, Unread};
 use crate::note::{Note, QueueNote};
 
-use super::Measured;
+use crate::listen::Spec;
+
+use super::{Figures, Measured};
 
 /// [`Part::Queue`](crate::catalog::Part): the connections waiting in all the sockets, the sum
 /// of their limits, and the fullest one's share. Unmeasured without sockets: no queue is not
@@ -48,11 +50,15 @@ pub fn percent(queue: u32, limit: u32) -> f64 {
     }
 }
 
-/// Whether the run failed to do what `--listen` (`listen_given`) asked: a `--listen` names
+/// Whether the run failed to do what `--listen` (`listen`) asked: a `--listen` names
 /// no listening socket, or the kernel's list could not be read. That run is UNKNOWN: the
 /// check cannot watch what it was told to, and an OK would hide a typo (or a service moved to
 /// another port) for good.
-pub fn listen_unmet(queues: Option<&Queues>, listen_given: bool) -> bool {
+pub fn listen_unmet(figures: &Figures, listen: &[Spec]) -> bool {
+    unmet(figures.queues.as_ref(), !listen.is_empty())
+}
+
+fn unmet(queues: Option<&Queues>, listen_given: bool) -> bool {
     match queues {
         Some(Queues::Read { unmatched, .. }) => !unmatched.is_empty(),
         Some(Queues::Unread(_)) => listen_given,
@@ -114,7 +120,7 @@ pub fn held_by(from: HeldBy) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::listen::{Local, Spec};
+    use crate::listen::Local;
 
     fn socket(port: u16, queue: u32, limit: u32) -> ListenSocket {
         ListenSocket {
@@ -186,14 +192,11 @@ mod tests {
             from: HeldBy::Listen,
             unmatched: vec![(Spec::Tcp { ip: None, port: 81 }, Vec::new())],
         };
-        assert!(listen_unmet(Some(&unmatched), true));
-        assert!(!listen_unmet(Some(&read(vec![socket(80, 0, 64)])), true));
+        assert!(unmet(Some(&unmatched), true));
+        assert!(!unmet(Some(&read(vec![socket(80, 0, 64)])), true));
         let failed = Queues::Unread(Unread::Dump("EPERM".into()));
-        assert!(listen_unmet(Some(&failed), true));
-        assert!(
-            !listen_unmet(Some(&failed), false),
-            "not asked for: a note only"
-        );
-        assert!(!listen_unmet(None, false));
+        assert!(unmet(Some(&failed), true));
+        assert!(!unmet(Some(&failed), false), "not asked for: a note only");
+        assert!(!unmet(None, false));
     }
 }

@@ -88,6 +88,7 @@ fn socket(s: &ListenSocket) -> Value {
 fn worker((w, user): &(WorkerFigures, String)) -> Value {
     json!({
         "pid": w.pid,
+        "comm": w.comm,
         "user": user,
         "state": w.state.to_string(),
         "cpu": w.cpu,

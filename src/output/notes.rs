@@ -2,7 +2,7 @@
 //! here only; the steps that make notes hand over what happened and its figures.
 
 use crate::catalog::MetricName::{Cpu, CpuAvg, Fds, IoRead, IoWrite, Pss, Queue, RssPct, Uss};
-use crate::note::{Fallback, Note, QueueNote, Since};
+use crate::note::{CgroupGap, Fallback, Note, QueueNote, Since};
 
 /// The line `note` prints (before the output's escaping).
 pub(super) fn text(note: &Note) -> String {
@@ -44,7 +44,52 @@ pub(super) fn text(note: &Note) -> String {
         | Note::TickFile(_)
         | Note::Trace(_)
         | Note::LeftToPeer => run(note),
+        Note::CgroupLeftOut { metrics, gap } => {
+            let labels: Vec<&str> = metrics.iter().map(|m| m.label()).collect();
+            format!("{}: {}; left out", labels.join(", "), cgroup_gap(gap))
+        }
+        Note::CgroupPlaces(places) => {
+            let places: Vec<String> = places.iter().map(|(h, p)| format!("{h} {p}")).collect();
+            format!("cgroup: {}", places.join(", "))
+        }
         Note::Queue(queue) => self::queue(queue),
+    }
+}
+
+/// Why a cgroup figure is left out, in words.
+fn cgroup_gap(gap: &CgroupGap) -> String {
+    match gap {
+        CgroupGap::NoMountTable(why) => format!("/proc/self/mountinfo not readable ({why})"),
+        CgroupGap::NoMounts => "no /proc/self/mountinfo to find the cgroups in".to_string(),
+        CgroupGap::NotMounted(h) => format!("no {h} cgroup hierarchy is mounted"),
+        CgroupGap::Unknown(h) => format!("a worker's cgroup in the {h} hierarchy is not known"),
+        CgroupGap::Root(h) => {
+            format!("the workers are in the root {h} cgroup, or share no cgroup below it")
+        }
+        CgroupGap::NotVisible(h, path) => {
+            format!("the workers' {h} cgroup {path} is outside the tree mounted here")
+        }
+        CgroupGap::NoDirectory(path, why) => format!("cannot open {}: {why}", path.display()),
+        CgroupGap::Missing(path) => format!(
+            "{} does not exist (a kernel without it, or PSI off: psi=0)",
+            path.display()
+        ),
+        CgroupGap::NoKey(path, key) => format!(
+            "{} has no {key} line (the controller is off for the cgroup, or the kernel is older)",
+            path.display()
+        ),
+        CgroupGap::Unreadable(path, why) => format!("cannot read {}: {why}", path.display()),
+        CgroupGap::Malformed(path) => format!("{} is malformed", path.display()),
+        CgroupGap::NoLimit => "the cgroup has no memory limit".to_string(),
+        CgroupGap::NoBaseline => "no earlier reading of the cgroup's counters yet".to_string(),
+        CgroupGap::NewCgroup(h) => format!(
+            "the {h} cgroup is a new one since the last run (the unit restarted?), measured \
+             from the next run"
+        ),
+        CgroupGap::Backwards(key) => {
+            format!("{key} is lower than at the last run, measured from the next run")
+        }
+        CgroupGap::Impossible(what) => format!("impossible figure ({what})"),
     }
 }
 
@@ -234,7 +279,7 @@ fn memory(note: &Note) -> String {
              measured (--metrics pss); left out"
         ),
         Note::RssPctFromCharge => {
-            format!("{rss_pct}: the memory charged to the workers' cgroup (memory.current)")
+            format!("{rss_pct}: the memory charged to the workers' cgroup (cg_memory)")
         }
         Note::RssPctFromPss => format!("{rss_pct}: the sum of the workers' PSS"),
         Note::PssUnreadable { unreadable, of } => format!(
@@ -303,5 +348,6 @@ fn no_baseline(reason: &str, then: &Fallback) -> String {
         Fallback::Unusable(why) => {
             format!("no baseline ({reason}), and {why}: cpu not measured")
         }
+        Fallback::NoWorkers => format!("no baseline ({reason}) and no workers: cpu not measured"),
     }
 }

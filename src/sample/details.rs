@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::catalog::{MetricSet, Source};
 use crate::deadline::Deadline;
 
-use super::parse::{open_files_limit, smaps_rollup, v2_path};
+use super::parse::{cgroup_text, open_files_limit, smaps_rollup};
 use super::proc_dir::{ProcDir, ProcReader};
 use super::values::{Details, IoStatus, ProcSample, SmapsCut};
 use crate::counter::Counters;
@@ -24,6 +24,8 @@ pub struct DetailReads {
     pub limits: bool,
     /// `smaps_rollup`, whose cost grows with the memory a worker maps
     pub smaps: bool,
+    /// the kernel's listening sockets, and the socket links of `fd/` (see `sockets`)
+    pub queues: bool,
 }
 
 impl DetailReads {
@@ -33,6 +35,7 @@ impl DetailReads {
             fds: set.reads(Source::Fds),
             limits: set.reads(Source::Limits),
             smaps: set.reads(Source::SmapsRollup),
+            queues: set.reads(Source::Listen),
         }
     }
 }
@@ -86,10 +89,26 @@ pub fn enrich(
             w.cgroup = reader
                 .read_at(&dir, "cgroup")
                 .ok()
-                .and_then(|()| v2_path(reader.bytes()));
+                .and_then(|()| cgroup_text(reader.bytes()));
         }
     }
     smaps.and_then(|b| b.cut)
+}
+
+/// Reads the `/proc/PID/cgroup` of each worker neither the scan (which does for `--unit` and
+/// `--cgroup` only) nor [`enrich`] read it for, through its directory opened again: the
+/// cgroup figures are those of the cgroup that holds the workers. One that exited or whose pid was reused keeps
+/// None, which leaves the cgroup figures out rather than read another process's cgroup.
+pub fn cgroup_files(root: &Path, workers: &mut [ProcSample]) {
+    let mut reader = ProcReader::new(root);
+    for w in workers.iter_mut().filter(|w| w.cgroup.is_none()) {
+        if let Some(dir) = reader.reopen(w) {
+            w.cgroup = reader
+                .read_at(&dir, "cgroup")
+                .ok()
+                .and_then(|()| cgroup_text(reader.bytes()));
+        }
+    }
 }
 
 /// The time left for `smaps_rollup` reads, and what they have been seen to cost.
@@ -195,11 +214,13 @@ mod tests {
         let all = DetailReads::of(MetricSet::all());
         let forever = Deadline::new(std::time::Instant::now(), Duration::from_secs(3600));
         enrich(root.path(), &mut workers, all, forever);
+        cgroup_files(root.path(), &mut workers);
         assert_eq!(workers[0].details, Some(Details::default()));
         assert_eq!(workers[0].cgroup, None);
         // the same process: its details are read
         workers[0].starttime = 5000;
         enrich(root.path(), &mut workers, all, forever);
+        cgroup_files(root.path(), &mut workers);
         let expected = Details {
             fds: Some(3),
             fd_limit: Some(1024),
@@ -209,7 +230,7 @@ mod tests {
         assert_eq!(workers[0].details, Some(expected));
         assert_eq!(
             workers[0].cgroup.as_deref(),
-            Some("/system.slice/other.service")
+            Some("0::/system.slice/other.service\n")
         );
     }
 

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::filter::{exe_matches, CommMatch, NameFilter, Selector};
 
-use super::parse::{parse_stat, parse_status, v2_path, StatFields, StatusFields, PF_KTHREAD};
+use super::parse::{cgroup_text, parse_stat, parse_status, StatFields, StatusFields, PF_KTHREAD};
 use super::proc_dir::{vanished, ProcDir, ProcReader};
 use super::values::{ProcSample, Snapshot};
 
@@ -103,6 +103,9 @@ pub(super) enum ScanVerdict {
     /// failed a filter only workers must pass, and may still be a master: looked at again if
     /// it is a candidate's parent (see [`Plan`])
     SetAside(&'static str),
+    /// passed every other filter, but the executable `--exe` names could not be read (another
+    /// user's process, without root): it may be a worker
+    Undecided,
 }
 
 /// What one step of the filters decided: go on with what it read, or this verdict.
@@ -153,6 +156,9 @@ impl Sieve {
                 Ok(ScanVerdict::SetAside(why)) => {
                     format!("pid {pid}: not a worker ({why}); looked at again if a parent")
                 }
+                Ok(ScanVerdict::Undecided) => {
+                    format!("pid {pid}: could be a worker, but its exe is not readable")
+                }
                 Err(e) if vanished(e) => format!("pid {pid}: exited while being read"),
                 Err(e) => format!("pid {pid}: unreadable ({e})"),
             };
@@ -162,6 +168,7 @@ impl Sieve {
             Ok(ScanVerdict::Candidate(p)) => snapshot.procs.push(*p),
             Ok(ScanVerdict::Rejected(_)) => {}
             Ok(ScanVerdict::SetAside(_)) => self.set_aside.push(pid),
+            Ok(ScanVerdict::Undecided) => snapshot.skipped.undecided += 1,
             Err(e) if vanished(&e) => snapshot.skipped.vanished += 1,
             Err(_) => snapshot.skipped.unreadable += 1,
         }
@@ -190,7 +197,11 @@ impl Sieve {
             Err(verdict) => return Ok(verdict),
         };
         if let Err(verdict) = self.costly_filters(&dir, full_name, plan.selector)? {
-            return Ok(verdict);
+            // a candidate's parent that cannot be checked is just not its master
+            return Ok(match (verdict, visit) {
+                (ScanVerdict::Undecided, Visit::Parent) => ScanVerdict::Rejected("executable"),
+                (verdict, _) => verdict,
+            });
         }
         let status = match status {
             Some(status) => status,
@@ -230,7 +241,7 @@ impl Sieve {
             if !filter.matches(&text) {
                 return Ok(Err(ScanVerdict::Rejected("cgroup")));
             }
-            cgroup = v2_path(self.reader.bytes());
+            cgroup = cgroup_text(self.reader.bytes());
         }
         Ok(Ok((full_name, cgroup)))
     }
@@ -291,7 +302,14 @@ impl Sieve {
             }
         }
         if let Some(want) = &selector.exe {
-            if !exe_matches(want, &dir.link("exe")?) {
+            let exe = match dir.link("exe") {
+                Ok(exe) => exe,
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    return Ok(Err(ScanVerdict::Undecided))
+                }
+                Err(e) => return Err(e),
+            };
+            if !exe_matches(want, &exe) {
                 return Ok(Err(ScanVerdict::Rejected("executable")));
             }
         }

@@ -15,8 +15,8 @@
 //! `details` (what is read for the selected workers and masters only), `filters` (the scan's
 //! filter steps), `pids` (which pids are read), `proc_dir` (the bounded reads through a
 //! process's directory), `parse` (each proc file's bytes into figures), `values` (what a
-//! reading gives), `cgroup` (the limits read from `/sys`) and `sockets` (which listening
-//! sockets are the service's).
+//! reading gives), `cgroup` (the workers' cgroup, read from `/sys`) and `sockets` (which
+//! listening sockets are the service's).
 
 use std::collections::HashSet;
 use std::fs;
@@ -37,7 +37,7 @@ mod proc_dir;
 mod sockets;
 mod values;
 
-pub use cgroup::{cgroup_limits, CgroupLimits};
+pub use cgroup::{CgCounter, CgroupReading, CounterReading, Hierarchy, Place};
 pub use details::{enrich, master_io, DetailReads};
 pub use pids::{own_processes, OwnProcesses};
 pub use sockets::queues;
@@ -108,7 +108,49 @@ pub fn scan(
         }
     }
     snapshot.trace = sieve.trace;
+    undecided(&snapshot, selector)?;
     Ok(snapshot)
+}
+
+/// A scan that could not check `--exe` for processes that passed every other filter cannot
+/// say how many workers there are: counting them out would read as "service down" while it
+/// runs. Only root, or the processes' own user, may read their executable.
+fn undecided(snapshot: &Snapshot, selector: &Selector) -> Result<()> {
+    let count = snapshot.skipped.undecided;
+    if count == 0 {
+        return Ok(());
+    }
+    let exe = selector.exe.as_deref().unwrap_or_default();
+    let processes = match count {
+        1 => "1 process that passes the other filters".to_string(),
+        n => format!("{n} processes that pass the other filters"),
+    };
+    bail!(
+        "--exe {}: {processes} could not be checked, as only root or their own user may read \
+         /proc/PID/exe; run the check as root, or through sudo (contrib/sudoers)",
+        crate::text::shown(exe)
+    )
+}
+
+/// Reads the cgroup that holds `workers` (the level named `unit`, with `--unit`) under
+/// `sys_root`, with the hierarchies the check's own mount table at `root` shows; first the
+/// `/proc/PID/cgroup` of every worker not read yet. None without workers, and for a tree
+/// without `self/mountinfo` (a fixture's: a real `/proc` always has one), which has no
+/// cgroups to tell of.
+pub fn workers_cgroup(
+    root: &Path,
+    sys_root: &Path,
+    workers: &mut [ProcSample],
+    unit: Option<&str>,
+    scanned_at: f64,
+) -> Option<CgroupReading> {
+    if workers.is_empty() || !root.join("self/mountinfo").exists() {
+        return None;
+    }
+    details::cgroup_files(root, workers);
+    let files: Vec<Option<&str>> = workers.iter().map(|w| w.cgroup.as_deref()).collect();
+    let uptime = || read_uptime(root).unwrap_or(scanned_at);
+    Some(cgroup::read(root, sys_root, &files, unit, uptime))
 }
 
 /// What a reading knows of the host before any process: uptime, boot time, clock, CPUs and

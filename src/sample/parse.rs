@@ -184,12 +184,11 @@ pub(super) fn parse_io(bytes: &[u8]) -> Option<Counters> {
     Some(counters)
 }
 
-/// The cgroup v2 path (`0::/path`) of a `/proc/PID/cgroup`.
-pub(super) fn v2_path(cgroup: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(cgroup)
-        .lines()
-        .find_map(|l| l.strip_prefix("0::"))
-        .map(str::to_string)
+/// A `/proc/PID/cgroup` as text: one line per hierarchy (v2's `0::/path`, v1's
+/// `N:controllers:/path`), each of which the cgroup figures may need. None when empty.
+pub(super) fn cgroup_text(cgroup: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(cgroup);
+    (!text.trim().is_empty()).then(|| text.into_owned())
 }
 
 /// PSS and USS (private clean + dirty) of a `/proc/PID/smaps_rollup`, bytes; both None
@@ -390,15 +389,15 @@ mod tests {
     }
 
     #[test]
-    fn the_v2_line_of_a_cgroup_file() {
-        let hybrid = b"12:pids:/system.slice/nginx.service\n0::/system.slice/nginx.service\n";
+    fn every_line_of_a_cgroup_file() {
+        let hybrid = "12:pids:/system.slice/nginx.service\n0::/system.slice/nginx.service\n";
+        assert_eq!(cgroup_text(hybrid.as_bytes()).as_deref(), Some(hybrid));
         assert_eq!(
-            v2_path(hybrid).as_deref(),
-            Some("/system.slice/nginx.service")
+            cgroup_text(b"0::/a b\xff\n").as_deref(),
+            Some("0::/a b\u{fffd}\n")
         );
-        assert_eq!(v2_path(b"1:name=systemd:/init.scope\n"), None);
-        assert_eq!(v2_path(b"0::/a b\xff\n").as_deref(), Some("/a b\u{fffd}"));
-        assert_eq!(v2_path(b""), None);
+        assert_eq!(cgroup_text(b""), None);
+        assert_eq!(cgroup_text(b"\n"), None);
     }
 
     #[test]

@@ -17,6 +17,7 @@ use std::path::Path;
 use crate::deadline::Deadline;
 use crate::listen::{self, HeldBy, ListenSocket, Local, Queues, Spec, Unread};
 
+use super::details::DetailReads;
 use super::proc_dir::ProcReader;
 use super::values::ProcSample;
 
@@ -25,12 +26,23 @@ const FDS_PER_LOOK: usize = 256;
 /// How many sockets on the same port an unmatched `--listen` shows.
 const NEARBY: usize = 3;
 
-/// The accept queues of the service: its listening sockets named by `specs`, or (with none)
-/// those its `masters`, else its `workers`, hold.
+/// The accept queues of the service, when a metric the run `reads` needs them: its listening
+/// sockets named by `specs`, or (with none) those its `masters`, else its `workers`, hold.
 pub fn queues(
     root: &Path,
-    masters: &[ProcSample],
-    workers: &[ProcSample],
+    (masters, workers): (&[ProcSample], &[ProcSample]),
+    specs: &[Spec],
+    reads: DetailReads,
+    deadline: Deadline,
+) -> Option<Queues> {
+    reads
+        .queues
+        .then(|| read(root, (masters, workers), specs, deadline))
+}
+
+fn read(
+    root: &Path,
+    (masters, workers): (&[ProcSample], &[ProcSample]),
     specs: &[Spec],
     deadline: Deadline,
 ) -> Queues {

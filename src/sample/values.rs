@@ -9,7 +9,7 @@ use crate::counter::Counters;
 use crate::listen::Queues;
 use crate::text::shown_bytes;
 
-use super::cgroup::CgroupLimits;
+use super::cgroup::CgroupReading;
 
 /// A process name as the kernel keeps it: at most 15 bytes, in no particular encoding (a long
 /// UTF-8 name is cut inside a character as readily as between two). Compared as bytes;
@@ -69,7 +69,7 @@ pub struct ProcSample {
     pub threads: u64,
     /// CPUs the process may run on (its affinity), where known
     pub cpus_allowed: Option<u32>,
-    /// the process's cgroup v2 path (`/system.slice/nginx.service`), where known
+    /// the process's `/proc/PID/cgroup`, one line per hierarchy, where known
     pub cgroup: Option<String>,
     /// whether `/proc/PID/io` was read; its counters (in `counters`) are the whole process's
     /// (its threads, dead and alive, and its reaped children)
@@ -131,6 +131,9 @@ pub struct Skipped {
     pub vanished: usize,
     /// processes whose files we may not read (permission, or unparsable)
     pub unreadable: usize,
+    /// processes that passed every other filter but whose executable we may not read for
+    /// `--exe`: they may be workers, so the scan cannot say how many there are
+    pub undecided: usize,
 }
 
 /// One reading of the system.
@@ -150,8 +153,9 @@ pub struct Snapshot {
     pub procs: Vec<ProcSample>,
     /// the master named by `--ppid`/`--pidfile`, read whatever the filters say
     pub parent: Option<ProcSample>,
-    /// limits of the cgroup all workers share, when they share one
-    pub cgroup_limits: Option<CgroupLimits>,
+    /// the workers' cgroup: its figures and limits; None when not read (no workers, or no
+    /// metric needs it)
+    pub cgroup: Option<CgroupReading>,
     pub skipped: Skipped,
     /// with `-vvv`: every process looked at and what became of it
     pub trace: Vec<String>,

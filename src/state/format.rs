@@ -10,6 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::counter::{Counter, Counters, TICKS};
 use crate::history::{Cum, History, Identity, Sample, MAX_SAMPLES};
 
+use super::cgroup::{self, CgroupBase};
 use super::{ProcTicks, TickState};
 
 /// First line of every tick file this release writes; a file with another first line is not
@@ -68,6 +69,7 @@ struct Lines {
     base: Option<Cum>,
     keep: Option<u64>,
     samples: Vec<Sample>,
+    cgroup: Vec<CgroupBase>,
 }
 
 impl Lines {
@@ -98,6 +100,10 @@ impl Lines {
                 }
             }
             ("base" | "keep" | "sample", _) if self.v2 => self.history_line(key, &values)?,
+            ("cgroup", _) if self.named => {
+                let base = cgroup::parse_line(&values, &self.cgroup)?;
+                self.cgroup.push(base);
+            }
             _ => bail!("unexpected line"),
         }
         Ok(())
@@ -162,6 +168,7 @@ impl Lines {
             masters: self.masters,
             base,
             history,
+            cgroup: self.cgroup,
         })
     }
 }
@@ -285,6 +292,16 @@ impl fmt::Display for TickState {
                 }
                 writeln!(f)?;
             }
+        }
+        if !self.cgroup.is_empty() {
+            writeln!(
+                f,
+                "# the workers' cgroup, one line a hierarchy: its directory's inode, the uptime \
+                 its counters were read at, and the counters"
+            )?;
+        }
+        for base in &self.cgroup {
+            writeln!(f, "{base}")?;
         }
         writeln!(
             f,

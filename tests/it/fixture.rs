@@ -375,11 +375,46 @@ impl ProcTree {
         fs::remove_dir_all(self.path().join(pid.to_string())).unwrap();
     }
 
+    /// The check's own mount table, `self/mountinfo`: which cgroup file systems are mounted
+    /// where (see [`V2_MOUNTS`]). Their trees go under `sys/`, which the check reads as
+    /// `/sys` (`--sys-root`).
+    pub fn set_mountinfo(&self, text: &str) {
+        let own = self.path().join("self");
+        if !own.exists() {
+            fs::create_dir(&own).unwrap();
+        }
+        fs::write(own.join("mountinfo"), text).unwrap();
+    }
+
     /// Makes `pid` the check's own process, as `/proc/self` does.
     pub fn set_self(&self, pid: i32) {
         std::os::unix::fs::symlink(pid.to_string(), self.path().join("self")).unwrap();
     }
 }
+
+/// The mount table of a pure cgroup v2 host (Debian 12, EL 9): one tree at `/sys/fs/cgroup`.
+pub const V2_MOUNTS: &str = "\
+22 1 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+29 22 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 \
+rw,nsdelegate,memory_recursiveprot
+";
+
+/// The mount table of a hybrid host (Debian 10, Ubuntu 20.04, this project's build hosts): v1
+/// controllers each in its tree, and a v2 tree at `unified` that has the pressure files.
+pub const HYBRID_MOUNTS: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,xattr,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw,nsdelegate
+";
+
+/// The mount table of a pure v1 host (EL 7, EL 8): no v2 tree, so no pressure files.
+pub const V1_MOUNTS: &str = "\
+25 18 0:22 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,seclabel,cpuacct,cpu
+28 18 0:25 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,seclabel,memory
+31 18 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,seclabel,xattr,name=systemd
+";
 
 /// `program` with the environment Nagios gives a check: nothing but a PATH.
 pub fn command(program: impl AsRef<OsStr>) -> StdCommand {

@@ -595,7 +595,7 @@ fn long_names_match_argv0() {
         text.starts_with("WORKERS OK - php-fpm8.2-long-name: 1 worker, "),
         "{text}"
     );
-    assert!(text.contains("\npid 300 root "), "{text}");
+    assert!(text.contains("\npid 300 (php-fpm8.2-long) root "), "{text}");
 }
 
 // Regression guard: check_procs counted its own wrapping shell.
@@ -616,7 +616,7 @@ fn never_counts_itself_its_shell_or_kernel_threads() {
         .unwrap();
     let text = stdout_of(&out);
     assert!(text.starts_with("WORKERS OK - sh: 1 worker, "), "{text}");
-    assert!(text.contains("\npid 60 root "), "{text}");
+    assert!(text.contains("\npid 60 (sh) root "), "{text}");
 }
 
 #[test]
@@ -655,15 +655,15 @@ fn verbose_lists_busiest_first_and_caps_at_20() {
     );
     assert_eq!(
         lines[1],
-        "pid 107 4242 S cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 107 (gunicorn) 4242 S cpu 50.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[2],
-        "pid 111 4242 S cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 111 (gunicorn) 4242 S cpu 10.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(
         lines[3],
-        "pid 100 4242 S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
+        "pid 100 (gunicorn) 4242 S cpu 0.0% rss 4.0 MiB vms 100.0 MiB age 13m30s"
     );
     assert_eq!(lines.len(), 1 + 20 + 1, "{text}");
     assert_eq!(lines[21], "... and 5 more workers");
@@ -862,7 +862,7 @@ fn forged_process_name_is_escaped_at_vvv() {
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
              pid 813 x\\x7cy\\x0aWORKERS OK: candidate\n\
-             pid 813 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
+             pid 813 (x\\x7cy\\x0aWORKERS OK) 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
             tick_file(state.path()).display()
         )
     );
@@ -896,8 +896,7 @@ fn forged_process_name_is_escaped_in_the_reused_pidfile_message() {
             "WORKERS CRITICAL - pidfile {0}: 0 workers < 1 (pid 813 from {0} is another \
              process (x\\x7cy\\x0aWORKERS OK), started after the pidfile was written), cpu n/a \
              | workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
-             zombies=0;;;0; uninterruptible=0;;;0;\n\
-             no baseline (first run) and --interval 0: cpu not measured in this run\n",
+             zombies=0;;;0; uninterruptible=0;;;0;\n",
             pidfile.display()
         )
     );
@@ -936,8 +935,8 @@ fn regex_alternation_is_escaped_in_the_label_and_at_vv() {
              selection: cmdline /sleep 300\\x7csleep 200/; master not counted\n\
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
-             pid 700 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n\
-             pid 701 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
+             pid 700 (sleep) 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n\
+             pid 701 (sleep) 4242 S cpu n/a rss 4.0 MiB vms 100.0 MiB age 1h23m\n",
             tick_file(state.path()).display()
         )
     );
@@ -987,8 +986,7 @@ fn missing_pidfile_with_a_pipe_and_a_line_break_is_escaped() {
         format!(
             "WORKERS CRITICAL - pidfile {shown}: 0 workers < 1 (pidfile {shown} is missing), \
              cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
-             zombies=0;;;0; uninterruptible=0;;;0;\n\
-             no baseline (first run) and --interval 0: cpu not measured in this run\n"
+             zombies=0;;;0; uninterruptible=0;;;0;\n"
         )
     );
     assert_one_pipe_on_line_1(&text);
@@ -1013,8 +1011,7 @@ fn unusable_state_dir_with_a_pipe_is_escaped() {
         format!(
             "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; \
              rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
-             UNKNOWN: tick file not saved: state dir {} is not a directory\n\
-             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n",
+             UNKNOWN: tick file not saved: state dir {} is not a directory\n",
             escaped(&blocked.display().to_string())
         )
     );
@@ -1073,5 +1070,25 @@ fn timeout_of_1s_alone_works() {
             "{T0_LINE}\nno baseline (first run), and last run less than 2 clock ticks ago: \
              cpu not measured\n"
         )
+    );
+}
+
+// Regression (issue 22, item 11): a first run for a service that is down waited the whole
+// --interval, printed cpu 0.0% and a note on every threshold of a per-worker metric.
+#[test]
+fn zero_workers_answer_at_once_with_cpu_n_a_and_nothing_else() {
+    let tree = ProcTree::new(5000.0);
+    let state = state_dir();
+    let started = std::time::Instant::now();
+    let out = check(tree.path(), state.path())
+        .args(["-n", "nginx", "-w", "rss=300MiB", "-c", "cpu=90"])
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_millis(900));
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout_of(&out),
+        "WORKERS CRITICAL - nginx: 0 workers < 1, cpu n/a | workers=0;;1:;0; rss_total=0B;;;0; \
+         rss_pct=0%;;;0;100 threads=0;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n"
     );
 }

@@ -65,10 +65,11 @@ fn perf<'a>(line: &'a str, label: &str) -> Option<&'a str> {
         .find(|item| item.starts_with(&format!("{label}=")))
 }
 
-/// The -v line of worker `pid`, after its pid and user name (which depends on the host).
+/// The -v line of worker `pid`, after its pid, command name and user name (which depends on
+/// the host).
 fn worker_line(text: &str, pid: i32) -> &str {
     text.lines()
-        .find_map(|l| l.strip_prefix(&format!("pid {pid} ")))
+        .find_map(|l| l.strip_prefix(&format!("pid {pid} (nginx) ")))
         .and_then(|l| l.split_once(' '))
         .unwrap_or_else(|| panic!("no line of pid {pid}: {text}"))
         .1

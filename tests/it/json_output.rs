@@ -25,7 +25,7 @@ fn object(out: &Output) -> Value {
 }
 
 /// docs/json.md: the keys, their types, and what the state and the exit code may be.
-fn schema(v: &Value) {
+pub fn schema(v: &Value) {
     let time = v["time"].as_str().expect("time");
     // 2026-12-06T16:20:00+01:00
     assert_eq!(time.len(), 25, "{time}");
@@ -57,7 +57,10 @@ fn schema(v: &Value) {
     if let Some(workers) = v.get("workers") {
         for w in workers.as_array().expect("workers") {
             assert!(
-                w["pid"].is_i64() && w["user"].is_string() && w["rss"].is_u64(),
+                w["pid"].is_i64()
+                    && w["comm"].is_string()
+                    && w["user"].is_string()
+                    && w["rss"].is_u64(),
                 "{w}"
             );
         }

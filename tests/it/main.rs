@@ -1,5 +1,7 @@
 //! The integration test crate: runs the built binary the way Nagios would.
 
+mod cgroup;
+mod cgroup_real;
 mod counters;
 mod daemons;
 mod fixture;
@@ -18,3 +20,4 @@ mod real_processes;
 mod selection;
 mod state_safety;
 mod structure;
+mod watch;

@@ -252,8 +252,7 @@ fn squatted_state_dir_does_not_hide_a_critical() {
         format!(
             "WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | \
              workers=0;;1:;0; rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; \
-             zombies=0;;;0; uninterruptible=0;;;0;\n{why}\
-             no baseline (no usable state dir) and --interval 0: cpu not measured in this run\n"
+             zombies=0;;;0; uninterruptible=0;;;0;\n{why}"
         )
     );
 
@@ -354,8 +353,7 @@ fn full_disk_still_reports_the_figures() {
              WORKERS UNKNOWN - {nginx}, cpu 5.0%, {sizes} | workers=1;;1:;0; {cpu} {memory} {} \
              {rest} restarts=0;;;0; nvcsw=0;;;0;\n{full}\nexit 3\n\
              WORKERS CRITICAL - apache2: 0 workers < 1, cpu n/a | workers=0;;1:;0; \
-             rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; {rest}\n{full}\n\
-             no baseline (first run) and --interval 0: cpu not measured in this run\nexit 2\n",
+             rss_total=0B;;;0; rss_pct=0%;;;0;100 threads=0;;;0; {rest}\n{full}\nexit 2\n",
             ages(4990),
             ages(5050),
         )
@@ -534,4 +532,71 @@ fn shared_parent_made_under_a_tight_umask_is_open_to_all() {
         shared_parent_script(&script),
         "root: exit 0\nmade: 755 0\nmade: 1777 0\nnobody: exit 0\nnobody: exit 0\nbaseline\n"
     );
+}
+
+// Regression (issue 22, item 2): `--exe` run as the nagios user read CRITICAL "0 workers < 1"
+// while nginx ran, because other users' /proc/PID/exe could not be read. The answer is
+// UNKNOWN, naming the cause and the fix; as root, and for the user's own processes, it counts.
+#[test]
+fn exe_that_cannot_be_read_is_unknown_never_zero_workers() {
+    if !is_root() || !setpriv_available() {
+        skip(
+            "exe_that_cannot_be_read_is_unknown_never_zero_workers",
+            "needs root and setpriv",
+        );
+        return;
+    }
+    let _serial = cpu_heavy();
+    let mut spawned = Spawned::new();
+    let name = crate::fixture::spawn::unique("cwx");
+    let program = spawned.sleepers(&name, 2);
+    let program = program.to_str().unwrap().to_string();
+    let bin = public_dir(None);
+    let exe = install_binary(bin.path());
+    let mp = public_dir(Some((NOBODY, NOBODY)));
+    let args = [
+        "-n",
+        name.as_str(),
+        "--exe",
+        program.as_str(),
+        "--interval",
+        "0",
+    ];
+    let as_nobody = run_as(Some(NOBODY), &exe, mp.path(), &args);
+    assert_eq!(
+        as_nobody.status.code(),
+        Some(3),
+        "{}",
+        stdout_of(&as_nobody)
+    );
+    assert_eq!(
+        stdout_of(&as_nobody),
+        format!(
+            "WORKERS UNKNOWN - --exe {program}: 2 processes that pass the other filters could \
+             not be checked, as only root or their own user may read /proc/PID/exe; run the \
+             check as root, or through sudo (contrib/sudoers)\n"
+        )
+    );
+    let root_state = state_dir();
+    let as_root = run_as(None, &exe, root_state.path(), &args);
+    assert_eq!(as_root.status.code(), Some(0), "{}", stdout_of(&as_root));
+    assert!(
+        status_line(&as_root).contains(": 2 workers, "),
+        "{}",
+        stdout_of(&as_root)
+    );
+    // nobody's own processes: their exe is readable, so they count
+    let mut own = Spawned::new();
+    let mine = crate::fixture::spawn::unique("cwy");
+    let program = own.sleepers_as(&mine, 1, (NOBODY, NOBODY));
+    let args = [
+        "-n",
+        mine.as_str(),
+        "--exe",
+        program.to_str().unwrap(),
+        "--interval",
+        "0",
+    ];
+    let out = run_as(Some(NOBODY), &exe, mp.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
 }

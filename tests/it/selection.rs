@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::fixture::{
-    check, run, state_dir, status_line, stdout_of, FakeProc, ProcTree, BTIME, NOBODY,
+    check, run, state_dir, status_line, stdout_of, FakeProc, ProcTree, BTIME, NOBODY, V2_MOUNTS,
 };
 
 const WWW: u32 = 33;
@@ -478,6 +478,7 @@ fn cpu_scale_host_uses_affinity_and_cgroup_quota() {
     // two CPUs on the host and no cgroup limit: 75 % of the host
     let sys = tree.path().join("sys/fs/cgroup/system.slice/nginx.service");
     fs::create_dir_all(&sys).unwrap();
+    tree.set_mountinfo(V2_MOUNTS);
     fs::write(sys.join("memory.max"), "max\n").unwrap();
     ten_seconds_later(5020.0, 1000);
     let line = status_line(&runs(&["--cpu-scale", "host"]));

@@ -83,7 +83,10 @@ fn binary_options() -> Vec<(Option<String>, String)> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
             .collect();
-        if long.is_empty() || long == "help" || long == "version" {
+        // --every and --count make a watch that never ends on its own: a terminal's, never a
+        // scheduled check's
+        let not_for_a_check = ["help", "version", "every", "count"];
+        if long.is_empty() || not_for_a_check.contains(&long.as_str()) {
             continue;
         }
         options.push((short, format!("--{long}")));
