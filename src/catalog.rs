@@ -109,6 +109,8 @@ pub enum Part {
     History,
     /// what the kernel accounts for the workers' cgroup
     Cgroup,
+    /// the accept queues of the service's listening sockets
+    Queue,
     /// how fast a [`Counter`] of all workers grew over the interval, per second: one generic
     /// computation serves every such metric
     PerSecond(Counter),
@@ -136,6 +138,9 @@ pub enum Source {
     /// `cgroup`, and the files of the cgroup that holds the workers: a few small reads per
     /// run whatever the number of workers
     Cgroup,
+    /// the kernel's listening sockets (sock_diag), and the socket links in `fd/` of the
+    /// master (else the workers) unless `--listen` names the sockets
+    Listen,
 }
 
 impl Source {
@@ -155,6 +160,7 @@ impl Source {
             Source::Limits => "limits",
             Source::SmapsRollup => "smaps_rollup",
             Source::Cgroup => "cgroup",
+            Source::Listen => "fd/ and sock_diag",
         }
     }
 }
@@ -227,6 +233,9 @@ catalog! {
     Threads         = "threads",         Count,        Zero, Open,       Count,   [Status],            "threads of all workers";
     Fds             = "fds",             Count,        Zero, Open,       Fds,     [Fds],               "open file descriptors of all workers";
     FdPctMax        = "fd_pct_max",      Percent,      Zero, Hundred,    Fds,     [Fds, Limits],       "the highest % of its soft RLIMIT_NOFILE a worker uses";
+    Queue           = "queue",           Count,        Zero, Open,       Queue,   [Listen],            "connections waiting to be accepted, all sockets";
+    QueueMax        = "queue_max",       Count,        Zero, Open,       Queue,   [Listen],            "the sum of the listening sockets' backlog limits";
+    QueuePct        = "queue_pct",       Percent,      Zero, Hundred,    Queue,   [Listen],            "the fullest socket's queue, % of its own limit";
     IoRead          = "io_read",         Bytes,        Zero, Open,       Io,      [Io],                "bytes/s all workers made the storage layer read";
     IoWrite         = "io_write",        Bytes,        Zero, Open,       Io,      [Io],                "bytes/s all workers made the storage layer write";
     AgeMin          = "age_min",         Seconds,      Zero, Open,       Ages,    [Stat],              "seconds since the youngest worker started";
@@ -320,6 +329,11 @@ impl MetricSet {
     /// This set and `metric`.
     pub fn with(self, metric: MetricName) -> MetricSet {
         MetricSet(self.0 | 1 << metric as u64)
+    }
+
+    /// This set without `metric`.
+    pub fn without(self, metric: MetricName) -> MetricSet {
+        MetricSet(self.0 & !(1 << metric as u64))
     }
 
     pub fn contains(self, metric: MetricName) -> bool {

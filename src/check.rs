@@ -16,7 +16,7 @@ use crate::catalog::{MetricSet, Source};
 use crate::cli::{self, Config, CpuScale};
 use crate::deadline::Deadline;
 use crate::filter::SelectionPart;
-use crate::metrics::{self, Capacity, Checked, Figures, NoInterval, Previous};
+use crate::metrics::{self, listen_unmet, Capacity, Checked, Figures, NoInterval, Previous};
 use crate::note::{Fallback, Note};
 use crate::report::{MetricResult, Report};
 use crate::sample::{self, CgroupReading, DetailReads, OwnProcesses, Snapshot};
@@ -157,7 +157,7 @@ pub struct Annotations {
     pub last: Vec<Note>,
     /// user names of the uids in the long output
     pub user_names: BTreeMap<u32, String>,
-    /// the run could not do all of its job (the tick file was not saved): at least UNKNOWN
+    /// the run could not do all it was asked (tick file unsaved, a --listen unmet): at least UNKNOWN
     pub unknown: bool,
 }
 
@@ -353,6 +353,8 @@ fn sample_with_baseline(
     } = &mut sampled.reading;
     let reads = DetailReads::of(config.metrics);
     snapshot.smaps_cut = sample::enrich(&config.proc_root, &mut selection.workers, reads, deadline);
+    let held = (&selection.masters[..], &selection.workers[..]);
+    snapshot.queues = sample::queues(&config.proc_root, held, &config.listen, reads, deadline);
     read_cgroup(config, &mut sampled.reading);
     Ok(sampled)
 }
@@ -519,7 +521,7 @@ fn annotate(
         first,
         last,
         user_names,
-        unknown: matches!(saved, Saved::Failed(_)),
+        unknown: matches!(saved, Saved::Failed(_)) || listen_unmet(figures, &config.listen),
     }
 }
 

@@ -137,6 +137,13 @@ struct Args {
     #[arg(long = "metrics", value_name = "LIST")]
     metrics: Option<String>,
 
+    /// The service's listening sockets whose accept queues to measure (queue, queue_max,
+    /// queue_pct): ADDR:PORT, [ADDR6]:PORT, *:PORT (any address), /PATH or @NAME (unix);
+    /// repeatable. Without it, the sockets the master (else the workers) holds, which only
+    /// root or the service's user may see; `none` for a service that listens on nothing
+    #[arg(long = "listen", value_name = "ADDR:PORT|PATH", action = ArgAction::Append)]
+    listen: Vec<OsString>,
+
     /// Output format: the Nagios plugin lines, or one JSON object (every outcome, usage
     /// errors and timeouts included)
     #[arg(long = "format", value_name = "FORMAT", default_value = "nagios")]
@@ -258,6 +265,9 @@ pub struct Config {
     pub asked: MetricSet,
     /// effective uid, which owns the state dir
     pub euid: u32,
+    /// `--listen`: the listening sockets whose queues are measured; empty: those the service
+    /// holds
+    pub listen: Vec<crate::listen::Spec>,
 }
 
 /// `--every SECONDS [--count N]`: watch the workers live, as the tool this check replaces did.
@@ -375,6 +385,8 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
     if args.proc_root.to_str().is_none() {
         bail!("--proc-root must be a UTF-8 path");
     }
+    let (listen, metrics) = crate::listen::options(&args.listen, metrics, thresholds.metrics())
+        .map_err(anyhow::Error::msg)?;
     let euid = nix::unistd::geteuid().as_raw();
     let mp_state_path = mp_state_path.filter(|p| !p.is_empty()).map(PathBuf::from);
     let state_dir = StateLocation {
@@ -398,6 +410,7 @@ fn build(args: Args, mp_state_path: Option<OsString>) -> Result<Config> {
         metrics,
         asked,
         euid,
+        listen,
     })
 }
 

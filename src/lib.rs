@@ -20,8 +20,9 @@
 //! [`check::run`] the I/O around it); `text` escapes outside bytes for output; `visibility`
 //! refuses a `/proc` that hides other users' processes; `deadline` budgets the time left
 //! within `-t`; `extra_opts` reads the monitoring-plugins ini file; `pidfile` reads the
-//! master's pid from `--pidfile`; `small_file` reads a file another user may have planted;
-//! `watch` repeats the whole run for `--every`.
+//! master's pid from `--pidfile`; `listen` lists the kernel's listening sockets (sock_diag);
+//! `small_file` reads a file another user may have planted; `watch` repeats the whole run for
+//! `--every`.
 
 pub mod catalog;
 pub mod check;
@@ -31,6 +32,7 @@ pub mod deadline;
 pub mod extra_opts;
 pub mod filter;
 pub mod history;
+pub mod listen;
 pub mod metrics;
 pub mod note;
 pub mod output;

@@ -10,6 +10,7 @@ mod io;
 mod past;
 mod per_second;
 mod plausible;
+mod queue;
 
 use std::fmt;
 
@@ -23,13 +24,17 @@ use crate::text;
 
 use exited::{exited_workers, prev_hz};
 pub use gauges::TotalFrom;
-use gauges::{ages, counts, fds, memory, read_smaps, rss_pct_source, states, wanted_unreadable};
+use gauges::{
+    ages, counts, fds, memory, pss_unreadable, rss_pct_source, states, wanted_unreadable,
+};
 use io::{io_since, io_values, IoCounters};
 pub use io::{IoFigures, IoGap, IoRate, Unrecovered};
 pub use past::{error_bound, min_interval, too_recent, Average, Previous, Since, Tally};
 use per_second::per_second;
 use plausible::within_ceiling;
 pub use plausible::{check_physics, Checked};
+pub use queue::{held_by, listen_unmet, sockets as queue_sockets};
+use queue::{queue_notes, queue_values};
 
 /// Why an earlier reading gives this one no CPU interval, for a reason of measuring. The tick
 /// file's own reasons (none yet, corrupt, held by a peer) are `state::NoBaseline`'s.
@@ -220,6 +225,8 @@ pub struct Figures {
     /// why `PerSecond` metrics and cgroup figures were left out, and which cgroup the latter
     /// are from
     pub counter_notes: Vec<Note>,
+    /// the accept queues of the service's listening sockets, where asked for
+    pub queues: Option<crate::listen::Queues>,
 }
 
 impl Figures {
@@ -272,6 +279,7 @@ impl Figures {
                 of: self.workers,
             });
         }
+        notes.extend(queue_notes(self.queues.as_ref()));
         notes
     }
 
@@ -407,7 +415,7 @@ pub fn compute(
         cpu_values(cpu.as_ref(), rate, &per_worker),
         io_values(io.and_then(Result::ok).as_ref(), rate),
         memory(workers, capacity, memory_total),
-        fds(workers),
+        [fds(workers), queue_values(now.queues.as_ref())].concat(),
         ages(&per_worker),
         states(workers),
         from_history,
@@ -418,14 +426,13 @@ pub fn compute(
     let tolerance = cpu.as_ref().map_or(0.0, |c| c.error_bound);
     let ordered = in_perfdata_order(values, wanted);
     let (values, impossible) = within_ceiling(ordered, capacity.cpu_ceiling, tolerance);
-    let smaps_read = read_smaps(workers, now.smaps_cut);
     Figures {
         workers: workers.len(),
         cpu,
         cpu_ceiling: capacity.cpu_ceiling,
         values,
         impossible,
-        pss_unreadable: wanted_unreadable(wanted, Pss, smaps_read, |d| d.pss),
+        pss_unreadable: pss_unreadable(wanted, workers, now.smaps_cut),
         fds_unreadable: wanted_unreadable(wanted, Fds, workers, |d| d.fds),
         smaps_cut: now.smaps_cut,
         rss_pct_from: memory_total.map(|t| t.from),
@@ -436,6 +443,7 @@ pub fn compute(
         average,
         tally,
         counter_notes: [counter_notes, cgroup_notes].concat(),
+        queues: now.queues.clone(),
     }
 }
 
@@ -977,6 +985,7 @@ mod tests {
             (Part::Cpu, cpu_values(None, rate, &[])),
             (Part::Memory, memory(&[], &Capacity::per_core(1), None)),
             (Part::Fds, fds(&[])),
+            (Part::Queue, queue_values(None)),
             (Part::Io, io_values(None, rate)),
             (Part::Ages, ages(&[])),
             (Part::States, states(&[])),
@@ -1055,6 +1064,17 @@ mod tests {
         let previous = Previous::stored(&prev);
         let mut now = snapshot(1060.0);
         now.cgroup = Some(cgroup::tests::reading(1060.0, 7, [1; 6]));
+        now.queues = Some(crate::listen::Queues::Read {
+            sockets: vec![crate::listen::ListenSocket {
+                local: crate::listen::Local::Unix(b"/run/a.sock".to_vec()),
+                inode: 7,
+                queue: 1,
+                limit: 16,
+                v6only: None,
+            }],
+            from: crate::listen::HeldBy::Listen,
+            unmatched: Vec::new(),
+        });
         let f = compute(
             &[w],
             &[master(0, 0)],

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use crate::catalog::MetricName;
+use crate::listen::HeldBy;
 
 /// From which `-v` a note is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -107,6 +108,35 @@ impl CgroupGap {
                 | CgroupGap::NoBaseline
                 | CgroupGap::NewCgroup(_)
         )
+    }
+}
+
+/// What became of the accept queues (`queue`, `queue_max`, `queue_pct`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueueNote {
+    /// left out: the kernel's listening sockets could not be listed (why)
+    NoList(String),
+    /// left out: no `--listen`, and the service's fds may not be read
+    FdsDenied,
+    /// the detail of `FdsDenied`: how many processes' fds may not be read
+    FdsDeniedDetail { count: usize },
+    /// left out: the deadline came before the fds were read
+    FdsCut,
+    /// the service holds no listening socket
+    NoneHeld,
+    /// `--listen SPEC` names no listening socket; what listens on its port
+    Unmatched { spec: String, nearby: Vec<String> },
+    /// how many sockets were measured, and where they came from
+    From { sockets: usize, from: HeldBy },
+}
+
+impl QueueNote {
+    fn level(&self) -> Level {
+        match self {
+            QueueNote::FdsDeniedDetail { .. } => Level::Verbose,
+            QueueNote::NoneHeld | QueueNote::From { .. } => Level::Detail,
+            _ => Level::Always,
+        }
     }
 }
 
@@ -214,6 +244,8 @@ pub enum Note {
     },
     /// which cgroup the cgroup figures are from: (hierarchy, path) each
     CgroupPlaces(Vec<(&'static str, String)>),
+    /// the accept queues
+    Queue(QueueNote),
 }
 
 impl Note {
@@ -241,6 +273,7 @@ impl Note {
             Note::Trace(_) => Level::Trace,
             Note::CgroupLeftOut { gap, .. } if gap.by_design() => Level::Verbose,
             Note::CgroupPlaces(_) => Level::Detail,
+            Note::Queue(queue) => queue.level(),
             _ => Level::Always,
         }
     }

@@ -18,7 +18,8 @@ use std::fmt::Write as _;
 use nagiosplugin::ServiceState;
 
 use crate::catalog::{MetricName, Unit};
-use crate::metrics::WorkerFigures;
+use crate::listen::ListenSocket;
+use crate::metrics::{self, WorkerFigures};
 use crate::note::Note;
 use crate::report::{MetricResult, Report};
 use crate::text;
@@ -61,6 +62,8 @@ pub struct Check {
     /// with -v: each worker's figures and user name, busiest first (all of them: the long
     /// output's lines stop at 20)
     pub workers: Vec<(WorkerFigures, String)>,
+    /// with -v: the listening sockets whose queues were measured
+    pub sockets: Vec<ListenSocket>,
 }
 
 impl Outcome {
@@ -77,6 +80,7 @@ impl Outcome {
             long: Vec::new(),
             verbosity: 0,
             workers: Vec::new(),
+            sockets: Vec::new(),
         }))
     }
 
@@ -84,7 +88,12 @@ impl Outcome {
     /// worker.
     pub fn report(report: Report, verbosity: u8) -> Outcome {
         let summary = format!("{}: {}", report.label, summary(&report));
-        let long = worker_lines(&report, verbosity);
+        let mut long = worker_lines(&report, verbosity);
+        let sockets = match verbosity {
+            0 => Vec::new(),
+            _ => metrics::queue_sockets(report.figures.queues.as_ref()).to_vec(),
+        };
+        long.extend(socket_lines(&sockets));
         let workers = match verbosity {
             0 => Vec::new(),
             _ => report
@@ -103,6 +112,7 @@ impl Outcome {
             long,
             verbosity,
             workers,
+            sockets,
         }))
     }
 
@@ -236,6 +246,20 @@ fn worker_lines(report: &Report, verbosity: u8) -> Vec<String> {
     out
 }
 
+/// With -v, one line per listening socket measured: where it listens, its queue and limit.
+fn socket_lines(sockets: &[ListenSocket]) -> Vec<String> {
+    let mut out: Vec<String> = sockets
+        .iter()
+        .take(MAX_WORKER_LINES)
+        .map(|s| format!("listen {} queue {}/{}", s.local, s.queue, s.limit))
+        .collect();
+    if sockets.len() > MAX_WORKER_LINES {
+        let more = sockets.len() - MAX_WORKER_LINES;
+        out.push(format!("... and {more} more listening sockets"));
+    }
+    out
+}
+
 /// `4 workers (master 812), cpu 12.3%, rss 4.1 MiB avg, vms 120.5 MiB avg`, with the reason next
 /// to each figure that is not OK, then any other metric that is not OK.
 fn summary(report: &Report) -> String {
@@ -262,12 +286,12 @@ fn summary(report: &Report) -> String {
     for r in &report.results {
         if !core.contains(&r.name) && r.verdict.range.is_some() {
             let unit = r.name.unit();
-            parts.push(format!(
-                "{} {}{}",
-                r.name.label(),
-                value_text(r.value, unit),
-                problem(Some(r))
-            ));
+            let mut value = value_text(r.value, unit);
+            // the queue against its room: `queue 20/64 > 10`
+            if let (MetricName::Queue, Some(max)) = (r.name, report.result(MetricName::QueueMax)) {
+                let _ = write!(value, "/{}", value_text(max.value, unit));
+            }
+            parts.push(format!("{} {value}{}", r.name.label(), problem(Some(r))));
         }
     }
     parts.join(", ")

@@ -138,8 +138,17 @@ pub(super) fn every_detail(
 }
 
 /// The workers whose `smaps_rollup` was read before the deadline cut the reads short.
-pub(super) fn read_smaps(workers: &[ProcSample], cut: Option<SmapsCut>) -> &[ProcSample] {
+fn read_smaps(workers: &[ProcSample], cut: Option<SmapsCut>) -> &[ProcSample] {
     &workers[..cut.map_or(workers.len(), |c| c.read.min(workers.len()))]
+}
+
+/// [`wanted_unreadable`] for `pss`, of the workers whose `smaps_rollup` was read before `cut`.
+pub(super) fn pss_unreadable(
+    wanted: MetricSet,
+    workers: &[ProcSample],
+    cut: Option<SmapsCut>,
+) -> usize {
+    wanted_unreadable(wanted, Pss, read_smaps(workers, cut), |d| d.pss)
 }
 
 /// [`unreadable`] for a metric the run measures; none for one it does not read.

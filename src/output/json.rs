@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::catalog::Unit;
+use crate::listen::ListenSocket;
 use crate::metrics::WorkerFigures;
 use crate::report::MetricResult;
 use crate::thresholds::Range;
@@ -40,6 +41,7 @@ fn check_object(check: &Check, time: &str) -> Value {
     });
     if check.verbosity > 0 {
         object["workers"] = check.workers.iter().map(worker).collect();
+        object["sockets"] = check.sockets.iter().map(socket).collect();
     }
     object
 }
@@ -70,6 +72,16 @@ fn uom(unit: Unit) -> &'static str {
         Unit::BytesPerHour => "B/h",
         other => other.uom(),
     }
+}
+
+/// One listening socket, as its `-v` line shows it: where it listens (as `ss` writes it,
+/// unix names escaped), its queue and its limit.
+fn socket(s: &ListenSocket) -> Value {
+    json!({
+        "listen": s.local.to_string(),
+        "queue": s.queue,
+        "limit": s.limit,
+    })
 }
 
 /// One worker's figures, as its `-v` line shows them, in base units.

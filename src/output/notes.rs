@@ -1,8 +1,8 @@
 //! Presentation step, the notes: each [`Note`] worded as the line it prints. The wording lives
 //! here only; the steps that make notes hand over what happened and its figures.
 
-use crate::catalog::MetricName::{Cpu, CpuAvg, Fds, IoRead, IoWrite, Pss, RssPct, Uss};
-use crate::note::{CgroupGap, Fallback, Note, Since};
+use crate::catalog::MetricName::{Cpu, CpuAvg, Fds, IoRead, IoWrite, Pss, Queue, RssPct, Uss};
+use crate::note::{CgroupGap, Fallback, Note, QueueNote, Since};
 
 /// The line `note` prints (before the output's escaping).
 pub(super) fn text(note: &Note) -> String {
@@ -53,6 +53,7 @@ pub(super) fn text(note: &Note) -> String {
             let places: Vec<String> = places.iter().map(|(h, p)| format!("{h} {p}")).collect();
             format!("cgroup: {}", places.join(", "))
         }
+        Note::Queue(queue) => self::queue(queue),
     }
 }
 
@@ -90,6 +91,42 @@ fn cgroup_gap(gap: &CgroupGap) -> String {
             format!("{key} is lower than at the last run, measured from the next run")
         }
         CgroupGap::Impossible(what) => format!("impossible figure ({what})"),
+    }
+}
+
+/// What became of the accept queues.
+fn queue(note: &QueueNote) -> String {
+    let what = Queue.label();
+    match note {
+        QueueNote::NoList(why) => {
+            format!("{what}: left out, the kernel's listening sockets could not be listed ({why})")
+        }
+        QueueNote::FdsDenied => format!(
+            "{what}: left out, the service's fds are not readable as this user; name its \
+             sockets with --listen ADDR:PORT or --listen PATH"
+        ),
+        QueueNote::FdsDeniedDetail { count } => format!(
+            "{what}: the fds of {count} of the service's processes (/proc/PID/fd) may be read \
+             only by root or their user; --listen none for a service that listens on nothing"
+        ),
+        QueueNote::FdsCut => {
+            format!("{what}: left out, the service's fds were not all read before the deadline")
+        }
+        QueueNote::NoneHeld => {
+            format!("{what}: the service holds no listening socket (TCP, unix stream)")
+        }
+        QueueNote::Unmatched { spec, nearby } if nearby.is_empty() => {
+            format!("{what}: --listen {spec} names no listening socket")
+        }
+        QueueNote::Unmatched { spec, nearby } => format!(
+            "{what}: --listen {spec} names no listening socket (on its port: {})",
+            nearby.join(", ")
+        ),
+        QueueNote::From { sockets, from } => format!(
+            "{what}: {sockets} listening socket{} {}",
+            if *sockets == 1 { "" } else { "s" },
+            crate::metrics::held_by(*from)
+        ),
     }
 }
 

@@ -24,6 +24,8 @@ pub struct DetailReads {
     pub limits: bool,
     /// `smaps_rollup`, whose cost grows with the memory a worker maps
     pub smaps: bool,
+    /// the kernel's listening sockets, and the socket links of `fd/` (see `sockets`)
+    pub queues: bool,
 }
 
 impl DetailReads {
@@ -33,6 +35,7 @@ impl DetailReads {
             fds: set.reads(Source::Fds),
             limits: set.reads(Source::Limits),
             smaps: set.reads(Source::SmapsRollup),
+            queues: set.reads(Source::Listen),
         }
     }
 }

@@ -15,7 +15,8 @@
 //! `details` (what is read for the selected workers and masters only), `filters` (the scan's
 //! filter steps), `pids` (which pids are read), `proc_dir` (the bounded reads through a
 //! process's directory), `parse` (each proc file's bytes into figures), `values` (what a
-//! reading gives) and `cgroup` (the workers' cgroup, read from `/sys`).
+//! reading gives), `cgroup` (the workers' cgroup, read from `/sys`) and `sockets` (which
+//! listening sockets are the service's).
 
 use std::collections::HashSet;
 use std::fs;
@@ -33,11 +34,13 @@ mod filters;
 mod parse;
 mod pids;
 mod proc_dir;
+mod sockets;
 mod values;
 
 pub use cgroup::{CgCounter, CgroupReading, CounterReading, Hierarchy, Place};
 pub use details::{enrich, master_io, DetailReads};
 pub use pids::{own_processes, OwnProcesses};
+pub use sockets::queues;
 pub use values::{Comm, Details, IoStatus, ProcSample, ScanTimedOut, Skipped, SmapsCut, Snapshot};
 
 use filters::{Plan, Sieve, Visit};

@@ -97,6 +97,36 @@ impl ProcDir {
         Ok(())
     }
 
+    /// Calls `each` with the start of the target of every link in a subdirectory (`fd`), at
+    /// most `N` bytes of it (`socket:[4294967295]` is 19), until `each` says stop (false).
+    /// One descriptor for the directory and one `readlinkat` per entry: nothing allocated per
+    /// fd, of which a worker can hold tens of thousands. Entries that are not links (or gone
+    /// since the listing) are skipped. Ok(false) when stopped.
+    pub(super) fn each_link<const N: usize>(
+        &self,
+        name: &str,
+        mut each: impl FnMut(&[u8]) -> bool,
+    ) -> io::Result<bool> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut dir =
+            rustix::fs::Dir::new(rustix::fs::openat(&self.0, name, flags, Mode::empty())?)?;
+        let mut target = [0u8; N];
+        while let Some(entry) = dir.next() {
+            let entry = entry?;
+            if matches!(entry.file_name().to_bytes(), b"." | b"..") {
+                continue;
+            }
+            let Ok(len) = rustix::fs::readlinkat_raw(dir.fd()?, entry.file_name(), &mut target[..])
+            else {
+                continue;
+            };
+            if !each(&target[..len.min(N)]) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// The entries of a subdirectory (`task`), by name.
     pub(super) fn entries(&self, name: &str) -> io::Result<Vec<String>> {
         let mut names = Vec::new();

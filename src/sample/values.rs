@@ -6,6 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::counter::Counters;
+use crate::listen::Queues;
 use crate::text::shown_bytes;
 
 use super::cgroup::CgroupReading;
@@ -160,6 +161,8 @@ pub struct Snapshot {
     pub trace: Vec<String>,
     /// how far the workers' `smaps_rollup` reads got, when the deadline cut them short
     pub smaps_cut: Option<SmapsCut>,
+    /// the accept queues of the service's listening sockets, when a queue metric is asked for
+    pub queues: Option<Queues>,
 }
 
 /// A scan given up because the run's time was up: an error, never a partial reading.

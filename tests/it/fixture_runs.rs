@@ -857,6 +857,7 @@ fn forged_process_name_is_escaped_at_vvv() {
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
              rss_pct: the workers share no cgroup with a memory charge, and pss was not \
              measured (--metrics pss); left out\n\
+             queue: the service holds no listening socket (TCP, unix stream)\n\
              selection: children of 812; master not counted\n\
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\
@@ -930,6 +931,7 @@ fn regex_alternation_is_escaped_in_the_label_and_at_vv() {
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
              rss_pct: the workers share no cgroup with a memory charge, and pss was not \
              measured (--metrics pss); left out\n\
+             queue: the service holds no listening socket (TCP, unix stream)\n\
              selection: cmdline /sleep 300\\x7csleep 200/; master not counted\n\
              skipped: 0 exited while being read, 0 unreadable\n\
              tick file: {}\n\

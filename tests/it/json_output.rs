@@ -64,6 +64,13 @@ pub fn schema(v: &Value) {
                 "{w}"
             );
         }
+        // with the workers, the listening sockets measured (none in a fixture tree)
+        for s in v["sockets"].as_array().expect("sockets with -v") {
+            assert!(
+                s["listen"].is_string() && s["queue"].is_u64() && s["limit"].is_u64(),
+                "{s}"
+            );
+        }
     }
 }
 

@@ -37,6 +37,14 @@ impl Opened {
             via: Via::Path,
         }
     }
+
+    /// The file, with every link of `fd/` as one `fd/*`.
+    fn kind(&self) -> &str {
+        match self.file.starts_with("fd/") {
+            true => "fd/*",
+            false => &self.file,
+        }
+    }
 }
 
 /// Every open and readlink the check made under each pid directory of `tree`, by pid, in
@@ -143,6 +151,9 @@ fn a_process_that_does_not_match_costs_one_read_of_comm() {
         return;
     }
     let tree = tree_with_others(200);
+    // a listening socket on the host, so that the queue metrics read the socket links of the
+    // master's fd/ (on a host with none, they read no fd/ at all)
+    let _listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let opened = files_opened(&tree, &["-n", "nginx", "--interval", "0"]);
     for pid in 100..300 {
         assert_eq!(
@@ -153,17 +164,19 @@ fn a_process_that_does_not_match_costs_one_read_of_comm() {
     }
     // workers get their stat, status and the details of the default metrics, whose cost does
     // not grow with their memory: never smaps_rollup (issue 17); the master no details
-    let worker: BTreeSet<&str> = opened[&11].iter().map(|o| o.file.as_str()).collect();
+    // fd/* are the links of fd/ read for the queue metrics
+    let worker: BTreeSet<&str> = opened[&11].iter().map(Opened::kind).collect();
     assert_eq!(
         worker,
-        [".", "cgroup", "comm", "fd", "io", "limits", "stat", "status"].into(),
+        [".", "cgroup", "comm", "fd", "fd/*", "io", "limits", "stat", "status"].into(),
         "worker"
     );
-    let master: BTreeSet<&str> = opened[&10].iter().map(|o| o.file.as_str()).collect();
-    // and its io once more, split into its own and its reaped children's (none here)
+    let master: BTreeSet<&str> = opened[&10].iter().map(Opened::kind).collect();
+    // and its io once more, split into its own and its reaped children's (none here), and
+    // its fd/ links for the queue metrics
     assert_eq!(
         master,
-        [".", "comm", "io", "stat", "status"].into(),
+        [".", "comm", "fd", "fd/*", "io", "stat", "status"].into(),
         "master"
     );
 }
@@ -182,6 +195,9 @@ fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
         return;
     }
     let tree = tree_with_others(5);
+    // as above: the queue metrics read the master's socket links, then the workers' (the
+    // fixture master holds no listening socket)
+    let _listening = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let opened = files_opened(&tree, &["-n", "nginx", "--interval", "0"]);
     for pid in 10..=13 {
         let by_path: Vec<&str> = opened[&pid]
@@ -189,8 +205,9 @@ fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
             .filter(|o| o.via == Via::Path)
             .map(|o| o.file.as_str())
             .collect();
-        // a worker's directory again for its details, the master's for its split io
-        let expected = vec!["comm", ".", "."];
+        // a worker's directory again for its details, the master's for its split io, and
+        // each once more for its fd/ links
+        let expected = vec!["comm", ".", ".", "."];
         assert_eq!(by_path, expected, "pid {pid}: {:?}", opened[&pid]);
         let through_fd: BTreeSet<&str> = opened[&pid]
             .iter()
@@ -206,11 +223,11 @@ fn a_candidate_is_read_through_one_descriptor_of_its_directory() {
     let worker: BTreeSet<&str> = opened[&11]
         .iter()
         .filter(|o| o.via == Via::DirFd)
-        .map(|o| o.file.as_str())
+        .map(Opened::kind)
         .collect();
     assert_eq!(
         worker,
-        ["cgroup", "fd", "io", "limits", "stat", "status"].into(),
+        ["cgroup", "fd", "fd/*", "io", "limits", "stat", "status"].into(),
         "{:?}",
         opened[&11]
     );

@@ -246,6 +246,7 @@ object Service "every-argument" {{
   vars.workers_timeout = 5
   vars.workers_verbose = 2
   vars.workers_extra_opts = "nginx@/etc/monitoring-plugins/monitoring-plugins.ini"
+  vars.workers_listen = [ "127.0.0.1:80", "/run/php/php8.2-fpm.sock" ]
 }}
 "#,
             plugins = plugins.display(),
@@ -280,6 +281,10 @@ object Service "every-argument" {{
     let perf = dir.join("perf");
     let run = dir.join("icinga2.conf");
     let ppid = std::process::id();
+    // a listening socket for --listen, so the runs carry the queue metrics (the sleepers hold
+    // none); open until the end of the test
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen_port = listener.local_addr().unwrap().port();
     fs::write(
         &run,
         format!(
@@ -314,6 +319,7 @@ object Service "live" {{
   vars.workers_warning = "workers=3:"
   vars.workers_interval = "0.2"
   vars.workers_state_dir = "{dir}/state-live"
+  vars.workers_listen = "127.0.0.1:{listen_port}"
 }}
 object Service "every" {{
   import "every-second"
@@ -332,6 +338,7 @@ object Service "every" {{
   vars.workers_timeout = 5
   vars.workers_verbose = 2
   vars.workers_extra_opts = "every@{ini}"
+  vars.workers_listen = [ "127.0.0.1:{listen_port}", "*:{listen_port}" ]
 }}
 "#,
             plugins = plugins.display(),
@@ -392,6 +399,10 @@ object Service "every" {{
         "--include-master",
         "--interval",
         "0.2",
+        "--listen",
+        &format!("127.0.0.1:{listen_port}"),
+        "--listen",
+        &format!("*:{listen_port}"),
         "--ppid",
         &ppid.to_string(),
         "--state-dir",
@@ -429,4 +440,5 @@ object Service "every" {{
     if let Some((_influxd, port)) = influx {
         assert_dashboard_shows_icinga_points(port, icinga);
     }
+    drop(listener);
 }

@@ -10,7 +10,8 @@
 //! - Icinga 2 on many hosts: a master and an agent with their own CA, the CheckCommand synced
 //!   to the agent in a global zone, a `command_endpoint` Service, and the agent stopped;
 //! - Nagios 4: `nagios4 -v` on `contrib/nagios/commands.cfg` and its uncommented examples;
-//! - nginx with 3 workers: the count, the master and the memory figures against /proc.
+//! - nginx with 3 workers: the count, the master and the memory figures against /proc;
+//! - the accept queue of nginx (IPv4, IPv6) and php-fpm (a unix socket), workers stopped.
 //!
 //! The daemons need root (they switch to the nagios or www-data user) and their binaries;
 //! without either a test prints `SKIPPED ...` and passes. Every daemon is started in its own
@@ -25,6 +26,7 @@ mod influxdb;
 mod nagios;
 mod nginx;
 mod nrpe;
+mod queue;
 mod stock;
 
 use std::fs;

@@ -13,7 +13,7 @@ use crate::fixture::{binary, command, cpu_heavy, real_check, skip, status_line};
 const NGINX: &str = "/usr/sbin/nginx";
 
 /// Pids of processes named `comm`.
-fn pids_named(comm: &str) -> Vec<u32> {
+pub(super) fn pids_named(comm: &str) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
@@ -26,7 +26,7 @@ fn pids_named(comm: &str) -> Vec<u32> {
     pids
 }
 
-fn ppid_of(pid: u32) -> Option<u32> {
+pub(super) fn ppid_of(pid: u32) -> Option<u32> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(") ")?.1.split(' ').nth(1)?.parse().ok()
 }
@@ -55,6 +55,7 @@ fn nginx_workers_master_and_memory_match_proc() {
     if !ready(TEST, &[NGINX]) {
         return;
     }
+    // taken before looking for another nginx: the accept-queue tests run theirs under it
     let _serial = cpu_heavy();
     let foreign = pids_named("nginx");
     if !foreign.is_empty() {
