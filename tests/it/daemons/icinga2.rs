@@ -442,3 +442,62 @@ object Service "every" {{
     }
     drop(listener);
 }
+
+/// The indented code blocks of the README's "Icinga 2" section, in order.
+fn readme_icinga2_snippets() -> String {
+    let readme = include_str!("../../../README.md");
+    let start = readme
+        .find("\n### Icinga 2\n")
+        .expect("an Icinga 2 section");
+    let end = start
+        + readme[start..]
+            .find("\n### Nagios")
+            .expect("a section after it");
+    readme[start..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("    "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+// Regression (issue 22, item 3): the README's `apply Service` assigned where
+// `"nginx" in host.vars.services` but never set that variable, so `icinga2 daemon -C` warned
+// that it did not match anywhere. The README's own snippets, with the contrib CheckCommand,
+// must validate and make the Service.
+#[test]
+fn readme_icinga2_snippets_validate_and_match() {
+    const TEST: &str = "readme_icinga2_snippets_validate_and_match";
+    let Some(nagios) = ready_as_nagios(TEST, &[ICINGA2]) else {
+        return;
+    };
+    let work = public_dir(Some(nagios));
+    let dir = work.path();
+    for sub in ["data", "log", "cache", "spool", "run"] {
+        sub_dir(dir, sub, Some(nagios));
+    }
+    let snippets = readme_icinga2_snippets();
+    assert!(snippets.contains("object Host "), "{snippets}");
+    fs::write(dir.join("readme.conf"), &snippets).unwrap();
+    let validate = dir.join("validate.conf");
+    fs::write(
+        &validate,
+        format!(
+            "const PluginDir = \"/usr/lib/nagios/plugins\"\nconst NodeName = \"testnode\"\n\
+             const ZoneName = \"master\"\ninclude <itl>\ninclude <plugins>\ninclude \"{}\"\n\
+             include \"{}\"\n",
+            contrib("icinga2/check_workers.conf").display(),
+            dir.join("readme.conf").display()
+        ),
+    )
+    .unwrap();
+    let out = StdCommand::new(ICINGA2)
+        .args(["daemon", "-C", "-c"])
+        .arg(&validate)
+        .args(icinga_defines(dir))
+        .output()
+        .unwrap();
+    assert_exit(&out, 0);
+    let said = text(&out);
+    assert!(said.contains("Instantiated 1 Service."), "{said}");
+    assert!(!said.contains("does not match anywhere"), "{said}");
+}
