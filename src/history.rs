@@ -27,7 +27,7 @@ pub const MAX_MASTERS: usize = 8;
 /// Fewest samples `rss_growth` is fitted over, and the least time they must span, seconds:
 /// two points always lie on a line, and over a few seconds RSS noise is all there is.
 const GROWTH_MIN_SAMPLES: usize = 3;
-const GROWTH_MIN_SPAN: f64 = 10.0;
+const GROWTH_MIN_SPAN: f64 = 120.0;
 
 /// Uptimes are read in hundredths of a second; ages within this of a bound count as on it.
 const EPSILON: f64 = 1e-6;
@@ -296,12 +296,12 @@ impl History {
     }
 
     /// How fast the average worker's RSS grows, bytes per hour: the least-squares slope over
-    /// the samples from `start` and `now`, those with workers only. None with fewer than 3 such
-    /// samples or less than 10 s between the first and the last.
+    /// the samples from `start` and `now`, those with workers only, since the master last
+    /// changed: a restart's new workers say nothing of how the old ones grew. None with fewer
+    /// than 3 such samples or less than 2 minutes between the first and the last: a slope
+    /// over seconds is the noise of a few requests' buffers, multiplied by hundreds.
     pub fn rss_growth(&self, start: usize, now: &Sample) -> Option<f64> {
-        let points: Vec<(f64, f64)> = self
-            .samples
-            .get(start..)?
+        let points: Vec<(f64, f64)> = same_master(self.samples.get(start..)?, &now.master)
             .iter()
             .chain([now])
             .filter(|s| s.workers > 0)
@@ -313,6 +313,18 @@ impl History {
         }
         slope(&points).map(|per_second| per_second * 3600.0)
     }
+}
+
+/// The samples since the last one whose known master is not `now`'s; all of them when `now`
+/// names no master (a selection without one), as nothing then tells a restart.
+fn same_master<'a>(samples: &'a [Sample], now: &Identity) -> &'a [Sample] {
+    if !now.is_known() {
+        return samples;
+    }
+    let other = samples
+        .iter()
+        .rposition(|s| s.master.is_known() && s.master != *now);
+    &samples[other.map_or(0, |i| i + 1)..]
 }
 
 /// The least-squares slope of `y` over `x`; None when all `x` are equal. Centred on the means,
@@ -541,28 +553,61 @@ mod tests {
         let mib = 1u64 << 20;
         let h = history(vec![
             sample(1000.0, 0, 100 * mib, "-"),
-            sample(1005.0, 0, 104 * mib, "-"),
+            sample(1060.0, 0, 164 * mib, "-"),
         ]);
-        // three points, 1 MiB/s with noise: x 0 5 10, y 100 104 110 MiB
-        let now = sample(1010.0, 0, 110 * mib, "-");
+        // three points, 1 MiB/s with noise: x 0 60 120, y 100 164 220 MiB
+        let now = sample(1120.0, 0, 220 * mib, "-");
         let per_hour = h.rss_growth(0, &now).unwrap();
-        // slope = ((-5)(-4.67) + 0 + 5(5.33)) / 50 = 1.0 MiB/s
+        // slope = ((-60)(-61.33) + 0 + 60(58.67)) / 7200 = 1.0 MiB/s
         assert_eq!(per_hour, 3600.0 * mib as f64);
-        // two samples: left out; under 10 s: left out
+        // two samples: left out; under 2 minutes: left out
         assert_eq!(h.rss_growth(1, &now), None);
-        assert_eq!(h.rss_growth(0, &sample(1009.0, 0, 0, "-")), None);
+        assert_eq!(h.rss_growth(0, &sample(1119.0, 0, 0, "-")), None);
         // samples without workers are left out of the fit
-        let mut empty = sample(1005.0, 0, 0, "-");
+        let mut empty = sample(1060.0, 0, 0, "-");
         empty.workers = 0;
         let h = history(vec![sample(1000.0, 0, 100 * mib, "-"), empty]);
         assert_eq!(h.rss_growth(0, &now), None);
         // shrinking is negative
         let h = history(vec![
             sample(0.0, 0, 30 * mib, "-"),
-            sample(10.0, 0, 20 * mib, "-"),
+            sample(60.0, 0, 20 * mib, "-"),
         ]);
-        let shrink = h.rss_growth(0, &sample(20.0, 0, 10 * mib, "-")).unwrap();
-        assert_eq!(shrink, -3600.0 * mib as f64);
+        let shrink = h.rss_growth(0, &sample(120.0, 0, 10 * mib, "-")).unwrap();
+        assert_eq!(shrink, -600.0 * mib as f64);
+    }
+
+    // Regression (issue 22, item 6): after a restart the slope mixed the old workers' sizes
+    // with the new ones'. A new master starts a new series.
+    #[test]
+    fn rss_growth_starts_again_after_a_restart() {
+        let mib = 1u64 << 20;
+        let h = history(vec![
+            sample(1000.0, 0, 100 * mib, "812:1000"),
+            sample(1060.0, 0, 100 * mib, "812:1000"),
+            sample(1120.0, 0, 100 * mib, "812:1000"),
+            // restarted: the new workers are small, and grow 10 MiB a minute
+            sample(1180.0, 0, 10 * mib, "900:118000"),
+            sample(1240.0, 0, 20 * mib, "900:118000"),
+        ]);
+        // the new series: 2 samples and now, over 120 s: 600 MiB/h, not the mix's fall
+        let now = sample(1300.0, 0, 30 * mib, "900:118000");
+        assert_eq!(h.rss_growth(0, &now), Some(600.0 * mib as f64));
+        // one minute after the restart: too short a series
+        let h_short = history(h.samples()[..4].to_vec());
+        assert_eq!(
+            h_short.rss_growth(0, &sample(1240.0, 0, 20 * mib, "900:118000")),
+            None
+        );
+        // a selection with no master: nothing tells a restart, every sample counts
+        let none = history(vec![
+            sample(1000.0, 0, 100 * mib, "-"),
+            sample(1060.0, 0, 100 * mib, "-"),
+        ]);
+        assert_eq!(
+            none.rss_growth(0, &sample(1120.0, 0, 100 * mib, "-")),
+            Some(0.0)
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! socket in a temporary directory) and keep their pid and log files there. Then each example
 //! of contrib/ that names one of them (the NRPE command lines, the Nagios services, the
 //! Icinga 2 services) runs as the nagios user, twice: both runs exit 0, and the second, with a
-//! baseline, prints nothing but its status line.
+//! baseline, prints its status line and at most the one short note on the accept queue, which
+//! the nagios user cannot find without `--listen`.
 
 use std::fs;
 use std::path::Path;
@@ -297,9 +298,12 @@ fn every_contrib_example_is_ok_on_the_stock_debian_service() {
         let text = stdout_of(&second);
         assert_eq!(second.status.code(), Some(0), "{example:?}: {text}");
         if !example.args.iter().any(|a| a == "-v") {
-            let lines = text.lines().count();
-            assert_eq!(
-                lines, 1,
+            // what nagios cannot read by design is one short line at most: the accept queue,
+            // which needs --listen to name the sockets of a service it may not look into
+            let notes: Vec<&str> = text.lines().skip(1).collect();
+            let queue = "queue: left out, the service's fds are not readable as this user";
+            assert!(
+                notes.is_empty() || (notes.len() == 1 && notes[0].starts_with(queue)),
                 "{example:?}: notes a healthy run must not have: {text}"
             );
         }
