@@ -193,7 +193,7 @@ pub enum Note {
     /// `cpu_avg` over `span` seconds within this run, of a `window` of seconds
     AverageWithinRun { span: f64, window: u64 },
     /// `cpu_avg` over `span` seconds, the history being shorter than the window
-    AverageShort { span: f64, window: u64 },
+    AverageShort { span: f64, window: u64, gap: bool },
     /// `cpu_avg` over `span` seconds for the window
     AverageOver { span: f64, window: u64 },
     /// CPU figures beyond the `ceiling` percent every usable CPU can give, left out

@@ -42,6 +42,10 @@ pub fn error_bound(workers: usize, seconds: f64, hz: f64) -> f64 {
     workers as f64 / (seconds * hz) * 100.0
 }
 
+/// The share of its window `cpu_avg` must span to be said to cover it: checks a minute apart
+/// leave the sample nearest the window's start up to half a minute off it.
+const COVERED: f64 = 0.9;
+
 /// What this run measures against: what earlier runs left, and a reading of its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Previous<'a> {
@@ -80,8 +84,11 @@ pub struct Average {
     pub span: f64,
     /// `--average`, seconds
     pub window: u64,
-    /// no sample is as old as the window
+    /// the figure spans less than the window: no sample is as old as it (`history_short`),
+    /// or the one nearest its start is much younger (a gap in the checks)
     pub short: bool,
+    /// no sample is as old as the window
+    pub history_short: bool,
     /// not even one sample old enough: the figure is this run's own
     pub within_run: bool,
 }
@@ -93,7 +100,8 @@ impl Average {
         if self.within_run {
             Note::AverageWithinRun { span, window }
         } else if self.short {
-            Note::AverageShort { span, window }
+            let gap = !self.history_short;
+            Note::AverageShort { span, window, gap }
         } else {
             Note::AverageOver { span, window }
         }
@@ -311,7 +319,8 @@ impl Run<'_> {
         let average = Average {
             span,
             window,
-            short: short || start.is_none(),
+            short: short || start.is_none() || span < w * COVERED,
+            history_short: short,
             within_run,
         };
         (Some(rate.percent(ticks)), Some(average))

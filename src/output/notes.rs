@@ -235,9 +235,13 @@ fn cpu_bounds(note: &Note) -> String {
             "{label}: over {} within this run, of the {window} s window (no history yet)",
             seconds(*span)
         ),
-        Note::AverageShort { span, window } => format!(
-            "{label}: over {} of the {window} s window (history is short)",
-            seconds(*span)
+        Note::AverageShort { span, window, gap } => format!(
+            "{label}: over {} of the {window} s window ({})",
+            seconds(*span),
+            match gap {
+                true => "no sample nearer its start: the checks had a gap",
+                false => "history is short",
+            }
         ),
         Note::AverageOver { span, window } => {
             format!("{label}: over {} for the {window} s window", seconds(*span))
