@@ -103,6 +103,13 @@ fn watch_fixture(tree: &ProcTree, state: &Path, extra: &[&str]) -> Watching {
     Watching::start(cmd)
 }
 
+/// The check on the real `/proc`, keeping its state in `state`, as a command to spawn.
+fn real_command(state: &Path) -> Command {
+    let mut cmd = command(binary());
+    cmd.arg("--state-dir").arg(state);
+    cmd
+}
+
 /// The line after its ISO 8601 local time (`2026-12-06T16:20:00+01:00 `), which it must have.
 fn after_time(line: &str) -> &str {
     let (time, rest) = line.split_once(' ').unwrap();
@@ -338,8 +345,7 @@ fn real_workers_every_second_with_cpu_from_the_second_sample_on() {
     spawned.burners(&name, 1);
     spawned.sleepers(&name, 1);
     let state = state_dir();
-    let mut cmd = command(binary());
-    cmd.arg("--state-dir").arg(state.path());
+    let mut cmd = real_command(state.path());
     cmd.args([
         "-n",
         &name,
@@ -385,8 +391,7 @@ fn real_sigint_during_a_sample_finishes_it_saves_and_exits_0() {
     let name = unique("cwi");
     spawned.sleepers(&name, 2);
     let state = state_dir();
-    let mut cmd = command(binary());
-    cmd.arg("--state-dir").arg(state.path());
+    let mut cmd = real_command(state.path());
     // the first sample measures within itself over 1 s: the signal comes in the middle of it
     cmd.args(["-n", &name, "--interval", "1", "--every", "60", "-v"]);
     let watch = Watching::start(cmd);
@@ -422,8 +427,7 @@ fn real_json_lines_parse() {
     let name = unique("cwj");
     spawned.sleepers(&name, 3);
     let state = state_dir();
-    let mut cmd = command(binary());
-    cmd.arg("--state-dir").arg(state.path());
+    let mut cmd = real_command(state.path());
     cmd.args([
         "-n",
         &name,
