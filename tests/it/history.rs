@@ -749,47 +749,6 @@ while True:
         assert_eq!(of_line(&status_line(&after)).number("restarts"), 0.0);
     }
 
-    /// Two workers growing 1 MiB/s each: the average worker grows 3600 MiB an hour. Not
-    /// before two minutes of samples (issue 22, item 6: 10 s of load read 42 MiB/h): runs 5 s
-    /// apart give no figure, then runs a minute apart give the growth.
-    #[test]
-    fn workers_growing_a_mebibyte_a_second_grow_3_5_gib_an_hour() {
-        if !python3_available() {
-            crate::fixture::skip("workers_growing...", "needs python3");
-            return;
-        }
-        let mut spawned = Spawned::new();
-        let name = unique("cwg");
-        spawned.python(GROWING_WORKER, &name, "1048576", 2);
-        spawned.wait_until_named(&name);
-        thread::sleep(Duration::from_millis(500));
-        let state = state_dir();
-        let args = ["-n", name.as_str(), "--interval", "0"];
-        let started = Instant::now();
-        for at in [0, 5, 10, 65, 130] {
-            thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
-            let out = real_check(state.path(), &args);
-            let line = status_line(&out);
-            if at < 120 {
-                assert_eq!(of_line(&line).item("rss_growth"), None, "{line}");
-                continue;
-            }
-            let growth = of_line(&line).number("rss_growth");
-            let expected = 3600.0 * 1024.0 * 1024.0;
-            let gib = |b: f64| b / (1u64 << 30) as f64;
-            eprintln!(
-                "rss_growth {:.2} GiB/h (expected {:.2})",
-                gib(growth),
-                gib(expected)
-            );
-            assert!(
-                (growth - expected).abs() <= 0.3 * expected,
-                "rss_growth {growth} vs {expected}: {}",
-                stdout_of(&out)
-            );
-        }
-    }
-
     /// A master whose two workers each hold `argv[2]` MiB, all named `argv[1]`.
     const HOLDING_FAMILY: &str = r#"
 import ctypes, os, sys, time
@@ -841,33 +800,62 @@ os.wait()
         }
     }
 
-    // Regression (issue 22, item 6): after a restart the slope mixed the old workers with the
-    // new ones. Workers of 10 MiB a minute apart, then a restart to workers of 60 MiB: the fit
-    // over all three would read about 1.4 GiB/h; the new series has one sample, so no figure.
+    /// Issue 22, item 6, on one timeline (each case needs two minutes of samples), runs at 0,
+    /// 5, 10, 65 and 130 s:
+    /// - two workers growing 1 MiB/s each: no `rss_growth` before two minutes (10 s of load
+    ///   read 42 MiB/h for nginx), then about 3600 MiB an hour;
+    /// - a master whose workers hold 10 MiB, restarted after the 65-s run with workers of
+    ///   60 MiB: the fit over both would read about 1.4 GiB/h; the new series has one sample,
+    ///   so no figure, and `restarts=1`.
     #[test]
-    fn a_restart_starts_a_new_rss_growth_series() {
+    fn rss_growth_needs_two_minutes_and_a_restart_starts_a_new_series() {
         if !python3_available() {
-            crate::fixture::skip("a_restart_starts_a_new_rss_growth_series", "needs python3");
+            crate::fixture::skip("rss_growth_needs_two_minutes...", "needs python3");
             return;
         }
-        let name = unique("cwq");
-        let state = state_dir();
-        let args = ["-n", name.as_str(), "--interval", "0"];
+        let mut spawned = Spawned::new();
+        let growing = unique("cwg");
+        spawned.python(GROWING_WORKER, &growing, "1048576", 2);
+        spawned.wait_until_named(&growing);
+        let restarted = unique("cwq");
+        let mut family = Family::start(&restarted, 10);
+        let (growing_state, restarted_state) = (state_dir(), state_dir());
+        let check = |name: &str, state: &Path| {
+            let out = real_check(state, &["-n", name, "--interval", "0"]);
+            status_line(&out)
+        };
         let started = Instant::now();
-        let old = Family::start(&name, 10);
-        real_check(state.path(), &args);
-        thread::sleep(Duration::from_secs(65).saturating_sub(started.elapsed()));
-        real_check(state.path(), &args);
-        drop(old);
-        let _new = Family::start(&name, 60);
-        thread::sleep(Duration::from_secs(130).saturating_sub(started.elapsed()));
-        let out = real_check(state.path(), &args);
-        let line = status_line(&out);
+        for at in [0, 5, 10, 65, 130] {
+            thread::sleep(Duration::from_secs(at).saturating_sub(started.elapsed()));
+            let line = check(&growing, growing_state.path());
+            if at < 120 {
+                assert_eq!(of_line(&line).item("rss_growth"), None, "{line}");
+            } else {
+                let growth = of_line(&line).number("rss_growth");
+                let expected = 3600.0 * 1024.0 * 1024.0;
+                let gib = |b: f64| b / (1u64 << 30) as f64;
+                eprintln!(
+                    "rss_growth {:.2} GiB/h (expected {:.2})",
+                    gib(growth),
+                    gib(expected)
+                );
+                assert!((growth - expected).abs() <= 0.3 * expected, "{line}");
+            }
+            if at == 0 || at == 65 {
+                check(&restarted, restarted_state.path());
+            }
+            if at == 65 {
+                drop(family);
+                family = Family::start(&restarted, 60);
+            }
+        }
+        let line = check(&restarted, restarted_state.path());
         assert_eq!(of_line(&line).number("restarts"), 1.0, "{line}");
         assert!(
             of_line(&line).number("rss") > 50.0 * 1024.0 * 1024.0,
             "{line}"
         );
         assert_eq!(of_line(&line).item("rss_growth"), None, "{line}");
+        drop(family);
     }
 }
