@@ -280,7 +280,7 @@ fn memory(note: &Note) -> String {
             Uss.label(),
         ),
         Note::RssPctNoTotal => format!(
-            "{rss_pct}: the workers share no cgroup with a memory charge, and pss was not \
+            "{rss_pct}: no memory cgroup holds the workers and not this check, and pss was not \
              measured (--metrics pss); left out"
         ),
         Note::RssPctFromCharge => {

@@ -855,7 +855,7 @@ fn forged_process_name_is_escaped_at_vvv() {
              threads=1;;;0; fds=8;;;0; fd_pct_max=0.78%;;;0;100 age_min=4989s;;;0; \
              age_max=4989s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
-             rss_pct: the workers share no cgroup with a memory charge, and pss was not \
+             rss_pct: no memory cgroup holds the workers and not this check, and pss was not \
              measured (--metrics pss); left out\n\
              queue: the service holds no listening socket (TCP, unix stream)\n\
              selection: children of 812; master not counted\n\
@@ -929,7 +929,7 @@ fn regex_alternation_is_escaped_in_the_label_and_at_vv() {
              threads=2;;;0; fds=16;;;0; fd_pct_max=0.78%;;;0;100 age_min=4990s;;;0; \
              age_max=4990s;;;0; zombies=0;;;0; uninterruptible=0;;;0;\n\
              no baseline (first run) and --interval 0: cpu not measured in this run\n\
-             rss_pct: the workers share no cgroup with a memory charge, and pss was not \
+             rss_pct: no memory cgroup holds the workers and not this check, and pss was not \
              measured (--metrics pss); left out\n\
              queue: the service holds no listening socket (TCP, unix stream)\n\
              selection: cmdline /sleep 300\\x7csleep 200/; master not counted\n\
