@@ -106,7 +106,12 @@ fn sub_dir(dir: &Path, name: &str, owner: Option<(u32, u32)>) -> PathBuf {
 
 /// A port that was free a moment ago, on 127.0.0.1.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1:0")
+}
+
+/// A port that was free a moment ago on the address of `bind` (`127.0.0.1:0`, `[::1]:0`).
+fn free_port_on(bind: &str) -> u16 {
+    TcpListener::bind(bind)
         .unwrap()
         .local_addr()
         .unwrap()

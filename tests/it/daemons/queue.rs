@@ -12,7 +12,7 @@ use std::process::{Command as StdCommand, Output};
 use std::time::Duration;
 
 use super::nginx::{pids_named, ppid_of};
-use super::{assert_exit, ready, text, wait_for, Daemon};
+use super::{assert_exit, free_port, free_port_on, ready, text, wait_for, Daemon};
 use crate::fixture::perfdata::of_line;
 use crate::fixture::spawn::{install_binary, public_dir};
 use crate::fixture::{cpu_heavy, real_check, setpriv_available, skip, status_line, NOBODY};
@@ -107,11 +107,7 @@ fn nginx_queue(test: &str, host: &str, bind: &str) {
         return;
     }
     let _serial = cpu_heavy();
-    let port = TcpListener::bind(bind)
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port_on(bind);
     let work = public_dir(None);
     let dir = work.path();
     let nginx = start_nginx(dir, host, port);
@@ -336,11 +332,7 @@ fn unprivileged_the_queue_needs_listen() {
         return;
     }
     let _serial = cpu_heavy();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let work = public_dir(None);
     let dir = work.path();
     let nginx = start_nginx(dir, "127.0.0.1", port);
